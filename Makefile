@@ -1,0 +1,51 @@
+# Tollgate: `make run` (gateway + console + demo), `make test` (the whole suite on PostgreSQL + Redis).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+SIMULATOR_PORT ?= 9100
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tollgate
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test install bench serve simulator worker beat migrate clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	bash bin/run-demo
+
+test: install
+	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production \
+	TOLLGATE_ENCRYPTION_KEY=dGVzdC1vbmx5LWZlcm5ldC1rZXktMDAwMDAwMDAwMDA= \
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: install
+	bash bench/run
+
+# Production processes (environment: DATABASE_URL, REDIS_URL, SECRET_KEY, TOLLGATE_ENCRYPTION_KEY, PORT).
+serve: install
+	$(BIN)/granian --interface asgi --loop uvloop --host 0.0.0.0 --port $(PORT) --workers $${WORKERS:-2} \
+		gateway_site.asgi:application
+
+worker: install
+	$(BIN)/celery -A gateway_site worker --loglevel=INFO
+
+beat: install
+	$(BIN)/celery -A gateway_site beat --loglevel=INFO
+
+simulator: install
+	$(BIN)/python -m simulator --host 127.0.0.1 --port $(SIMULATOR_PORT)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+clean:
+	rm -rf $(VENV) db.sqlite3 var

@@ -1,0 +1,34 @@
+from django.conf import settings
+from django.db import models
+
+from accounts import roles
+
+
+class Team(models.Model):
+    """The tenant. Every key, team channel, route, usage record and ticket belongs to exactly one team."""
+
+    name = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=60, unique=True)
+    # Catalog models this team may use (public ids); empty means the whole catalog.
+    allowed_models = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.slug
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=roles.TEAM_ROLES, default=roles.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "team"], name="membership_unique_user_team")]
+
+
+class StaffRole(models.Model):
+    """Platform staff: operators run the platform, support staff work tickets across teams."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_role")
+    role = models.CharField(max_length=16, choices=roles.PLATFORM_ROLES)

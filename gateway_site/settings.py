@@ -1,0 +1,145 @@
+"""Tollgate settings, all from the environment (django-environ).
+
+With no environment at all this is the embedded default: SQLite, an in-process cache and eager Celery
+tasks, so a newcomer can `make run` with zero services. Production (DEBUG off) refuses to start without
+SECRET_KEY and TOLLGATE_ENCRYPTION_KEY.
+"""
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(str(BASE_DIR / ".env"))
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env("SECRET_KEY", default="")
+# Fernet keys (comma-separated, newest first) that encrypt upstream secrets at rest.
+TOLLGATE_ENCRYPTION_KEYS = env.list("TOLLGATE_ENCRYPTION_KEY", default=[])
+if not DEBUG and not (SECRET_KEY and TOLLGATE_ENCRYPTION_KEYS):
+    raise ImproperlyConfigured(
+        "SECRET_KEY and TOLLGATE_ENCRYPTION_KEY must be set when DEBUG is off "
+        "(`make run` writes both to .env; generate a key with "
+        "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`)."
+    )
+if DEBUG and not SECRET_KEY:
+    SECRET_KEY = "dev-only-insecure-secret-key"
+if DEBUG and not TOLLGATE_ENCRYPTION_KEYS:
+    TOLLGATE_ENCRYPTION_KEYS = ["ZGV2LW9ubHktaW5zZWN1cmUtZmVybmV0LWtleS0wMDA="]
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+PORT = env.int("PORT", default=8000)
+TOLLGATE_CURRENCY = env("TOLLGATE_CURRENCY", default="USD")
+if TOLLGATE_CURRENCY not in ("USD", "CNY"):
+    raise ImproperlyConfigured("TOLLGATE_CURRENCY must be USD or CNY")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "accounts",
+    "keys",
+    "routing",
+    "billing",
+    "support",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+# The relay's own paths skip the console's middleware (see gateway_site/asgi.py).
+APPEND_SLASH = False
+
+ROOT_URLCONF = "gateway_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+WSGI_APPLICATION = "gateway_site.wsgi.application"
+ASGI_APPLICATION = "gateway_site.asgi.application"
+
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_TIME_LIMIT = 300
+CELERY_TASK_SOFT_TIME_LIMIT = 240
+CELERY_BEAT_SCHEDULE = {
+    "flush-usage-journal": {"task": "billing.tasks.flush_orphan_journals", "schedule": 30.0},
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+]
+LOGIN_URL = "/console/login/"
+LOGIN_REDIRECT_URL = "/console/"
+LOGOUT_REDIRECT_URL = "/console/login/"
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "templates" / "static"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "EXCEPTION_HANDLER": "gateway_site.api.exception_handler",
+}
+
+# --- Relay -------------------------------------------------------------------------------------
+TOLLGATE_MAX_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = TOLLGATE_MAX_BODY_BYTES + 1
+TOLLGATE_UPSTREAM_TIMEOUT = env.float("TOLLGATE_UPSTREAM_TIMEOUT", default=120.0)
+TOLLGATE_UPSTREAM_CONNECT_TIMEOUT = env.float("TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
+# Usage records are appended to a local journal (durable through kill -9) and flushed to the DB in batches.
+TOLLGATE_JOURNAL_DIR = Path(env("TOLLGATE_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal")))
+TOLLGATE_JOURNAL_FLUSH_SECONDS = env.float("TOLLGATE_JOURNAL_FLUSH_SECONDS", default=0.5)
+# How long a gateway process trusts its local copy of a key/catalog before asking the cache again.
+TOLLGATE_LOCAL_TTL_SECONDS = env.float("TOLLGATE_LOCAL_TTL_SECONDS", default=0.5)
+TOLLGATE_BENCH_BARE_RELAY = env.bool("TOLLGATE_BENCH_BARE_RELAY", default=False)
+TOLLGATE_PUBLIC_BASE_URL = env("TOLLGATE_PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "support.redaction.RedactingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
+}
+# Serve /static/ from the ASGI process (no separate web server in the one-command setup).
+TOLLGATE_SERVE_STATIC = env.bool("TOLLGATE_SERVE_STATIC", default=True)

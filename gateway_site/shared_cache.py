@@ -1,0 +1,124 @@
+"""The cache shared by every gateway process: Redis when REDIS_URL is set, else one in-process dict.
+
+The hot path uses the async methods (redis.asyncio, no thread hop); services use the sync ones. A thin
+layer of its own rather than Django's cache because Django's async cache API runs in a thread.
+"""
+import asyncio
+import time
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+
+
+class _MemoryStore:
+    """The embedded default: one process, so a dict with expiry times is the whole shared cache."""
+
+    def __init__(self):
+        self._data: dict[str, tuple[bytes, float | None]] = {}
+
+    def get(self, key):
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, expires = item
+        if expires is not None and expires < time.monotonic():
+            self._data.pop(key, None)
+            return None
+        return value
+
+    def set(self, key, value, ttl=None):
+        self._data[key] = (value, time.monotonic() + ttl if ttl else None)
+
+    def delete(self, *keys):
+        for key in keys:
+            self._data.pop(key, None)
+
+
+_memory = _MemoryStore()
+_sync_client = None
+_async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
+
+
+def _redis_url():
+    return settings.REDIS_URL
+
+
+def sync_client() -> redis.Redis | None:
+    global _sync_client
+    if not _redis_url():
+        return None
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(_redis_url())
+    return _sync_client
+
+
+def async_client() -> aredis.Redis | None:
+    if not _redis_url():
+        return None
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = _async_clients[loop] = aredis.Redis.from_url(_redis_url())
+    return client
+
+
+async def aget(key: str) -> bytes | None:
+    client = async_client()
+    return await client.get(key) if client else _memory.get(key)
+
+
+async def aset(key: str, value: bytes, ttl: int | None = None) -> None:
+    client = async_client()
+    if client:
+        await client.set(key, value, ex=ttl)
+    else:
+        _memory.set(key, value, ttl)
+
+
+def get(key: str) -> bytes | None:
+    client = sync_client()
+    return client.get(key) if client else _memory.get(key)
+
+
+def set(key: str, value: bytes, ttl: int | None = None) -> None:  # noqa: A001 - mirrors the cache verb
+    client = sync_client()
+    if client:
+        client.set(key, value, ex=ttl)
+    else:
+        _memory.set(key, value, ttl)
+
+
+def delete(*keys: str) -> None:
+    client = sync_client()
+    if client:
+        client.delete(*keys)
+    else:
+        _memory.delete(*keys)
+
+
+def ping() -> bool:
+    client = sync_client()
+    return bool(client.ping()) if client else True
+
+
+class LocalTTL:
+    """A per-process map whose entries live a fraction of a second: the first layer in front of the cache."""
+
+    def __init__(self, ttl: float, max_items: int = 100_000):
+        self.ttl, self.max_items = ttl, max_items
+        self._data: dict = {}
+
+    def get(self, key):
+        item = self._data.get(key)
+        if item is not None and item[1] > time.monotonic():
+            return item[0]
+        return None
+
+    def put(self, key, value):
+        if len(self._data) >= self.max_items:
+            self._data.clear()  # bounded memory; a refill costs one cache round trip per key
+        self._data[key] = (value, time.monotonic() + self.ttl)
+
+    def clear(self):
+        self._data.clear()

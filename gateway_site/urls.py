@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from routing.relay import views as relay
+
+urlpatterns = [
+    # The relay (OpenAI format). Only this file imports the relay.
+    path("v1/chat/completions", relay.chat_completions),
+    path("v1/models", relay.list_models),
+    path("healthz", relay.healthz),
+    path("readyz", relay.readyz),
+    # Console, management API, admin.
+    path("", include("accounts.urls")),
+    path("", include("keys.urls")),
+    path("admin/", admin.site.urls),
+    # Anything else under an API-looking path answers JSON naming the right base URL.
+    re_path(r"^(?:v1|v1beta)(?:/.*)?$", relay.unknown_endpoint),
+    re_path(r"^(?:chat/completions|completions|models|embeddings|messages|responses)/?$", relay.unknown_endpoint),
+]
+
+handler404 = "gateway_site.views.not_found"
+handler500 = "gateway_site.views.server_error"

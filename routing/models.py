@@ -1,0 +1,64 @@
+from django.db import models
+
+from accounts.models import Team
+from gateway_site import crypto
+
+
+class Model(models.Model):
+    """A catalog entry. Prices live in billing.Price (the one price source), keyed by this model."""
+
+    public_id = models.CharField(max_length=120, unique=True)    # "openai/gpt-4o-mini"
+    display_name = models.CharField(max_length=120)
+    provider = models.CharField(max_length=40)                    # openai, anthropic, google, deepseek
+    upstream_name = models.CharField(max_length=120)              # default name sent upstream
+    aliases = models.JSONField(default=list, blank=True)          # provider-native names: "gpt-4o-mini"
+    context_length = models.PositiveIntegerField(default=128_000)
+    max_output_tokens = models.PositiveIntegerField(default=16_384)
+    input_modalities = models.JSONField(default=list, blank=True)
+    output_modalities = models.JSONField(default=list, blank=True)
+    supports_tools = models.BooleanField(default=True)
+    supports_json_schema = models.BooleanField(default=True)
+    supports_vision = models.BooleanField(default=False)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.public_id
+
+
+class Channel(models.Model):
+    """An upstream account. Platform channels (team is null) are the operator's and sold at catalog prices;
+    team channels (bring-your-own-key) carry only their own team's traffic."""
+
+    OPENAI = "openai"
+    KINDS = [(OPENAI, "OpenAI-compatible")]
+    ENABLED, DISABLED = "enabled", "disabled"
+    STATUSES = [(ENABLED, "Enabled"), (DISABLED, "Disabled by admin")]
+
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="channels")
+    name = models.CharField(max_length=80)
+    kind = models.CharField(max_length=20, choices=KINDS, default=OPENAI)
+    base_url = models.URLField(max_length=300)                   # up to and including /v1
+    api_key_encrypted = models.TextField()
+    api_key_mask = models.CharField(max_length=32, blank=True)
+    model_mapping = models.JSONField(default=dict, blank=True)    # public id → upstream name
+    priority = models.IntegerField(default=0)
+    weight = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=STATUSES, default=ENABLED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Declared last: the field's name shadows the `models` module inside the class body.
+    models = models.ManyToManyField(Model, related_name="channels")
+
+    @property
+    def is_platform(self) -> bool:
+        return self.team_id is None
+
+    def set_api_key(self, plain: str) -> None:
+        self.api_key_encrypted = crypto.encrypt(plain)
+        self.api_key_mask = f"…{plain[-4:]}" if len(plain) > 8 else "…"
+
+    def api_key(self) -> str:
+        return crypto.decrypt(self.api_key_encrypted)
+
+    def __str__(self):
+        return self.name

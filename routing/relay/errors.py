@@ -1,0 +1,86 @@
+"""The relay's error table and its two renderings (OpenAI's shape; Anthropic's comes with that route)."""
+from dataclasses import dataclass
+
+import orjson
+from django.http import HttpResponse
+
+
+@dataclass
+class RelayError(Exception):
+    status: int
+    type: str
+    code: str
+    message: str
+    param: str | None = None
+    headers: dict | None = None
+
+    def __str__(self):
+        return f"{self.status} {self.code}: {self.message}"
+
+
+def invalid_json(detail: str) -> RelayError:
+    return RelayError(400, "invalid_request_error", "invalid_json",
+                      f"The request body is not valid JSON ({detail}). Send a JSON object with "
+                      "`Content-Type: application/json`.")
+
+
+def missing_field(field: str) -> RelayError:
+    return RelayError(400, "invalid_request_error", "missing_field",
+                      f"Missing required parameter: '{field}'.", param=field)
+
+
+def invalid_value(field: str, why: str) -> RelayError:
+    return RelayError(400, "invalid_request_error", "invalid_value", f"Invalid value for '{field}': {why}",
+                      param=field)
+
+
+def invalid_api_key(message: str) -> RelayError:
+    return RelayError(401, "invalid_request_error", "invalid_api_key", message)
+
+
+def model_not_found(model: str) -> RelayError:
+    return RelayError(404, "invalid_request_error", "model_not_found",
+                      f"The model `{model}` does not exist or you do not have access to it. "
+                      "GET /v1/models lists the models this key may use.", param="model")
+
+
+def model_not_allowed(model: str) -> RelayError:
+    return RelayError(403, "permission_error", "model_not_allowed",
+                      f"This API key may not use the model `{model}`. Ask a team admin to allow it for the key "
+                      "or its group, or pick one from GET /v1/models.", param="model")
+
+
+def request_too_large(limit: int) -> RelayError:
+    return RelayError(413, "invalid_request_error", "request_too_large",
+                      f"The request body is larger than the gateway's limit of {limit} bytes. Send less context "
+                      "or fewer/lower-resolution images.")
+
+
+def upstream_unavailable(detail: str) -> RelayError:
+    return RelayError(502, "upstream_error", "upstream_unavailable",
+                      f"The upstream provider failed to answer: {detail}. Retry shortly; if it persists, "
+                      "open a ticket with the request id.")
+
+
+def upstream_timeout(seconds: float) -> RelayError:
+    return RelayError(504, "upstream_error", "upstream_timeout",
+                      f"The upstream provider did not answer within {seconds:g} s. Retry, or lower max_tokens.")
+
+
+def no_available_channel(model: str, attempts: list[str]) -> RelayError:
+    tried = "; ".join(attempts) if attempts else "no channel serves it"
+    return RelayError(503, "upstream_error", "no_available_channel",
+                      f"No upstream could serve `{model}` right now ({tried}). Retry shortly.")
+
+
+def openai_body(err: RelayError, request_id: str) -> bytes:
+    return orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param,
+                                   "code": err.code, "request_id": request_id}})
+
+
+def openai_response(err: RelayError, request_id: str) -> HttpResponse:
+    response = HttpResponse(openai_body(err, request_id), status=err.status, content_type="application/json")
+    response["X-Request-Id"] = request_id
+    for name, value in (err.headers or {}).items():
+        response[name] = value
+    return response

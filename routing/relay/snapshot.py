@@ -1,0 +1,120 @@
+"""The relay's in-memory picture of the catalog, prices and channels, so no request queries the database.
+
+Reloaded when the shared catalog version changes (routing.catalog.bump_version), checked at most once per
+local TTL; the reload itself runs in a thread, off the event loop.
+"""
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from gateway_site import shared_cache
+from routing.catalog import VERSION_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class PriceEntry:
+    input_per_m: int
+    output_per_m: int
+    cached_input_per_m: int
+    request_fee: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    id: int
+    public_id: str
+    upstream_name: str
+    provider: str
+    context_length: int
+    supports_tools: bool
+    supports_vision: bool
+    supports_json_schema: bool
+    created: int
+    price: PriceEntry | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelEntry:
+    id: int
+    team_id: int | None
+    name: str
+    kind: str
+    base_url: str
+    api_key: str
+    priority: int
+    weight: int
+    model_mapping: dict
+
+
+@dataclass
+class Snapshot:
+    version: bytes | None = None
+    models: dict[str, ModelEntry] = field(default_factory=dict)          # public id and aliases → entry
+    catalog: list[ModelEntry] = field(default_factory=list)             # each model once, sorted
+    channels: dict[str, list[ChannelEntry]] = field(default_factory=dict)  # public id → channels
+
+    def resolve(self, name: str) -> ModelEntry | None:
+        return self.models.get(name)
+
+    def channels_for(self, model: ModelEntry, team_id: int) -> list[ChannelEntry]:
+        """Usable channels for a team: its own channels first, then platform ones; by priority."""
+        usable = [c for c in self.channels.get(model.public_id, ()) if c.team_id in (None, team_id)]
+        usable.sort(key=lambda c: (c.team_id is None, -c.priority))
+        return usable
+
+
+def _load(version: bytes | None) -> Snapshot:
+    from billing.models import Price
+    from routing.models import Channel, Model
+
+    now = timezone.now()
+    prices: dict[int, PriceEntry] = {}
+    for p in Price.objects.filter(effective_from__lte=now).order_by("model_id", "-effective_from"):
+        prices.setdefault(p.model_id, PriceEntry(p.input_per_m, p.output_per_m, p.cached_input_per_m,
+                                                 p.request_fee))
+    snap = Snapshot(version=version)
+    for m in Model.objects.filter(enabled=True).order_by("public_id"):
+        entry = ModelEntry(m.id, m.public_id, m.upstream_name, m.provider, m.context_length, m.supports_tools,
+                           m.supports_vision, m.supports_json_schema, int(m.created_at.timestamp()),
+                           prices.get(m.id))
+        snap.catalog.append(entry)
+        for alias in m.aliases:
+            snap.models.setdefault(alias, entry)
+    for entry in snap.catalog:  # public ids win over aliases
+        snap.models[entry.public_id] = entry
+    for ch in Channel.objects.filter(status=Channel.ENABLED).prefetch_related("models"):
+        entry = ChannelEntry(ch.id, ch.team_id, ch.name, ch.kind, ch.base_url.rstrip("/"), ch.api_key(),
+                             ch.priority, ch.weight, dict(ch.model_mapping))
+        for m in ch.models.all():
+            snap.channels.setdefault(m.public_id, []).append(entry)
+    return snap
+
+
+_current = Snapshot()
+_checked_at = 0.0
+
+
+async def current() -> Snapshot:
+    global _current, _checked_at
+    now = time.monotonic()
+    if now - _checked_at < settings.TOLLGATE_LOCAL_TTL_SECONDS and _current.version is not None:
+        return _current
+    _checked_at = now
+    version = await shared_cache.aget(VERSION_KEY)
+    if version is None:
+        version = uuid.uuid4().hex.encode()  # cache was emptied: start a new version everyone reloads
+        await shared_cache.aset(VERSION_KEY, version)
+    if version != _current.version:
+        _current = await sync_to_async(_load)(version)
+    return _current
+
+
+def invalidate_local() -> None:
+    """Forget the local snapshot (tests, and after a change made in this same process)."""
+    global _checked_at
+    _checked_at = 0.0
+    _current.version = None

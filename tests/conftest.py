@@ -1,0 +1,101 @@
+import time
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from gateway_site import shared_cache
+from routing.catalog import bump_version
+from tests import factories
+from tests.servers import start_gateway, start_simulator
+
+
+@pytest.fixture(autouse=True)
+def _clean_shared_cache():
+    """Each test starts with an empty shared cache (Redis DB of the test run, or the in-process dict)."""
+    client = shared_cache.sync_client()
+    if client is not None:
+        client.flushdb()
+    else:
+        shared_cache._memory._data.clear()
+    yield
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def simulator(log_dir):
+    server = start_simulator(log_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_factory(django_db_setup, log_dir, tmp_path_factory):
+    """Start gateway processes against the test database; all are stopped at the end of the session."""
+    started = []
+
+    def start(journal_dir=None, **extra_env):
+        journal = journal_dir or tmp_path_factory.mktemp("journal")
+        server = start_gateway(settings_dict=connection.settings_dict, log_dir=log_dir, journal_dir=journal,
+                               extra_env=extra_env)
+        server.journal_dir = journal
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(gateway_factory):
+    return gateway_factory()
+
+
+@dataclass
+class LiveSetup:
+    base_url: str          # what a client puts in base_url: http://127.0.0.1:PORT/v1
+    server: object
+    simulator: object
+    team: object
+    key: object
+    secret: str
+    model: object
+    channel: object
+
+
+def make_live_setup(server, simulator, **key_kwargs) -> LiveSetup:
+    model = factories.CatalogModelFactory(public_id="openai/gpt-4o-mini", aliases=["gpt-4o-mini"],
+                                          upstream_name="gpt-4o-mini", supports_vision=True)
+    factories.PriceFactory(model=model)
+    channel = factories.channel(models=[model], base_url=f"{simulator.url}/v1")
+    key, secret = factories.api_key(**key_kwargs)
+    bump_version()
+    return LiveSetup(f"{server.url}/v1", server, simulator, key.team, key, secret, model, channel)
+
+
+@pytest.fixture
+def live(transactional_db, gateway, simulator):
+    """A team with a key, one catalog model with a price, and a platform channel to the simulator."""
+    return make_live_setup(gateway, simulator)
+
+
+def wait_for(predicate, timeout=5.0, interval=0.05):
+    """Poll until predicate() is truthy (usage records are flushed in the background, ~0.5 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def pytest_report_header(config):
+    return f"database: {settings.DATABASES['default']['ENGINE']}  cache: {settings.REDIS_URL or 'in-process'}"
