@@ -4,6 +4,7 @@ Layers: a per-process map (entries live TOLLGATE_LOCAL_TTL_SECONDS, 0.5 s by def
 (Redis) → the database. Revoking a key rewrites its shared-cache entry, so every process refuses it within
 the local TTL: well inside the 1 s the product promises.
 """
+import ipaddress
 import time
 from dataclasses import asdict, dataclass
 
@@ -32,6 +33,16 @@ class KeyContext:
     team_models: tuple[str, ...]
     group_models: tuple[str, ...]
     key_models: tuple[str, ...]
+    allowed_ips: tuple[str, ...] = ()
+
+    def ip_allowed(self, ip: str) -> bool:
+        if not self.allowed_ips:
+            return True
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in ipaddress.ip_network(net, strict=False) for net in self.allowed_ips)
 
 
 class AuthError(Exception):
@@ -53,7 +64,7 @@ def context_for(api_key) -> KeyContext:
         owner_id=api_key.owner_id, name=api_key.name, mask=api_key.mask, status=api_key.status,
         expires_at=api_key.expires_at.timestamp() if api_key.expires_at else None,
         team_models=tuple(api_key.team.allowed_models), group_models=tuple(api_key.group.allowed_models),
-        key_models=tuple(api_key.allowed_models),
+        key_models=tuple(api_key.allowed_models), allowed_ips=tuple(api_key.allowed_ips),
     )
 
 

@@ -36,6 +36,8 @@ class ApiKey(models.Model):
     status = models.CharField(max_length=10, choices=STATUSES, default=ACTIVE)
     expires_at = models.DateTimeField(null=True, blank=True)
     allowed_models = models.JSONField(default=list, blank=True)
+    # IPs or CIDR subnets the key may be used from; empty means anywhere.
+    allowed_ips = models.JSONField(default=list, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -11,7 +11,7 @@ def key_group_create(*, team, name: str, allowed_models=()) -> KeyGroup:
 
 
 @transaction.atomic
-def api_key_create(*, team, owner, group, name: str, allowed_models=(), expires_at=None,
+def api_key_create(*, team, owner, group, name: str, allowed_models=(), allowed_ips=(), expires_at=None,
                    secret: str | None = None) -> tuple[ApiKey, str]:
     """Create a key; the plain secret is returned once and never stored."""
     if group.team_id != team.id:
@@ -19,7 +19,8 @@ def api_key_create(*, team, owner, group, name: str, allowed_models=(), expires_
     secret = secret or new_secret()
     api_key = ApiKey.objects.create(
         team=team, owner=owner, group=group, name=name, prefix=secret[:10], secret_hash=hash_secret(secret),
-        mask=mask_secret(secret), allowed_models=list(allowed_models), expires_at=expires_at,
+        mask=mask_secret(secret), allowed_models=list(allowed_models), allowed_ips=list(allowed_ips),
+        expires_at=expires_at,
     )
     transaction.on_commit(lambda: auth.publish(api_key))
     return api_key, secret

@@ -50,6 +50,12 @@ def model_not_allowed(model: str) -> RelayError:
                       "or its group, or pick one from GET /v1/models.", param="model")
 
 
+def ip_not_allowed(ip: str) -> RelayError:
+    return RelayError(403, "permission_error", "ip_not_allowed",
+                      f"This API key may not be used from {ip}. Ask a team admin to add this address to the "
+                      "key's IP allowlist.")
+
+
 def request_too_large(limit: int) -> RelayError:
     return RelayError(413, "invalid_request_error", "request_too_large",
                       f"The request body is larger than the gateway's limit of {limit} bytes. Send less context "

@@ -68,6 +68,10 @@ class RelayCall:
             self.ctx = await authenticate(secret_from_headers(MetaHeaders(self.request.META)))
         except AuthError as exc:
             raise errors.invalid_api_key(exc.message) from None
+        if self.ctx.allowed_ips:
+            ip = self.request.META.get("REMOTE_ADDR", "")
+            if not self.ctx.ip_allowed(ip):
+                raise errors.ip_not_allowed(ip)
         return self.ctx
 
     def read_json(self) -> dict:

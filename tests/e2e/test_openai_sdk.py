@@ -85,3 +85,16 @@ def test_sdk_raises_typed_errors(live, status):
             client(live).chat.completions.create(model="no/such-model", messages=[{"role": "user", "content": "x"}])
         assert exc.value.code == "model_not_found"
     assert exc.value.response.headers["x-request-id"].startswith("req_")
+
+
+def test_ip_allowlist(live):
+    from tests.factories import api_key
+
+    _, outside = api_key(team=live.team, allowed_ips=["10.0.0.0/8"])
+    _, inside = api_key(team=live.team, allowed_ips=["127.0.0.0/24", "::1"])
+    denied = openai.OpenAI(base_url=live.base_url, api_key=outside, max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        denied.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
+    assert exc.value.code == "ip_not_allowed" and "127.0.0.1" in exc.value.message
+    allowed = openai.OpenAI(base_url=live.base_url, api_key=inside, max_retries=0)
+    assert allowed.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]).choices
