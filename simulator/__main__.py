@@ -21,6 +21,7 @@ def main(argv=None) -> None:
         loop=Loops.uvloop,
         workers=1,
         backlog=2048,
+        workers_kill_timeout=3,  # a request hung by the timeout fault must not hold up shutdown
         log_level=LogLevels(args.log_level),
     ).serve()
 

@@ -69,7 +69,7 @@ class Simulator:
         if reply.events is None:
             await _send_body(send, reply, output)
         else:
-            await _send_stream(send, receive, reply, output, provider, req.options.chunk_delay)
+            await _send_stream(send, receive, reply, output, provider, req.options.chunk_delay_ms / 1000)
 
     def _route(self, method, path):
         hit = self.routes.get((method, path))
@@ -129,7 +129,8 @@ class Simulator:
                 return 200, {"faults": [asdict(r) for r in self.script.rules]}
             if path == "/_sim/faults" and method == "POST":
                 data = orjson.loads(body)
-                return 200, {"ok": True, "fault": asdict(self.script.add(data["key"], data["fault"], data.get("count")))}
+                rule = self.script.add(data["key"], data["fault"], data.get("count"))
+                return 200, {"ok": True, "fault": asdict(rule)}
             if path == "/_sim/faults" and method == "DELETE":
                 self.script.clear(params.get("key", [None])[0])
                 return 200, {"ok": True}

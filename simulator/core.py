@@ -27,41 +27,46 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """Per-request knobs set by magic directives and x-sim-* headers."""
+    """Per-request knobs, set by `[[sim:NAME=N]]` directives in the body (and x-sim-chunk-delay-ms)."""
 
     tokens: int | None = None  # exact completion length
     cached: int = 0  # cached prompt tokens to report
     reasoning: int = 0  # reasoning tokens to add
-    chunk_delay: float = 0.015  # seconds between SSE frames
-    content_filter: bool = False
+    chunk_delay_ms: int = 15  # between SSE frames
+    content_filter: bool = False  # set by the content_filter fault
 
 
 DEFAULT_OPTIONS = Options()
 INVALID_KEY = "sk-sim-invalid"  # every provider rejects this key with its own 401
 
 _DIRECTIVE = re.compile(rb"\[\[sim:(\w+)=([^\]]*)\]\]")
-_INT_OPTIONS = {"tokens": "tokens", "cached": "cached", "reasoning": "reasoning", "chunk_delay_ms": "chunk_delay"}
+_NUMERIC = frozenset({"tokens", "cached", "reasoning", "chunk_delay_ms"})
+
+
+def _count(name, value) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{name} must not be negative")
+    return number
 
 
 def read_directives(body: bytes, header_faults: str | None, header_delay: str | None):
-    """Options and faults from `[[sim:key=value]]` directives in the body and from x-sim-* headers."""
+    """(Options, faults) from the body's directives and the x-sim-fault / x-sim-chunk-delay-ms headers."""
     specs, changes = [], {}
     if b"[[sim:" in body:  # fast path: most requests carry no directive
-        for key, value in _DIRECTIVE.findall(body):
-            key, value = key.decode(), value.decode()
-            if key == "fault":
+        for name, value in _DIRECTIVE.findall(body):
+            name, value = name.decode(), value.decode()
+            if name == "fault":
                 specs.append(value)
-            elif key in _INT_OPTIONS:
-                changes[_INT_OPTIONS[key]] = int(value)
+            elif name in _NUMERIC:
+                changes[name] = _count(name, value)
             else:
-                raise ValueError(f"unknown simulator directive {key!r}")
+                raise ValueError(f"unknown simulator directive {name!r}")
     if header_delay is not None:
-        changes["chunk_delay"] = int(header_delay)
+        changes["chunk_delay_ms"] = _count("x-sim-chunk-delay-ms", header_delay)
     if header_faults:
         specs.insert(0, header_faults)
     found = tuple(f for spec in specs for f in faults.parse(spec))
-    if "chunk_delay" in changes:
-        changes["chunk_delay"] /= 1000
     if any(f.kind == "content_filter" for f in found):
         changes["content_filter"] = True
     return (replace(DEFAULT_OPTIONS, **changes) if changes else DEFAULT_OPTIONS), found

@@ -92,6 +92,8 @@ class Script:
         self.rules: list[Rule] = []
 
     def add(self, key: str, spec: str, count: int | None) -> Rule:
+        if not isinstance(key, str) or not key or not isinstance(spec, str):
+            raise ValueError('"key" (an API key, or "*") and "fault" must be non-empty strings')
         parse(spec)  # reject bad specs now rather than on the next request
         if count is not None and (type(count) is not int or count < 1):
             raise ValueError("count must be a positive integer or null")

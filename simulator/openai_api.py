@@ -43,7 +43,8 @@ def _invalid_value(param, value, allowed):
     return _bad(param, f"Invalid value: '{value}'. Supported values are: {listed}.")
 
 
-_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", float: "a decimal", list: "an array", dict: "an object"}
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", float: "a decimal", list: "an array",
+               dict: "an object"}
 
 
 def _check_type(param, value, types, expected):
@@ -208,7 +209,8 @@ def _check_max_tokens(param, value, body):
                        "Use 'max_completion_tokens' instead.", param=param, code="unsupported_parameter")
 
 
-_OBJECT, _ARRAY, _BOOL, _STR = _of((dict,), "an object"), _of((list,), "an array"), _of((bool,), "a boolean"), _of((str,), "a string")
+_OBJECT, _ARRAY = _of((dict,), "an object"), _of((list,), "an array")
+_BOOL, _STR = _of((bool,), "a boolean"), _of((str,), "a string")
 _CHECKS = {
     "model": _STR, "messages": _check_messages, "audio": _OBJECT,
     "frequency_penalty": _number(-2, 2), "function_call": _of((str, dict), "one of a string or object"),

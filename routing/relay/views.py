@@ -109,6 +109,7 @@ def _stream_response(call: RelayCall, resp: aiohttp.ClientResponse, payload: dic
                     continue
                 if line == b"data: [DONE]":
                     finished = True
+                    call.record()  # durable before the client sees the end of the stream
                     yield b"data: [DONE]\n\n"
                     continue
                 out, usage = adapter.stream_events(line)
@@ -137,6 +138,7 @@ def _stream_response(call: RelayCall, resp: aiohttp.ClientResponse, payload: dic
             chunk = {"id": "chatcmpl-" + call.hex_id, "object": "chat.completion.chunk", "model": call.model.public_id,
                      "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
                      "error": {"message": err.message, "type": err.type, "code": err.code}}
+            call.record()
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
             yield b"data: [DONE]\n\n"
         except asyncio.CancelledError:

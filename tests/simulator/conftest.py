@@ -1,55 +1,20 @@
-"""Starts `python -m simulator` on a free port once per session; no Django involved."""
+"""One `python -m simulator` process for the session (tests.servers: free port, waits for /_sim/health).
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
+Nothing here needs Django: `pytest tests/simulator -p no:django --confcutdir=tests/simulator` runs alone."""
 
 import httpx
 import openai
 import pytest
+
+from tests.servers import start_simulator
 from tests.simulator.sim_helpers import KEY
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
 def sim_url(tmp_path_factory):
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("simulator") / "simulator.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(f"{url}/_sim/health", timeout=0.5).json() == {"ok": True}:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"simulator did not start; see {log.name}")
-        time.sleep(0.05)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group we created: granian and its worker
-        proc.wait()
-    log.close()
+    server = start_simulator(tmp_path_factory.mktemp("simulator-logs"))
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture
@@ -66,4 +31,3 @@ def sdk(sim_url, sim):
     """The official OpenAI SDK pointed at the simulator; streams without inter-chunk delay unless asked."""
     return openai.OpenAI(base_url=f"{sim_url}/v1", api_key=KEY, max_retries=0, timeout=10,
                          default_headers={"x-sim-chunk-delay-ms": "0"})
-

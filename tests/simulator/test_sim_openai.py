@@ -8,9 +8,9 @@ import time
 
 import openai
 import pytest
-from tests.simulator.sim_helpers import raw_chat, sse_events
 
 from simulator.tokens import count_tokens
+from tests.simulator.sim_helpers import raw_chat, sse_events
 
 pytestmark = pytest.mark.live
 
@@ -122,7 +122,7 @@ def test_first_stream_chunk_arrives_before_the_stream_ends(sdk):
     for chunk in stream:
         first = first or time.monotonic() - start
     total = time.monotonic() - start
-    assert total >= 13 * 0.06  # 14 frames, 13 gaps
+    assert total >= 13 * 0.06 * 0.95  # 14 frames, 13 gaps (timers may fire a hair early)
     assert first < 0.3 and first < total / 3
 
 
@@ -131,7 +131,7 @@ def test_magic_chunk_delay(sdk):
     messages = [{"role": "user", "content": "hi [[sim:chunk_delay_ms=40]] [[sim:tokens=5]]"}]
     list(sdk.chat.completions.create(model="m", messages=messages, stream=True,
                                      extra_headers={"x-sim-chunk-delay-ms": openai.Omit()}))
-    assert time.monotonic() - start >= 6 * 0.04
+    assert time.monotonic() - start >= 6 * 0.04 * 0.95
 
 
 def test_tool_call_then_text_after_tool_result(sdk):
