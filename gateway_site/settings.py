@@ -97,6 +97,7 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BEAT_SCHEDULE = {
     "flush-usage-journal": {"task": "billing.tasks.flush_orphan_journals", "schedule": 30.0},
+    "reconcile-usage": {"task": "billing.tasks.reconcile_usage", "schedule": 60.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
