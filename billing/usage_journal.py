@@ -125,19 +125,24 @@ def insert_records(records: list[dict]) -> None:
 
 def _insert_one_by_one(rows) -> None:
     """A batch failed because some row points at a key or channel deleted since: keep the record without
-    that link rather than let one row block every later record. A record whose team is gone is dropped."""
+    the dangling link (only that one) rather than let one row block every later record. A record whose team
+    is gone is dropped."""
     from billing.models import UsageRecord
+    from keys.models import ApiKey
+    from routing.models import Channel
 
+    keys = set(ApiKey.objects.filter(pk__in={r.api_key_id for r in rows}).values_list("pk", flat=True))
+    channels = set(Channel.objects.filter(pk__in={r.channel_id for r in rows}).values_list("pk", flat=True))
     for row in rows:
-        for attempt in range(2):
-            try:
-                with transaction.atomic():
-                    UsageRecord.objects.bulk_create([row], ignore_conflicts=True)
-                break
-            except IntegrityError:
-                if attempt:
-                    log.warning("usage record %s dropped: its team no longer exists", row.request_id)
-                row.api_key_id = row.channel_id = None
+        if row.api_key_id not in keys:
+            row.api_key_id = None
+        if row.channel_id not in channels:
+            row.channel_id = None
+        try:
+            with transaction.atomic():
+                UsageRecord.objects.bulk_create([row], ignore_conflicts=True)
+        except IntegrityError:
+            log.warning("usage record %s dropped: its team no longer exists", row.request_id)
 
 
 def replay_orphans(directory: Path | None = None) -> int:

@@ -2,7 +2,7 @@
 import os
 
 import orjson
-from django.http import HttpResponse, HttpResponseNotFound, HttpResponseServerError
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseNotFound, HttpResponseServerError
 from django.template import loader
 
 API_PREFIXES = ("/v1", "/v1beta", "/api/")
@@ -21,6 +21,13 @@ def not_found(request, exception=None):
     if request.path.startswith(API_PREFIXES):
         return _json_error(404, "invalid_request_error", "not_found", "Not found.")
     return HttpResponseNotFound(loader.render_to_string("404.html", request=request))
+
+
+def bad_request(request, exception=None):
+    if request.path.startswith(API_PREFIXES):
+        return _json_error(400, "invalid_request_error", "bad_request",
+                           "The gateway could not read this request. Check the body and headers.")
+    return HttpResponseBadRequest("Bad request.")
 
 
 def server_error(request):

@@ -7,6 +7,7 @@ import time
 import aiohttp
 import orjson
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 
 from billing import usage_journal
 from billing.money import usage_cost
@@ -78,7 +79,10 @@ class RelayCall:
         limit = settings.TOLLGATE_MAX_BODY_BYTES
         if int(self.request.META.get("CONTENT_LENGTH") or 0) > limit:
             raise errors.request_too_large(limit)
-        body = self.request.body
+        try:
+            body = self.request.body
+        except RequestDataTooBig:  # a chunked body with no Content-Length
+            raise errors.request_too_large(limit) from None
         if len(body) > limit:
             raise errors.request_too_large(limit)
         if not body:

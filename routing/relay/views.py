@@ -137,7 +137,8 @@ def _stream_response(call: RelayCall, resp: aiohttp.ClientResponse, payload: dic
             call.fail(err)
             chunk = {"id": "chatcmpl-" + call.hex_id, "object": "chat.completion.chunk", "model": call.model.public_id,
                      "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
-                     "error": {"message": err.message, "type": err.type, "code": err.code}}
+                     "error": {"message": err.message, "type": err.type, "code": err.code,
+                               "request_id": call.request_id}}
             call.record()
             yield b"data: " + orjson.dumps(chunk) + b"\n\n"
             yield b"data: [DONE]\n\n"
@@ -170,6 +171,7 @@ async def list_models(request):
     return json_response({"object": "list", "data": data}, request_id=call.request_id)
 
 
+@csrf_exempt
 def unknown_endpoint(request, path=""):
     """Any path the relay does not serve: a JSON error that names the right base URL."""
     request_id = RelayCall(request).request_id
