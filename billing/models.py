@@ -46,6 +46,8 @@ class UsageRecord(models.Model):
     user_agent = models.CharField(max_length=300, blank=True)
     sdk = models.CharField(max_length=80, blank=True)          # "openai-python 1.2.3"
     path = models.CharField(max_length=300, blank=True)        # the path the client called
+    route = models.CharField(max_length=120, blank=True)       # "route:tools", "models[]", "auto → route:vision"
+    attempts = models.JSONField(default=list, blank=True)      # candidates skipped or failed, and why
     created_at = models.DateTimeField(db_index=True)
     # Set together, by billing.services.usage_reconcile, in the transaction that posts the usage entry.
     # A zero-cost record is billed without an entry.

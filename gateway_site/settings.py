@@ -132,6 +132,11 @@ TOLLGATE_JOURNAL_DIR = Path(env("TOLLGATE_JOURNAL_DIR", default=str(BASE_DIR / "
 TOLLGATE_JOURNAL_FLUSH_SECONDS = env.float("TOLLGATE_JOURNAL_FLUSH_SECONDS", default=0.5)
 # How long a gateway process trusts its local copy of a key/catalog before asking the cache again.
 TOLLGATE_LOCAL_TTL_SECONDS = env.float("TOLLGATE_LOCAL_TTL_SECONDS", default=0.5)
+# Routing: at most this many upstream attempts (channels × models) and this long, before the first byte.
+TOLLGATE_MAX_ATTEMPTS = env.int("TOLLGATE_MAX_ATTEMPTS", default=6)
+TOLLGATE_ROUTE_DEADLINE_SECONDS = env.float("TOLLGATE_ROUTE_DEADLINE_SECONDS", default=180.0)
+# `model: "auto"` sends prompts estimated above this many tokens to the team's route:long-review.
+TOLLGATE_AUTO_LONG_PROMPT_TOKENS = env.int("TOLLGATE_AUTO_LONG_PROMPT_TOKENS", default=32_000)
 TOLLGATE_BENCH_BARE_RELAY = env.bool("TOLLGATE_BENCH_BARE_RELAY", default=False)
 TOLLGATE_PUBLIC_BASE_URL = env("TOLLGATE_PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 

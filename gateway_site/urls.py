@@ -6,6 +6,8 @@ from routing.relay import views as relay
 urlpatterns = [
     # The relay (OpenAI format). Only this file imports the relay.
     path("v1/chat/completions", relay.chat_completions),
+    path("v1/messages", relay.messages),
+    path("v1/messages/count_tokens", relay.count_tokens),
     path("v1/models", relay.list_models),
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),
@@ -18,5 +20,6 @@ urlpatterns = [
     re_path(r"^(?:chat/completions|completions|models|embeddings|messages|responses)/?$", relay.unknown_endpoint),
 ]
 
+handler400 = "gateway_site.views.bad_request"
 handler404 = "gateway_site.views.not_found"
 handler500 = "gateway_site.views.server_error"

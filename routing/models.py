@@ -30,8 +30,8 @@ class Channel(models.Model):
     """An upstream account. Platform channels (team is null) are the operator's and sold at catalog prices;
     team channels (bring-your-own-key) carry only their own team's traffic."""
 
-    OPENAI = "openai"
-    KINDS = [(OPENAI, "OpenAI-compatible")]
+    OPENAI, ANTHROPIC, GEMINI = "openai", "anthropic", "gemini"
+    KINDS = [(OPENAI, "OpenAI-compatible"), (ANTHROPIC, "Anthropic Messages"), (GEMINI, "Google Gemini")]
     ENABLED, DISABLED = "enabled", "disabled"
     STATUSES = [(ENABLED, "Enabled"), (DISABLED, "Disabled by admin")]
 
@@ -45,6 +45,7 @@ class Channel(models.Model):
     priority = models.IntegerField(default=0)
     weight = models.PositiveIntegerField(default=1)
     status = models.CharField(max_length=10, choices=STATUSES, default=ENABLED)
+    max_concurrency = models.PositiveIntegerField(null=True, blank=True)  # per gateway process; None = no cap
     created_at = models.DateTimeField(auto_now_add=True)
     # Declared last: the field's name shadows the `models` module inside the class body.
     models = models.ManyToManyField(Model, related_name="channels")
@@ -62,3 +63,31 @@ class Channel(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class RoutingRule(models.Model):
+    """A named route (task tier) of a team, optionally for one key group: clients send `model: "route:NAME"`.
+
+    The default model serves first, then the backups in order; the downgrade model serves when all of them
+    failed (and, with budgets, when the route's soft limit is passed). Forbidden models are never served to
+    keys this rule applies to."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="routing_rules")
+    key_group = models.ForeignKey("keys.KeyGroup", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="routing_rules")
+    name = models.SlugField(max_length=60)               # "default", "batch", "tools", "long-review", "vision"
+    default_model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="+")
+    backup_models = models.JSONField(default=list, blank=True)     # ordered public ids
+    downgrade_model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    forbidden_models = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "key_group", "name"], name="routingrule_unique_name"),
+            models.UniqueConstraint(fields=["team", "name"], condition=models.Q(key_group=None),
+                                    name="routingrule_unique_team_name"),
+        ]
+
+    def __str__(self):
+        return f"route:{self.name}"

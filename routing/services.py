@@ -1,7 +1,7 @@
 from django.db import transaction
 
 from routing.catalog import bump_version
-from routing.models import Channel, Model
+from routing.models import Channel, Model, RoutingRule
 
 
 @transaction.atomic
@@ -34,3 +34,15 @@ def channel_update(*, channel: Channel, api_key: str | None = None, models=None,
         channel.models.set(models)
     transaction.on_commit(bump_version)
     return channel
+
+
+@transaction.atomic
+def routing_rule_upsert(*, team, name: str, default_model, backup_models=(), downgrade_model=None,
+                        forbidden_models=(), key_group=None):
+    """Create or replace a team's named route (`model: "route:NAME"`)."""
+    rule, _ = RoutingRule.objects.update_or_create(
+        team=team, key_group=key_group, name=name,
+        defaults={"default_model": default_model, "backup_models": list(backup_models),
+                  "downgrade_model": downgrade_model, "forbidden_models": list(forbidden_models)})
+    transaction.on_commit(bump_version)
+    return rule

@@ -1,8 +1,13 @@
 """The raw ASGI app: routing, auth, fault injection, the request log and the /_sim control endpoints.
 
+Upstream routes (each provider module builds a `Provider`, listed in PROVIDERS):
+  OpenAI     POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models[/ID]   Authorization: Bearer
+  Anthropic  POST /v1/messages, POST /v1/messages/count_tokens          x-api-key (or Bearer) + anthropic-version
+  Gemini     POST /v1beta/models/MODEL:generateContent, :streamGenerateContent[?alt=sse]   x-goog-api-key or ?key=
+
 Control endpoints (no auth):
   GET    /_sim/health              {"ok": true}
-  GET    /_sim/requests?limit=N    the last N requests received, API keys masked to their last 4 chars
+  GET    /_sim/requests?limit=N    the last N requests received, API keys (headers, ?key=) masked to their last 4 chars
   DELETE /_sim/requests            forget them
   GET    /_sim/faults              the scripted faults
   POST   /_sim/faults              {"key": "<api key>" or "*", "fault": "<spec>", "count": N or null}
@@ -11,6 +16,7 @@ Control endpoints (no auth):
 
 import asyncio
 import itertools
+import re
 import time
 from collections import deque
 from dataclasses import asdict
@@ -18,12 +24,13 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from . import faults, openai_api
+from . import anthropic_api, faults, gemini_api, openai_api
 from .core import ApiError, Reply, Request, read_directives
 
-PROVIDERS = (openai_api.PROVIDER,)
+PROVIDERS = (openai_api.PROVIDER, anthropic_api.PROVIDER, gemini_api.PROVIDER)
 HISTORY = 200
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
+_QUERY_KEY = re.compile(r"(?<![^&])key=([^&]*?)([^&]{0,4})(?=&|$)")
 
 
 class Disconnect(Exception):
@@ -60,12 +67,13 @@ class Simulator:
             return await _send_body(send, Reply(orjson.dumps(payload), status=status), None)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         req = Request(method, path, scope["query_string"], headers, body)
+        req.id = "req_%024x" % next(self._ids)
         self.requests.append((time.time(), req))
         provider, handler = self._route(method, path)
         reply, output = await self._handle(provider, handler, req, receive)
         if reply is None:  # the client left while we stalled
             return
-        reply.headers.append((b"x-request-id", b"req_%024x" % next(self._ids)))
+        reply.headers.append((provider.id_header, req.id.encode()))
         if reply.events is None:
             await _send_body(send, reply, output)
         else:
@@ -90,9 +98,7 @@ class Simulator:
                 try:
                     req.json = orjson.loads(req.body)
                 except orjson.JSONDecodeError:
-                    raise ApiError(400, "We could not parse the JSON body of your request. (HINT: This likely means "
-                                   "you aren't using your HTTP library correctly. The API expects a JSON payload, "
-                                   "but what was sent was not valid JSON.)") from None
+                    raise ApiError(400, provider.json_error) from None
             try:
                 req.options, found = read_directives(
                     req.body, req.headers.get("x-sim-fault"), req.headers.get("x-sim-chunk-delay-ms"))
@@ -111,7 +117,7 @@ class Simulator:
                 raise provider.fault_error(plan.output, req)
             return reply, plan.output
         except ApiError as e:
-            return provider.error(e), None
+            return provider.error(e, req), None
 
     def _control(self, method, path, query, body):
         params = parse_qs(query.decode())
@@ -236,5 +242,5 @@ def _describe(t, req) -> dict:
     except orjson.JSONDecodeError:
         body = req.body.decode("utf-8", "replace")
     headers = {k: "***" + v[-4:] if k in _SECRET_HEADERS else v for k, v in req.headers.items()}
-    return {"time": t, "method": req.method, "path": req.path, "query": req.query.decode("latin-1"),
-            "headers": headers, "body": body}
+    query = _QUERY_KEY.sub(r"key=***\2", req.query.decode("latin-1"))
+    return {"time": t, "method": req.method, "path": req.path, "query": query, "headers": headers, "body": body}

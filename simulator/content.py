@@ -11,11 +11,11 @@ _FILLER = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod
 _MAGIC = re.compile(r"\[\[sim:[^\]]*\]\]")
 
 
-def reply_text(prompt: str, n_tokens: int | None = None) -> str:
-    """'Simulated reply to: <first 8 words>', cut or padded to exactly n_tokens tokens."""
+def reply_text(prompt: str, n_tokens: int | None = None, lead: str = "Simulated reply to:") -> str:
+    """'<lead> <first 8 words>', cut or padded to exactly n_tokens tokens."""
     n = DEFAULT_REPLY_TOKENS if n_tokens is None else n_tokens
     words = _MAGIC.sub(" ", prompt).split()[:8]
-    parts = pieces(" ".join(["Simulated reply to:", *words]))[:n]
+    parts = pieces(" ".join([lead, *words]))[:n]
     parts += [" " + _FILLER[i % len(_FILLER)] for i in range(n - len(parts))]
     return "".join(parts).lstrip()
 
@@ -35,6 +35,7 @@ def sample(schema: dict, name: str = "value"):
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
+    kind = kind.lower() if isinstance(kind, str) else kind  # Gemini's schemas say "OBJECT", "STRING"...
     if kind == "object":
         props = schema.get("properties") or {}
         keys = schema.get("required", list(props))

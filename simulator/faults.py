@@ -3,14 +3,14 @@
 A fault spec is a comma-separated list of `kind[:arg]`:
 
   status:N          reply with HTTP N in the provider's error shape (429 carries Retry-After)
-  quota             429 "insufficient_quota"
-  context_length    400 context_length_exceeded
-  model_not_found   404 model_not_found
-  content_filter    reply cut in half with finish_reason "content_filter"
+  quota             out of credit: OpenAI 429 insufficient_quota, Anthropic 400 credit balance, Gemini 429
+  context_length    400 prompt too long
+  model_not_found   404 unknown model
+  content_filter    reply cut in half, stopped by the content filter (content_filter / refusal / SAFETY)
   delay:MS          wait MS milliseconds before answering
   timeout[:S]       hang S seconds (default 120, or until the client goes away), then answer
   break[:K]         stream: drop the connection after K frames; plain: drop it halfway through the body
-  stream_error[:K]  stream: after K frames send an error frame and end; plain: 500
+  stream_error[:K]  stream: after K frames send an error frame and end; plain: 500 (Anthropic: 529 overloaded)
   invalid_json      the body (stream: the second frame) is not valid JSON
   truncate          a complete HTTP response whose body is cut in half
   empty             200 with an empty body

@@ -8,8 +8,9 @@ import time
 import orjson
 
 from . import content
-from .core import INVALID_KEY, ApiError, Provider, Reply
-from .tokens import IMAGE_TOKENS, MEDIA_TOKENS, MESSAGE_OVERHEAD, count_tokens, pieces
+from .core import INVALID_KEY, ApiError, Provider, Reply, pick_tool, say
+from .core import call as call_tool
+from .tokens import IMAGE_TOKENS, MEDIA_TOKENS, MESSAGE_OVERHEAD, count_tokens
 
 MODELS = {
     "gpt-4o-mini": "openai",
@@ -271,12 +272,12 @@ def _tool_to_call(body):
     """The function tool the simulated model calls, or None to answer with text."""
     choice = body.get("tool_choice") or "auto"
     functions = [t["function"] for t in body.get("tools") or () if t["type"] == "function"]
-    if not functions or choice == "none" or body["messages"][-1]["role"] == "tool":
-        return None
-    if isinstance(choice, dict) and choice["type"] == "function":
-        name = choice["function"]["name"]
-        return next((f for f in functions if f["name"] == name), {"name": name})
-    return functions[0]
+    named = choice["function"]["name"] if isinstance(choice, dict) and choice["type"] == "function" else None
+    return pick_tool(functions, named, off=choice == "none" or body["messages"][-1]["role"] == "tool")
+
+
+_FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "filter": "content_filter",
+           "tool": "tool_calls"}
 
 
 def _answer(body, options) -> str:
@@ -289,10 +290,6 @@ def _answer(body, options) -> str:
         text = orjson.dumps(content.sample(fmt["json_schema"].get("schema") or {"type": "object"})).decode()
     elif fmt.get("type") == "json_object":
         text = orjson.dumps({"reply": text}).decode()
-    stop = body.get("stop") or ()
-    for s in [stop] if isinstance(stop, str) else stop:
-        if s and s in text:
-            text = text[: text.index(s)]
     return text
 
 
@@ -308,21 +305,16 @@ def chat_completions(req) -> Reply:
     prompt = prompt_tokens(body["messages"], body.get("tools"))
     tool = _tool_to_call(body)
     if tool is not None:
-        params = tool.get("parameters")
-        args = orjson.dumps(content.sample(params) if params else {}).decode()
+        out = call_tool(tool, "parameters")
         call = {"id": "call_" + secrets.token_hex(12), "type": "function",
-                "function": {"name": tool["name"], "arguments": args}}
-        parts, finish = pieces(args), "tool_calls"
-        completion = count_tokens(tool["name"]) + len(parts)
+                "function": {"name": out.tool, "arguments": "".join(out.pieces)}}
+        completion = count_tokens(out.tool) + len(out.pieces)
     else:
-        call, finish = None, "stop"
-        parts = pieces(_answer(body, options))
-        if options.content_filter:
-            parts, finish = parts[: len(parts) // 2], "content_filter"
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        if limit is not None and len(parts) > limit:
-            parts, finish = parts[:limit], "length"
-        completion = len(parts)
+        stop = body.get("stop") or ()
+        out = say(_answer(body, options), options, body.get("max_completion_tokens") or body.get("max_tokens"),
+                  [stop] if isinstance(stop, str) else stop)
+        call, completion = None, len(out.pieces)
+    parts, finish = out.pieces, _FINISH[out.finish]
     completion += options.reasoning
     usage = {
         "prompt_tokens": prompt, "completion_tokens": completion * n, "total_tokens": prompt + completion * n,
@@ -435,7 +427,7 @@ def api_key(req) -> str:
     return key
 
 
-def error(e: ApiError) -> Reply:
+def error(e: ApiError, req=None) -> Reply:
     kind = e.type or ("invalid_request_error" if e.status < 500 else "server_error")
     body = {"error": {"message": e.message, "type": kind, "param": e.param, "code": e.code}}
     return Reply(orjson.dumps(body), status=e.status, headers=e.headers)
@@ -494,4 +486,6 @@ PROVIDER = Provider(
     error=error,
     fault_error=fault_error,
     stream_error=stream_error,
+    json_error="We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+               "HTTP library correctly. The API expects a JSON payload, but what was sent was not valid JSON.)",
 )

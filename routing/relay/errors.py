@@ -79,6 +79,20 @@ def no_available_channel(model: str, attempts: list[str]) -> RelayError:
                       f"No upstream could serve `{model}` right now ({tried}). Retry shortly.")
 
 
+def route_not_found(route: str) -> RelayError:
+    return RelayError(404, "invalid_request_error", "model_not_found",
+                      f"No route `{route}` is configured for this key's team. Ask a team admin to create it in "
+                      "the console (Routing), or send a model id.", param="model")
+
+
+def no_capable_model(names: list[str], skipped: list[str]) -> RelayError:
+    code = "context_length_exceeded" if skipped and all("context" in s for s in skipped) else \
+        "unsupported_capability"
+    return RelayError(400, "invalid_request_error", code,
+                      f"No requested model can serve this request: {'; '.join(skipped) or ', '.join(names)}. "
+                      "Pick a model that supports what the request needs.", param="model")
+
+
 def openai_body(err: RelayError, request_id: str) -> bytes:
     return orjson.dumps({"error": {"message": err.message, "type": err.type, "param": err.param,
                                    "code": err.code, "request_id": request_id}})

@@ -12,12 +12,34 @@ from django.core.exceptions import RequestDataTooBig
 from billing import usage_journal
 from billing.money import usage_cost
 from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
-from keys.selectors import allowed_models
-from routing.adapters.base import Usage
+from routing.adapters.base import UpstreamFormatError, Usage
 from routing.adapters.registry import adapter_for
-from routing.relay import errors, snapshot
+from routing.relay import errors, router, snapshot
 from routing.relay.upstream import session
 from support.redaction import redact
+
+
+NEXT_CHANNEL, NEXT_MODEL, FATAL = "channel", "model", "fatal"
+# Upstream error codes that mean "this model cannot do it" (another model may) or "this channel is broken".
+_MODEL_CODES = frozenset({"context_length_exceeded", "content_filter", "content_policy_violation",
+                          "model_not_found", "not_found_error", "NOT_FOUND"})
+_CHANNEL_CODES = frozenset({"API_KEY_INVALID", "authentication_error", "permission_error", "billing_error",
+                            "insufficient_quota", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "overloaded_error"})
+_in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
+
+
+def classify(status: int, code: str | None) -> str:
+    if status == 429 or status >= 500 or status in (401, 402, 403) or code in _CHANNEL_CODES:
+        return NEXT_CHANNEL
+    if status == 404 or code in _MODEL_CODES:
+        return NEXT_MODEL
+    return FATAL
+
+
+def channel_label(channel, team_id: int) -> str:
+    if channel is None:
+        return "-"
+    return f"channel '{channel.name}'" if channel.team_id == team_id else f"platform channel #{channel.id}"
 
 
 class MetaHeaders:
@@ -42,10 +64,13 @@ def sdk_of(meta) -> str:
 
 class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
-                 "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts")
+                 "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
+                 "snap", "route_plan", "fmt", "held")
 
-    def __init__(self, request):
+    def __init__(self, request, fmt: str = "openai"):
         self.request = request
+        self.fmt = fmt
+        self.snap = self.route_plan = self.held = None
         self.hex_id = os.urandom(12).hex()
         self.request_id = "req_" + self.hex_id
         self.started = time.perf_counter()
@@ -96,74 +121,115 @@ class RelayCall:
         self.payload = payload
         return payload
 
-    async def resolve_model(self, name) -> snapshot.ModelEntry:
-        if name is None:
-            raise errors.missing_field("model")
-        if not isinstance(name, str) or not name:
-            raise errors.invalid_value("model", "expected a model id string such as `openai/gpt-4o-mini`.")
-        snap = await snapshot.current()
-        model = snap.resolve(name)
-        if model is None:
-            raise errors.model_not_found(name)
-        ctx = self.ctx
-        allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models,
-                                 key_models=ctx.key_models)
-        if allowed is not None and model.public_id not in allowed:
-            raise errors.model_not_allowed(name)
-        self.model = model
-        return model
+    async def plan(self, request: dict) -> router.Plan:
+        """Resolve model / route / fallback list into ordered candidates (raises the 4xx of the table)."""
+        self.snap = await snapshot.current()
+        self.route_plan = router.plan(self.snap, self.ctx, request, len(self.request.body))
+        self.model = (self.route_plan.models or [self.route_plan.downgrade])[0]
+        return self.route_plan
 
-    async def open_upstream(self, *, stream: bool) -> tuple[aiohttp.ClientResponse, bytes | None]:
-        """Try the model's channels in order until one answers; only before any byte reached the client.
+    async def open_upstream(self, request: dict, *, stream: bool) -> tuple[aiohttp.ClientResponse, bytes | None]:
+        """Try candidates (model × channel) until one answers, only before any byte reached the client.
 
-        Returns the open response and, for non-streaming calls, its whole body."""
-        snap = await snapshot.current()
-        candidates = snap.channels_for(self.model, self.ctx.team_id)
-        if not candidates:
-            raise errors.no_available_channel(self.model.public_id, [])
-        timeouts = 0
-        last_detail = ""
-        for channel in candidates:
-            adapter = adapter_for(channel.kind)
-            upstream_model = channel.model_mapping.get(self.model.public_id, self.model.upstream_name)
-            req = adapter.to_upstream(self.payload, upstream_model=upstream_model, base_url=channel.base_url,
-                                      api_key=channel.api_key, stream=stream)
-            label = channel.name if channel.team_id else f"channel {len(self.attempts) + 1}"
-            self.channel = channel
-            try:
-                resp = await session().post(req.url, data=req.body, headers=req.headers)
-                if resp.status < 400:
-                    return resp, (None if stream else await resp.read())
-                body = await resp.read()
-                resp.release()
-            except (asyncio.TimeoutError, TimeoutError):
-                timeouts += 1
-                self.attempts.append(f"{label}: timeout")
-                continue
-            except aiohttp.ClientError as exc:
-                last_detail = f"connection error ({type(exc).__name__})"
-                self.attempts.append(f"{label}: {last_detail}")
-                continue
-            if resp.status == 429 or resp.status >= 500 or resp.status in (401, 402, 403):
-                # Worth another channel: overload, outage, or this channel's own credentials/balance.
-                last_detail = f"HTTP {resp.status}"
-                self.attempts.append(f"{label}: {last_detail}")
-                continue
-            raise self._client_error_from_upstream(resp.status, body)
-        if timeouts == len(self.attempts):
+        429, 5xx, timeouts, connection errors and the channel's own credential/balance errors move to the
+        next channel; context-length, moderation and unknown-model errors move to the next model; any other
+        4xx is the client's own mistake and returns at once. Returns the open response and, for
+        non-streaming calls, its whole (valid) body."""
+        plan = self.route_plan
+        models = plan.models + ([plan.downgrade] if plan.downgrade and plan.downgrade not in plan.models else [])
+        deadline = self.started + settings.TOLLGATE_ROUTE_DEADLINE_SECONDS
+        max_attempts = settings.TOLLGATE_MAX_ATTEMPTS
+        tried = timeouts = 0
+        model_error = None   # the last "this model cannot" answer, returned if nothing else serves
+        for model in models:
+            channels = router.order_channels(self.snap.channels_for(model, self.ctx.team_id), self.ctx.team_id)
+            if not channels:
+                self.skip(model, None, "no channel serves it")
+            for channel in channels:
+                if tried >= max_attempts or time.perf_counter() > deadline:
+                    break
+                if channel.max_concurrency and _in_flight.get(channel.id, 0) >= channel.max_concurrency:
+                    self.skip(model, channel, "at its concurrency cap")
+                    continue
+                tried += 1
+                adapter = adapter_for(channel.kind)
+                upstream_model = channel.model_mapping.get(model.public_id, model.upstream_name)
+                req = adapter.to_upstream(request, upstream_model=upstream_model, base_url=channel.base_url,
+                                          api_key=channel.api_key, stream=stream)
+                self.model, self.channel = model, channel
+                self.hold_channel()
+                try:
+                    resp = await session().post(req.url, data=req.body, headers=req.headers)
+                    if resp.status < 400:
+                        if stream:
+                            return resp, None
+                        body = await resp.read()
+                        try:
+                            adapter.from_upstream(body)  # an invalid answer counts as a failed attempt
+                        except UpstreamFormatError as exc:
+                            self.release_channel()
+                            self.skip(model, channel, str(exc))
+                            continue
+                        return resp, body
+                    body = await resp.read()
+                    resp.release()
+                except (asyncio.TimeoutError, TimeoutError):
+                    self.release_channel()
+                    timeouts += 1
+                    self.skip(model, channel, "timeout")
+                    continue
+                except aiohttp.ClientError as exc:
+                    self.release_channel()
+                    self.skip(model, channel, f"connection error ({type(exc).__name__})")
+                    continue
+                self.release_channel()
+                message, code, _ = adapter.error_detail(resp.status, body)
+                outcome = classify(resp.status, code)
+                if outcome == FATAL:
+                    raise self._client_error_from_upstream(adapter, resp.status, body)
+                self.skip(model, channel, f"HTTP {resp.status}" + (f" {code}" if code else ""))
+                if outcome == NEXT_MODEL:
+                    model_error = self._client_error_from_upstream(adapter, resp.status, body)
+                    break
+                model_error = None
+        self.channel = None
+        if model_error is not None:
+            raise model_error
+        if tried and timeouts == tried:
             raise errors.upstream_timeout(settings.TOLLGATE_UPSTREAM_TIMEOUT)
-        raise errors.upstream_unavailable("; ".join(self.attempts) or last_detail)
+        if tried == 1 and len(self.attempts) == 1 and len(models) == 1:
+            raise errors.upstream_unavailable(self.attempts[0])
+        raise errors.no_available_channel(models[0].public_id, plan.skipped + self.attempts)
 
-    def _client_error_from_upstream(self, status: int, body: bytes) -> errors.RelayError:
+    def skip(self, model, channel, reason: str) -> None:
+        self.attempts.append(f"{model.public_id} via {channel_label(channel, self.ctx.team_id)}: {reason}")
+
+    def hold_channel(self) -> None:
+        if self.channel.max_concurrency:
+            _in_flight[self.channel.id] = _in_flight.get(self.channel.id, 0) + 1
+            self.held = self.channel.id
+
+    def release_channel(self) -> None:
+        if self.held is not None:
+            _in_flight[self.held] -= 1
+            self.held = None
+
+    def route_header(self) -> str:
+        """X-Tollgate-Route: what served and why others did not (platform channels stay anonymous)."""
+        plan = self.route_plan
+        parts = [f"route={plan.route or 'direct'}", f"model={self.model.public_id if self.model else '-'}",
+                 f"attempts={len(self.attempts) + (1 if self.status < 400 else 0)}"]
+        skipped = plan.skipped + self.attempts
+        if skipped:
+            parts.append("skipped=" + " | ".join(skipped))
+        return "; ".join(parts).encode("ascii", "replace").decode()[:2000]
+
+    def _client_error_from_upstream(self, adapter, status: int, body: bytes) -> errors.RelayError:
         """An error in the client's own request (every channel would repeat it): pass it on, redacted."""
-        try:
-            err = orjson.loads(body).get("error") or {}
-        except (orjson.JSONDecodeError, AttributeError):
-            err = {}
-        message = redact(str(err.get("message") or f"The upstream rejected the request (HTTP {status})."))
-        code = err.get("code") or ("model_not_found" if status == 404 else "invalid_value")
+        message, code, param = adapter.error_detail(status, body)
+        code = code or ("model_not_found" if status == 404 else "invalid_value")
         return errors.RelayError(status if status in (400, 404, 413, 422) else 400, "invalid_request_error",
-                                 str(code), message, err.get("param"))
+                                 code, redact(message), param)
 
     def latency_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -177,6 +243,7 @@ class RelayCall:
         if self.recorded or self.ctx is None:
             return
         self.recorded = True
+        self.release_channel()
         usage = self.usage or Usage()
         model = self.model
         cost = 0
@@ -196,4 +263,6 @@ class RelayCall:
             "latency_ms": self.latency_ms(), "ttfb_ms": self.ttfb_ms,
             "stream": self.stream, "user_agent": meta.get("HTTP_USER_AGENT", "")[:300], "sdk": sdk_of(meta),
             "path": self.request.path[:300], "created_at": self.created,
+            "route": (self.route_plan.route or "") if self.route_plan else "",
+            "attempts": ((self.route_plan.skipped + self.attempts) if self.route_plan else [])[:20],
         })

@@ -35,6 +35,7 @@ class ModelEntry:
     supports_json_schema: bool
     created: int
     price: PriceEntry | None
+    input_modalities: tuple[str, ...] = ("text",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,16 @@ class ChannelEntry:
     priority: int
     weight: int
     model_mapping: dict
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleEntry:
+    name: str
+    key_group_id: int | None
+    models: tuple[str, ...]             # default first, then backups, in order
+    downgrade: str | None
+    forbidden: frozenset[str]
 
 
 @dataclass
@@ -56,20 +67,26 @@ class Snapshot:
     models: dict[str, ModelEntry] = field(default_factory=dict)          # public id and aliases → entry
     catalog: list[ModelEntry] = field(default_factory=list)             # each model once, sorted
     channels: dict[str, list[ChannelEntry]] = field(default_factory=dict)  # public id → channels
+    rules: dict[int, dict[tuple[int | None, str], RuleEntry]] = field(default_factory=dict)  # team → rules
 
     def resolve(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
 
     def channels_for(self, model: ModelEntry, team_id: int) -> list[ChannelEntry]:
-        """Usable channels for a team: its own channels first, then platform ones; by priority."""
-        usable = [c for c in self.channels.get(model.public_id, ()) if c.team_id in (None, team_id)]
-        usable.sort(key=lambda c: (c.team_id is None, -c.priority))
-        return usable
+        """Channels that may carry a team's traffic for a model: its own channels and platform ones."""
+        return [c for c in self.channels.get(model.public_id, ()) if c.team_id in (None, team_id)]
+
+    def rule(self, team_id: int, group_id: int, name: str) -> RuleEntry | None:
+        """A team's route by name; a key group's own rule wins over the team-wide one."""
+        team_rules = self.rules.get(team_id)
+        if not team_rules:
+            return None
+        return team_rules.get((group_id, name)) or team_rules.get((None, name))
 
 
 def _load(version: bytes | None) -> Snapshot:
     from billing.models import Price
-    from routing.models import Channel, Model
+    from routing.models import Channel, Model, RoutingRule
 
     now = timezone.now()
     prices: dict[int, PriceEntry] = {}
@@ -80,7 +97,7 @@ def _load(version: bytes | None) -> Snapshot:
     for m in Model.objects.filter(enabled=True).order_by("public_id"):
         entry = ModelEntry(m.id, m.public_id, m.upstream_name, m.provider, m.context_length, m.supports_tools,
                            m.supports_vision, m.supports_json_schema, int(m.created_at.timestamp()),
-                           prices.get(m.id))
+                           prices.get(m.id), tuple(m.input_modalities or ("text",)))
         snap.catalog.append(entry)
         for alias in m.aliases:
             snap.models.setdefault(alias, entry)
@@ -88,9 +105,13 @@ def _load(version: bytes | None) -> Snapshot:
         snap.models[entry.public_id] = entry
     for ch in Channel.objects.filter(status=Channel.ENABLED).prefetch_related("models"):
         entry = ChannelEntry(ch.id, ch.team_id, ch.name, ch.kind, ch.base_url.rstrip("/"), ch.api_key(),
-                             ch.priority, ch.weight, dict(ch.model_mapping))
+                             ch.priority, ch.weight, dict(ch.model_mapping), ch.max_concurrency)
         for m in ch.models.all():
             snap.channels.setdefault(m.public_id, []).append(entry)
+    for r in RoutingRule.objects.select_related("default_model", "downgrade_model"):
+        snap.rules.setdefault(r.team_id, {})[(r.key_group_id, r.name)] = RuleEntry(
+            r.name, r.key_group_id, (r.default_model.public_id, *r.backup_models),
+            r.downgrade_model.public_id if r.downgrade_model else None, frozenset(r.forbidden_models))
     return snap
 
 

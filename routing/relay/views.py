@@ -11,7 +11,12 @@ from django.views.decorators.csrf import csrf_exempt
 from gateway_site import shared_cache
 from keys.selectors import allowed_models
 from routing.adapters.registry import adapter_for
+from routing import tokens
+from routing.adapters.base import UsageEvent
 from routing.relay import errors, snapshot
+from routing.relay.formats import anthropic as anthropic_format
+from routing.relay.formats import openai as openai_format
+from routing.relay.formats.openai import validate_chat
 from routing.relay.pipeline import RelayCall
 from support.redaction import redact
 
@@ -39,80 +44,153 @@ def method_not_allowed(request, allowed: str, request_id: str) -> HttpResponse:
     return response
 
 
+OPENAI, ANTHROPIC = "openai", "anthropic"
+
+
+def error_response(call: RelayCall, err: errors.RelayError) -> HttpResponse:
+    render = anthropic_format.error_response if call.fmt == ANTHROPIC else errors.openai_response
+    response = render(err, call.request_id)
+    if call.route_plan is not None:
+        response["X-Tollgate-Route"] = call.route_header()
+    return response
+
+
 @csrf_exempt
 async def chat_completions(request):
-    call = RelayCall(request)
+    return await _relay(request, OPENAI)
+
+
+@csrf_exempt
+async def messages(request):
+    return await _relay(request, ANTHROPIC)
+
+
+async def _relay(request, fmt: str):
+    call = RelayCall(request, fmt)
     if request.method != "POST":
         return method_not_allowed(request, "POST", call.request_id)
     try:
         await call.authenticate()
         payload = call.read_json()
-        await call.resolve_model(payload.get("model"))
-        _validate_chat(payload)
-        stream = payload.get("stream") is True
+        canonical = validate_chat(payload) if fmt == OPENAI else anthropic_format.to_canonical(payload)
+        await call.plan(canonical)
+        stream = canonical.get("stream") is True
         call.stream = stream
-        resp, body = await call.open_upstream(stream=stream)
-        if stream:
-            return _stream_response(call, resp, payload)
-        return _complete_response(call, body)
+        resp, body = await call.open_upstream(canonical, stream=stream)
+        if not stream:
+            return _complete_response(call, body)
+        if fmt == OPENAI and call.channel.kind == OPENAI:
+            return _passthrough_stream(call, resp, payload)
+        return _translated_stream(call, resp, payload)
     except errors.RelayError as err:
         call.fail(err)
         call.record()
-        return errors.openai_response(err, call.request_id)
+        return error_response(call, err)
 
 
-def _validate_chat(payload: dict) -> None:
-    messages = payload.get("messages")
-    if messages is None:
-        raise errors.missing_field("messages")
-    if not isinstance(messages, list) or not messages:
-        raise errors.invalid_value("messages", "expected a non-empty array of message objects.")
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise errors.invalid_value(f"messages[{i}]", "each message needs a string `role`.")
-    if "stream" in payload and not isinstance(payload["stream"], bool):
-        raise errors.invalid_value("stream", "expected true or false.")
-
-
-def _complete_response(call: RelayCall, body: bytes) -> HttpResponse:
-    adapter = adapter_for(call.channel.kind)
-    call.ttfb_ms = call.latency_ms()
-    try:
-        data, usage = adapter.from_upstream(body)
-    except (ValueError, orjson.JSONDecodeError):
-        err = errors.upstream_unavailable("the upstream answer was not valid JSON")
-        call.fail(err)
-        call.record()
-        return errors.openai_response(err, call.request_id)
-    call.usage = usage
-    data["id"] = "chatcmpl-" + call.hex_id
-    data["model"] = call.model.public_id
-    call.record()
-    response = HttpResponse(orjson.dumps(data), content_type=JSON)
+def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
     response["X-Request-Id"] = call.request_id
+    response["X-Tollgate-Route"] = call.route_header()
+    if call.fmt == ANTHROPIC:
+        response["request-id"] = call.request_id
     return response
 
 
-def _stream_response(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
+def _complete_response(call: RelayCall, body: bytes) -> HttpResponse:
+    call.ttfb_ms = call.latency_ms()
+    data, usage = adapter_for(call.channel.kind).from_upstream(body)  # validated in open_upstream
+    call.usage = usage
+    if call.fmt == ANTHROPIC:
+        data = anthropic_format.message_from_canonical(data, usage, message_id="msg_" + call.hex_id,
+                                                        model=call.model.public_id)
+    else:
+        data["id"] = "chatcmpl-" + call.hex_id
+        data["model"] = call.model.public_id
+        if call.channel.kind != OPENAI:
+            data["usage"] = openai_format.usage_dict(usage)
+    call.record()
+    return _headers(call, HttpResponse(orjson.dumps(data), content_type=JSON))
+
+
+def _stream_http(call: RelayCall, events) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return _headers(call, response)
+
+
+async def _lines(resp: aiohttp.ClientResponse):
+    async for raw in resp.content:
+        line = raw.rstrip(b"\r\n")
+        if line:
+            yield line
+
+
+def _broken(call: RelayCall, exc: Exception) -> errors.RelayError:
+    err = exc if isinstance(exc, errors.RelayError) else \
+        errors.upstream_unavailable(f"the stream broke ({type(exc).__name__})")
+    call.fail(err)
+    call.record()
+    return err
+
+
+STREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ValueError, errors.RelayError)
+
+
+def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
+    """Any upstream format → canonical events → the client's format."""
     adapter = adapter_for(call.channel.kind)
+    if call.fmt == ANTHROPIC:
+        renderer = anthropic_format.EventRenderer(message_id="msg_" + call.hex_id, model=call.model.public_id)
+    else:
+        renderer = openai_format.ChunkRenderer(
+            chunk_id="chatcmpl-" + call.hex_id, model=call.model.public_id,
+            include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+
+    async def events():
+        try:
+            async for event in adapter.stream_events(_lines(resp)):
+                if isinstance(event, UsageEvent):
+                    call.usage = event.usage
+                out = renderer.render(event)
+                if out:
+                    if call.ttfb_ms is None:
+                        call.ttfb_ms = call.latency_ms()
+                    yield b"".join(out)
+            call.record()  # durable before the client sees the end of the stream
+            yield b"".join(renderer.finish())
+        except STREAM_FAILURES as exc:
+            yield b"".join(renderer.error(_broken(call, exc), call.request_id))
+        except asyncio.CancelledError:
+            call.status, call.error_code = 499, "client_closed_request"
+            raise
+        finally:
+            resp.release()
+            call.record()
+
+    return _stream_http(call, events())
+
+
+def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
+    """OpenAI client, OpenAI-compatible upstream: forward chunks byte for byte (ids and model rewritten)."""
+    adapter = adapter_for(OPENAI)
     wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
     our_id = b'"id":"chatcmpl-' + call.hex_id.encode() + b'"'
     our_model = b'"model":' + orjson.dumps(call.model.public_id)
+    renderer = openai_format.ChunkRenderer(chunk_id="chatcmpl-" + call.hex_id, model=call.model.public_id,
+                                           include_usage=False)
 
     async def events():
         upstream_id = upstream_model = None
         finished = False
         try:
-            async for raw in resp.content:
-                line = raw.rstrip(b"\r\n")
-                if not line:
-                    continue
+            async for line in _lines(resp):
                 if line == b"data: [DONE]":
                     finished = True
                     call.record()  # durable before the client sees the end of the stream
                     yield b"data: [DONE]\n\n"
                     continue
-                out, usage = adapter.stream_events(line)
+                out, usage = adapter.passthrough(line)
                 if out is None:
                     continue
                 if upstream_id is None and out.startswith(b"data: {"):
@@ -131,17 +209,8 @@ def _stream_response(call: RelayCall, resp: aiohttp.ClientResponse, payload: dic
                 yield out + b"\n\n"
             if not finished:
                 raise aiohttp.ClientPayloadError("the upstream closed the stream before [DONE]")
-        except (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, ValueError) as exc:
-            # Bytes already reached the client: end the stream with an error chunk, keep the usage so far.
-            err = errors.upstream_unavailable(f"the stream broke ({type(exc).__name__})")
-            call.fail(err)
-            chunk = {"id": "chatcmpl-" + call.hex_id, "object": "chat.completion.chunk", "model": call.model.public_id,
-                     "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}],
-                     "error": {"message": err.message, "type": err.type, "code": err.code,
-                               "request_id": call.request_id}}
-            call.record()
-            yield b"data: " + orjson.dumps(chunk) + b"\n\n"
-            yield b"data: [DONE]\n\n"
+        except STREAM_FAILURES as exc:
+            yield b"".join(renderer.error(_broken(call, exc), call.request_id))
         except asyncio.CancelledError:
             call.status, call.error_code = 499, "client_closed_request"
             raise
@@ -149,11 +218,24 @@ def _stream_response(call: RelayCall, resp: aiohttp.ClientResponse, payload: dic
             resp.release()
             call.record()
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    response["X-Request-Id"] = call.request_id
-    return response
+    return _stream_http(call, events())
+
+
+@csrf_exempt
+async def count_tokens(request):
+    """Anthropic's /v1/messages/count_tokens, answered offline from the same estimate routing uses."""
+    call = RelayCall(request, ANTHROPIC)
+    if request.method != "POST":
+        return method_not_allowed(request, "POST", call.request_id)
+    try:
+        await call.authenticate()
+        payload = call.read_json()
+        canonical = anthropic_format.to_canonical({"max_tokens": 1, **payload})
+        await call.plan(canonical)
+    except errors.RelayError as err:
+        return error_response(call, err)
+    response = json_response({"input_tokens": tokens.estimate_prompt_tokens(canonical)})
+    return _headers(call, response)
 
 
 async def list_models(request):

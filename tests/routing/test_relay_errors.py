@@ -340,7 +340,9 @@ def test_upstream_client_error_passes_through_without_retry(live, simulator):
 
     marker = uuid.uuid4().hex
     resp = chat(live, f"[[sim:fault=status:503]] {marker}", model="test/two-channels")
-    assert_error(resp, 502, "upstream_error", "upstream_unavailable")
+    # Every candidate failed: 503 listing the attempts (one failed upstream alone is a 502).
+    error = assert_error(resp, 503, "upstream_error", "no_available_channel")
+    assert error["message"].count("HTTP 503") == 2
     assert len(upstream_requests_with(simulator, marker)) == 2
 
 

@@ -2,6 +2,7 @@
 
 Nothing here needs Django: `pytest tests/simulator -p no:django --confcutdir=tests/simulator` runs alone."""
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -31,3 +32,10 @@ def sdk(sim_url, sim):
     """The official OpenAI SDK pointed at the simulator; streams without inter-chunk delay unless asked."""
     return openai.OpenAI(base_url=f"{sim_url}/v1", api_key=KEY, max_retries=0, timeout=10,
                          default_headers={"x-sim-chunk-delay-ms": "0"})
+
+
+@pytest.fixture
+def claude(sim_url, sim):
+    """The official Anthropic SDK pointed at the simulator, streams without inter-chunk delay."""
+    return anthropic.Anthropic(base_url=sim_url, api_key=KEY, max_retries=0, timeout=10,
+                               default_headers={"x-sim-chunk-delay-ms": "0"})

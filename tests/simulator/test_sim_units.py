@@ -2,7 +2,7 @@
 
 import pytest
 
-from simulator import content, faults
+from simulator import content, core, faults
 from simulator.tokens import count_tokens, pieces
 
 
@@ -60,3 +60,38 @@ def test_script_counts_down_per_key():
     assert script.take("k1") == () and script.rules == []
     with pytest.raises(ValueError):
         script.add("k", "status:500", 0)
+
+
+def test_say_cuts_at_the_earliest_stop_then_filters_then_limits():
+    out = core.say("one two three four five", core.DEFAULT_OPTIONS, stops=["four", "two", ""])
+    assert (out.pieces, out.finish, out.stop) == (["one "], "stop_sequence", "two")
+    out = core.say("one two three four five", core.DEFAULT_OPTIONS, limit=2)
+    assert (out.pieces, out.finish, out.stop) == (["one", " two"], "length", None)
+    filtered = core.Options(content_filter=True)
+    assert core.say("one two three four", filtered, stops=["four"]).finish == "filter"
+
+
+def test_schema_nodes_normalize_protobuf_json_and_report_paths():
+    item = core.Obj({"maxTokens": core.integer(1, 8), "tags": core.ListOf(core.STRING)}, ("maxTokens",), proto=True)
+    node = core.Obj({"items": core.ListOf(item), "kind": core.nullable(core.enum("a", "b"))})
+    assert node({"items": [{"max_tokens": 2, "tags": None}], "kind": None}, ()) == {
+        "items": [{"maxTokens": 2}], "kind": None}
+    for value, kind, path in [
+        ({"items": [{"maxTokens": 9}]}, "max", ("items", 0, "max_tokens")),
+        ({"items": [{"maxTokens": True}]}, "type", ("items", 0, "max_tokens")),
+        ({"items": [{"tags": ["x", 1]}]}, "type", ("items", 0, "tags", 1)),
+        ({"items": [{}]}, "missing", ("items", 0)),
+        ({"items": [{"maxTokens": 1, "colour": 1}]}, "extra", ("items", 0)),
+        ({"kind": "c"}, "enum", ("kind",)),
+        ({"other": 1}, "extra", ()),
+    ]:
+        with pytest.raises(core.Invalid) as e:
+            node(value, ())
+        assert (e.value.kind, e.value.path) == (kind, path), value
+    tagged = core.Tagged({"text": core.Obj({"text": core.STRING}, ("text",))}, default="text")
+    assert tagged({"text": "hi"}, ()) == {"text": "hi"}
+    with pytest.raises(core.Invalid) as e:
+        tagged({"type": "text", "text": 1}, ("content", 0))
+    assert e.value.path == ("content", 0, "text", "text")
+    assert (core.camel("max_output_tokens"), core.snake("maxOutputTokens")) == ("maxOutputTokens", "max_output_tokens")
+    assert core.is_base64("iVBORw0KGgo=") and core.is_base64("c2ln") and not core.is_base64("data:image/png;base64,AA")

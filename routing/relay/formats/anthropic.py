@@ -1,0 +1,261 @@
+"""The Anthropic inbound format (/v1/messages, what Claude Code and the `anthropic` SDK speak): Anthropic
+request → canonical (OpenAI-shaped) request, canonical answer → Anthropic message, canonical events →
+Anthropic SSE, and errors in Anthropic's shape."""
+import time
+
+import orjson
+from django.http import HttpResponse
+
+from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, UsageEvent
+from routing.relay import errors
+
+STOP_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                     "content_filter": "refusal"}
+# Our error table's types → Anthropic's error types (its clients switch on these).
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+               403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+               413: "request_too_large", 429: "rate_limit_error", 502: "api_error", 503: "overloaded_error",
+               504: "timeout_error"}
+
+
+def error_body(err: errors.RelayError, request_id: str) -> dict:
+    return {"type": "error", "error": {"type": ERROR_TYPES.get(err.status, "api_error"), "message": err.message,
+                                       "code": err.code}, "request_id": request_id}
+
+
+def error_response(err: errors.RelayError, request_id: str) -> HttpResponse:
+    response = HttpResponse(orjson.dumps(error_body(err, request_id)), status=err.status,
+                            content_type="application/json")
+    response["X-Request-Id"] = response["request-id"] = request_id
+    for name, value in (err.headers or {}).items():
+        response[name] = value
+    return response
+
+
+# --- request ---------------------------------------------------------------------------------------------
+def _text_of(content) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") for b in content or () if isinstance(b, dict) and b.get("type") == "text")
+
+
+def _image_part(block: dict) -> dict:
+    source = block.get("source") or {}
+    if source.get("type") == "base64":
+        url = f"data:{source.get('media_type', 'image/png')};base64,{source.get('data', '')}"
+    else:
+        url = source.get("url", "")
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _user_messages(content) -> list[dict]:
+    """One Anthropic user turn → OpenAI messages: tool results first (as role tool), then the rest."""
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    tools, parts = [], []
+    for block in content:
+        kind = block.get("type")
+        if kind == "tool_result":
+            result = block.get("content")
+            text = _text_of(result) if not isinstance(result, str) else result
+            if block.get("is_error"):
+                text = f"[tool error] {text}"
+            tools.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text})
+        elif kind == "text":
+            parts.append({"type": "text", "text": block.get("text", "")})
+        elif kind == "image":
+            parts.append(_image_part(block))
+        elif kind == "document":
+            parts.append({"type": "text", "text": _text_of([block.get("source", {})]) or "[document]"})
+    return tools + ([{"role": "user", "content": parts}] if parts else [])
+
+
+def _assistant_message(content) -> dict:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    message: dict = {"role": "assistant", "content": _text_of(content) or None}
+    calls = [{"id": b.get("id", ""), "type": "function",
+              "function": {"name": b.get("name", ""), "arguments": orjson.dumps(b.get("input") or {}).decode()}}
+             for b in content if b.get("type") == "tool_use"]
+    if calls:
+        message["tool_calls"] = calls
+    thinking = [b for b in content if b.get("type") == "thinking"]
+    if thinking:
+        message["reasoning_content"] = "".join(b.get("thinking", "") for b in thinking)
+        message["thinking_signature"] = thinking[-1].get("signature")
+    return message
+
+
+def _tool_choice(choice: dict):
+    kind = choice.get("type")
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name", "")}}
+    return {"auto": "auto", "any": "required", "none": "none"}.get(kind, "auto")
+
+
+def to_canonical(payload: dict) -> dict:
+    """Validate an Anthropic Messages request and translate it to the canonical OpenAI shape."""
+    if payload.get("model") is None:
+        raise errors.missing_field("model")
+    if payload.get("max_tokens") is None:
+        raise errors.missing_field("max_tokens")
+    if not isinstance(payload["max_tokens"], int) or payload["max_tokens"] < 1:
+        raise errors.invalid_value("max_tokens", "expected a positive integer.")
+    messages = payload.get("messages")
+    if messages is None:
+        raise errors.missing_field("messages")
+    if not isinstance(messages, list) or not messages:
+        raise errors.invalid_value("messages", "expected a non-empty array of messages.")
+    out: list[dict] = []
+    system = payload.get("system")
+    if system:
+        out.append({"role": "system", "content": _text_of(system)})
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("user", "assistant"):
+            raise errors.invalid_value(f"messages[{i}].role", "expected `user` or `assistant`.")
+        content = message.get("content")
+        if not isinstance(content, (str, list)):
+            raise errors.invalid_value(f"messages[{i}].content", "expected a string or an array of blocks.")
+        out.extend(_user_messages(content) if role == "user" else [_assistant_message(content)])
+    canonical: dict = {"model": payload["model"], "messages": out, "max_tokens": payload["max_tokens"],
+                       "_translated": True}
+    if "stream" in payload:
+        if not isinstance(payload["stream"], bool):
+            raise errors.invalid_value("stream", "expected true or false.")
+        canonical["stream"] = payload["stream"]
+    for field in ("temperature", "top_p"):
+        if field in payload:
+            canonical[field] = payload[field]
+    if payload.get("stop_sequences"):
+        canonical["stop"] = payload["stop_sequences"]
+    if payload.get("tools"):
+        canonical["tools"] = [{"type": "function", "function": {
+            "name": t.get("name", ""), "description": t.get("description", ""),
+            "parameters": t.get("input_schema") or {"type": "object", "properties": {}}}}
+            for t in payload["tools"] if isinstance(t, dict) and "name" in t]
+    if isinstance(payload.get("tool_choice"), dict):
+        canonical["tool_choice"] = _tool_choice(payload["tool_choice"])
+        if payload["tool_choice"].get("disable_parallel_tool_use"):
+            canonical["parallel_tool_calls"] = False
+    if isinstance(payload.get("metadata"), dict) and payload["metadata"].get("user_id"):
+        canonical["user"] = str(payload["metadata"]["user_id"])
+    thinking = payload.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        canonical["thinking"] = thinking
+        budget = int(thinking.get("budget_tokens") or 0)
+        canonical["reasoning_effort"] = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    return canonical
+
+
+# --- response --------------------------------------------------------------------------------------------
+def usage_body(usage) -> dict:
+    return {"input_tokens": max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0),
+            "output_tokens": usage.completion_tokens, "cache_creation_input_tokens": usage.cache_write_tokens,
+            "cache_read_input_tokens": usage.cached_tokens}
+
+
+def message_from_canonical(data: dict, usage, *, message_id: str, model: str) -> dict:
+    choice = (data.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    content: list[dict] = []
+    if message.get("reasoning_content"):
+        content.append({"type": "thinking", "thinking": message["reasoning_content"],
+                        "signature": message.get("thinking_signature") or ""})
+    if message.get("content"):
+        content.append({"type": "text", "text": message["content"]})
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        try:
+            arguments = orjson.loads(fn.get("arguments") or "{}")
+        except orjson.JSONDecodeError:
+            arguments = {}
+        content.append({"type": "tool_use", "id": call.get("id", ""), "name": fn.get("name", ""),
+                        "input": arguments})
+    return {"id": message_id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": STOP_TO_ANTHROPIC.get(choice.get("finish_reason"), "end_turn"),
+            "stop_sequence": None, "usage": usage_body(usage)}
+
+
+def _sse(event: str, data: dict) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class EventRenderer:
+    """Canonical events → Anthropic SSE (message_start … message_stop)."""
+
+    def __init__(self, *, message_id: str, model: str):
+        self.message_id, self.model = message_id, model
+        self.started = False
+        self.block_index = -1
+        self.block_kind: str | None = None
+        self.tool_blocks: dict[int, int] = {}   # OpenAI tool-call index → content block index
+        self.stop_reason = "end_turn"
+        self.usage = None
+
+    def _start(self) -> list[bytes]:
+        if self.started:
+            return []
+        self.started = True
+        message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
+                   "content": [], "stop_reason": None, "stop_sequence": None,
+                   "usage": {"input_tokens": 0, "output_tokens": 0}}
+        return [_sse("message_start", {"type": "message_start", "message": message})]
+
+    def _close_block(self) -> list[bytes]:
+        if self.block_kind is None:
+            return []
+        self.block_kind = None
+        return [_sse("content_block_stop", {"type": "content_block_stop", "index": self.block_index})]
+
+    def _open_block(self, kind: str, block: dict) -> list[bytes]:
+        out = self._close_block()
+        self.block_index += 1
+        self.block_kind = kind
+        out.append(_sse("content_block_start", {"type": "content_block_start", "index": self.block_index,
+                                                "content_block": block}))
+        return out
+
+    def _delta(self, delta: dict) -> bytes:
+        return _sse("content_block_delta", {"type": "content_block_delta", "index": self.block_index,
+                                            "delta": delta})
+
+    def render(self, event) -> list[bytes]:
+        out = self._start() if not isinstance(event, UsageEvent) else []
+        if isinstance(event, TextDelta):
+            if self.block_kind != "text":
+                out += self._open_block("text", {"type": "text", "text": ""})
+            out.append(self._delta({"type": "text_delta", "text": event.text}))
+        elif isinstance(event, ReasoningDelta):
+            if self.block_kind != "thinking":
+                out += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            if event.text:
+                out.append(self._delta({"type": "thinking_delta", "thinking": event.text}))
+            if event.signature:
+                out.append(self._delta({"type": "signature_delta", "signature": event.signature}))
+        elif isinstance(event, ToolCallDelta):
+            if event.id is not None or event.index not in self.tool_blocks:
+                out += self._open_block("tool_use", {"type": "tool_use", "id": event.id or f"toolu_{event.index}",
+                                                     "name": event.name or "", "input": {}})
+                self.tool_blocks[event.index] = self.block_index
+            if event.arguments:
+                out.append(self._delta({"type": "input_json_delta", "partial_json": event.arguments}))
+        elif isinstance(event, Finish):
+            self.stop_reason = STOP_TO_ANTHROPIC.get(event.reason, "end_turn")
+        elif isinstance(event, UsageEvent):
+            self.usage = event.usage
+        elif isinstance(event, StreamError):
+            raise errors.upstream_unavailable(f"the stream broke: {event.message}")
+        return out
+
+    def finish(self) -> list[bytes]:
+        out = self._start() + self._close_block()
+        usage = usage_body(self.usage) if self.usage is not None else {"output_tokens": 0}
+        out.append(_sse("message_delta", {"type": "message_delta",
+                                          "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                                          "usage": usage}))
+        out.append(_sse("message_stop", {"type": "message_stop"}))
+        return out
+
+    def error(self, err: errors.RelayError, request_id: str) -> list[bytes]:
+        return self._close_block() + [_sse("error", error_body(err, request_id))]

@@ -1,0 +1,143 @@
+"""Which models, over which channels, in which order: a request's plan.
+
+`model` may be a catalog id or alias, `route:NAME` (a team's routing rule), or `auto` (deterministic rules
+on request features); OpenRouter-style `models: [..]` is an ordered fallback list. Candidates that cannot
+serve the request (context too short, no tools, no vision, no JSON schema) are skipped with a reason.
+Channels: the team's own first, then platform ones; highest priority tier first, weighted random inside."""
+import random
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from keys.auth import KeyContext
+from keys.selectors import allowed_models
+from routing import tokens
+from routing.relay import errors
+from routing.relay.snapshot import ChannelEntry, ModelEntry, Snapshot
+
+AUTO = "auto"
+ROUTE_PREFIX = "route:"
+DEFAULT_OUTPUT_ALLOWANCE = 1_024   # max_tokens assumed for context checks when the client sets none
+
+
+@dataclass
+class Plan:
+    route: str | None                     # "route:tools", "auto → route:vision", "models[]", or None
+    models: list[ModelEntry]
+    downgrade: ModelEntry | None = None
+    skipped: list[str] = field(default_factory=list)
+
+
+class Features:
+    """Request features, computed only when a candidate's capabilities make them matter."""
+
+    def __init__(self, request: dict, body_size: int):
+        self.request, self.body_size = request, body_size
+        self._prompt: int | None = None
+
+    def needed_context(self) -> int:
+        if self._prompt is None:
+            self._prompt = tokens.estimate_prompt_tokens(self.request)
+        return self._prompt + tokens.max_output_tokens(self.request, DEFAULT_OUTPUT_ALLOWANCE)
+
+    def fits(self, model: ModelEntry) -> bool:
+        # A body of N bytes holds at most ~N/3 tokens of text: most requests are decided without a scan.
+        if self.body_size // tokens.CHARS_PER_TOKEN + tokens.max_output_tokens(
+                self.request, DEFAULT_OUTPUT_ALLOWANCE) <= model.context_length:
+            return True
+        return self.needed_context() <= model.context_length
+
+    def why_not(self, model: ModelEntry) -> str | None:
+        request = self.request
+        if request.get("tools") and not model.supports_tools:
+            return "no tool calling"
+        if not model.supports_vision and tokens.has_images(request):
+            return "no image input"
+        if "video" not in model.input_modalities and tokens.has_video(request):
+            return "no video input"
+        if not model.supports_json_schema and tokens.wants_json_schema(request):
+            return "no JSON-schema output"
+        if not self.fits(model):
+            return f"context {model.context_length} < ~{self.needed_context()} tokens needed"
+        return None
+
+
+def auto_route(request: dict, features: Features) -> str:
+    """`model: "auto"`: images → vision, tools → tools, a long prompt → long-review, else default."""
+    if tokens.has_images(request) or tokens.has_video(request):
+        return "vision"
+    if request.get("tools"):
+        return "tools"
+    if features.needed_context() > settings.TOLLGATE_AUTO_LONG_PROMPT_TOKENS:
+        return "long-review"
+    return "default"
+
+
+def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int) -> Plan:
+    spec = request.get("model")
+    features = Features(request, body_size)
+    forbidden: frozenset[str] = frozenset()
+    downgrade = None
+    if isinstance(spec, str) and (spec.startswith(ROUTE_PREFIX) or spec == AUTO):
+        name = auto_route(request, features) if spec == AUTO else spec[len(ROUTE_PREFIX):]
+        rule = snap.rule(ctx.team_id, ctx.group_id, name)
+        if rule is None and spec == AUTO:
+            rule = snap.rule(ctx.team_id, ctx.group_id, "default")
+        if rule is None:
+            raise errors.route_not_found(spec if spec != AUTO else f"auto → route:{name}")
+        route = f"route:{rule.name}" if spec != AUTO else f"auto → route:{rule.name}"
+        names, forbidden, downgrade = list(rule.models), rule.forbidden, rule.downgrade
+    elif isinstance(request.get("models"), list) and request["models"]:
+        route, names = "models[]", list(dict.fromkeys(([spec] if spec else []) + request["models"]))
+    else:
+        if spec is None:
+            raise errors.missing_field("model")
+        if not isinstance(spec, str) or not spec:
+            raise errors.invalid_value("model", "expected a model id string such as `openai/gpt-4o-mini`.")
+        route, names = None, [spec]
+
+    allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models,
+                             key_models=ctx.key_models, forbidden=forbidden)
+    result = Plan(route, [])
+    for name in names:
+        model = snap.resolve(name)
+        if model is None:
+            if len(names) == 1:
+                raise errors.model_not_found(name)
+            result.skipped.append(f"{name}: unknown model")
+        elif allowed is not None and model.public_id not in allowed:
+            if len(names) == 1:
+                raise errors.model_not_allowed(name)
+            result.skipped.append(f"{name}: not allowed for this key")
+        elif (reason := features.why_not(model)) is not None:
+            result.skipped.append(f"{model.public_id}: {reason}")
+        elif model not in result.models:
+            result.models.append(model)
+    if downgrade:
+        model = snap.resolve(downgrade)
+        if model and (allowed is None or model.public_id in allowed) and features.why_not(model) is None:
+            result.downgrade = model
+    if not result.models and result.downgrade is None:
+        raise errors.no_capable_model(names, result.skipped)
+    return result
+
+
+def order_channels(channels: list[ChannelEntry], team_id: int) -> list[ChannelEntry]:
+    """Team's own channels, then platform; each by priority tier (high first), weighted random inside."""
+    def tiers(group):
+        by_priority: dict[int, list[ChannelEntry]] = {}
+        for c in group:
+            by_priority.setdefault(c.priority, []).append(c)
+        ordered = []
+        for priority in sorted(by_priority, reverse=True):
+            tier = by_priority[priority]
+            if len(tier) > 1:  # weighted shuffle: each pick proportional to weight among the rest
+                tier = sorted(tier, key=lambda c: random.random() ** (1.0 / max(c.weight, 1)), reverse=True)
+            ordered.extend(tier)
+        return ordered
+
+    if len(channels) == 1:
+        return channels
+    own = [c for c in channels if c.team_id == team_id]
+    platform = [c for c in channels if c.team_id is None]
+    return tiers(own) + tiers(platform)
