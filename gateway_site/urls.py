@@ -6,6 +6,7 @@ from routing.relay import views as relay
 urlpatterns = [
     # The relay (OpenAI format). Only this file imports the relay.
     path("v1/chat/completions", relay.chat_completions),
+    path("v1/embeddings", relay.embeddings),
     path("v1/messages", relay.messages),
     path("v1/messages/count_tokens", relay.count_tokens),
     path("v1/models", relay.list_models),

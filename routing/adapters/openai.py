@@ -66,6 +66,22 @@ class OpenAIAdapter(Adapter):
             raise UpstreamFormatError("the answer has no choices")
         return data, usage_from(data.get("usage")) or Usage()
 
+    def embeddings_request(self, request, *, upstream_model, base_url, api_key) -> UpstreamRequest:
+        body = dict(request, model=upstream_model)
+        body.pop("models", None)
+        return UpstreamRequest(url=f"{base_url}/embeddings",
+                               headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+                               body=orjson.dumps(body))
+
+    def embeddings_from_upstream(self, body: bytes) -> tuple[dict, Usage]:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamFormatError("the answer was not valid JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamFormatError("the answer has no data")
+        return data, usage_from(data.get("usage")) or Usage()
+
     def passthrough(self, line: bytes) -> tuple[bytes | None, Usage | None]:
         """One SSE line → (the line to forward or None, usage if the line carries it). No parse unless usage."""
         if not line.startswith(b"data:"):

@@ -128,7 +128,8 @@ class RelayCall:
         self.model = (self.route_plan.models or [self.route_plan.downgrade])[0]
         return self.route_plan
 
-    async def open_upstream(self, request: dict, *, stream: bool) -> tuple[aiohttp.ClientResponse, bytes | None]:
+    async def open_upstream(self, request: dict, *, stream: bool,
+                            embeddings: bool = False) -> tuple[aiohttp.ClientResponse, bytes | None]:
         """Try candidates (model × channel) until one answers, only before any byte reached the client.
 
         429, 5xx, timeouts, connection errors and the channel's own credential/balance errors move to the
@@ -151,11 +152,20 @@ class RelayCall:
                 if channel.max_concurrency and _in_flight.get(channel.id, 0) >= channel.max_concurrency:
                     self.skip(model, channel, "at its concurrency cap")
                     continue
-                tried += 1
                 adapter = adapter_for(channel.kind)
                 upstream_model = channel.model_mapping.get(model.public_id, model.upstream_name)
-                req = adapter.to_upstream(request, upstream_model=upstream_model, base_url=channel.base_url,
-                                          api_key=channel.api_key, stream=stream)
+                if embeddings:
+                    if not hasattr(adapter, "embeddings_request"):
+                        self.skip(model, channel, "no embeddings API")
+                        continue
+                    req = adapter.embeddings_request(request, upstream_model=upstream_model,
+                                                     base_url=channel.base_url, api_key=channel.api_key)
+                    validate = adapter.embeddings_from_upstream
+                else:
+                    req = adapter.to_upstream(request, upstream_model=upstream_model, base_url=channel.base_url,
+                                              api_key=channel.api_key, stream=stream)
+                    validate = adapter.from_upstream
+                tried += 1
                 self.model, self.channel = model, channel
                 self.hold_channel()
                 try:
@@ -165,7 +175,7 @@ class RelayCall:
                             return resp, None
                         body = await resp.read()
                         try:
-                            adapter.from_upstream(body)  # an invalid answer counts as a failed attempt
+                            validate(body)  # an invalid answer counts as a failed attempt
                         except UpstreamFormatError as exc:
                             self.release_channel()
                             self.skip(model, channel, str(exc))

@@ -222,6 +222,30 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
 
 
 @csrf_exempt
+async def embeddings(request):
+    """POST /v1/embeddings, for models served by OpenAI-compatible channels."""
+    call = RelayCall(request)
+    if request.method != "POST":
+        return method_not_allowed(request, "POST", call.request_id)
+    try:
+        await call.authenticate()
+        payload = call.read_json()
+        if payload.get("input") is None:
+            raise errors.missing_field("input")
+        await call.plan({"model": payload.get("model"), "messages": []})
+        _, body = await call.open_upstream(payload, stream=False, embeddings=True)
+    except errors.RelayError as err:
+        call.fail(err)
+        call.record()
+        return error_response(call, err)
+    data, call.usage = adapter_for(OPENAI).embeddings_from_upstream(body)
+    data["model"] = call.model.public_id
+    call.ttfb_ms = call.latency_ms()
+    call.record()
+    return _headers(call, HttpResponse(orjson.dumps(data), content_type=JSON))
+
+
+@csrf_exempt
 async def count_tokens(request):
     """Anthropic's /v1/messages/count_tokens, answered offline from the same estimate routing uses."""
     call = RelayCall(request, ANTHROPIC)

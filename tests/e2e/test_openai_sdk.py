@@ -98,3 +98,27 @@ def test_ip_allowlist(live):
     assert exc.value.code == "ip_not_allowed" and "127.0.0.1" in exc.value.message
     allowed = openai.OpenAI(base_url=live.base_url, api_key=inside, max_retries=0)
     assert allowed.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}]).choices
+
+
+def test_sdk_embeddings(live):
+    from routing.catalog import bump_version
+    from tests import factories
+
+    model = factories.CatalogModelFactory(public_id="openai/text-embedding-3-small", upstream_name="text-embedding-3-small",
+                                          supports_tools=False, output_modalities=["embeddings"])
+    factories.PriceFactory(model=model, input_per_m=20_000, output_per_m=0)
+    factories.channel(models=[model], base_url=f"{live.simulator.url}/v1", name="emb")
+    bump_version()
+    c = client(live)
+    result = wait_for(lambda: _try_embed(c))
+    assert result is not None
+    assert result.model == "openai/text-embedding-3-small"
+    assert len(result.data) == 2 and len(result.data[0].embedding) > 0
+    assert result.usage.prompt_tokens > 0
+
+
+def _try_embed(c):
+    try:
+        return c.embeddings.create(model="text-embedding-3-small", input=["hello world", "second"])
+    except openai.NotFoundError:
+        return None  # the gateway has not reloaded its catalog yet
