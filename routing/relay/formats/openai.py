@@ -60,6 +60,8 @@ class ChunkRenderer:
             if event.id:
                 call.update(id=event.id, type="function")
                 call["function"]["name"] = event.name
+            if event.signature:  # Gemini 3 wants it back on the next turn
+                call["thought_signature"] = event.signature
             out.append(self._chunk({"tool_calls": [call]}))
         elif isinstance(event, Finish):
             out.append(self._chunk({}, event.reason))

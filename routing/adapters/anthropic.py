@@ -1,0 +1,373 @@
+"""Anthropic Messages upstreams (POST /v1/messages).
+
+Where the formats do not map 1:1:
+- `response_format: json_schema` becomes a forced tool (`structured_output__<schema name>`) whose input schema is
+  the JSON schema; its tool_use is turned back into text content (and its input_json_delta fragments into text
+  deltas), finish reason `stop`. When a forced tool is impossible (the client also gives tools, or extended
+  thinking is on, which Anthropic refuses with a forced tool) the schema goes into a system instruction, as
+  `json_object` always does.
+- `reasoning_effort` low/medium/high → `thinking.budget_tokens` 1024/4096/16384, capped below `max_tokens`
+  (without `max_tokens` the default 4096 is raised by the budget, so thinking leaves room for the answer);
+  dropped when it cannot be honoured (budget under 1024, a forced tool_choice). A `thinking` field (set by the
+  Anthropic inbound route) passes through as it is. Any thinking is dropped when the tool loop in progress has
+  no signed thinking block to send back (Anthropic rejects that), and with thinking on temperature/top_p are
+  left out (Anthropic only accepts their defaults).
+- Thinking signatures travel as the non-standard `message.thinking_signature`; images as base64 or url sources;
+  other media parts (audio, video) are not sent.
+
+The module also holds the helpers on canonical (OpenAI-shaped) data that the Gemini adapter shares."""
+import re
+import time
+
+import orjson
+
+from routing.adapters.base import (Adapter, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
+                                   UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
+
+# --- canonical helpers (shared with gemini.py) -----------------------------------------------------------
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^,]*)?;base64,(.*)", re.S)
+
+
+def data_url(url: str) -> tuple[str, str] | None:
+    """(mime type, base64 data) of a `data:…;base64,…` URL, else None."""
+    match = _DATA_URL.fullmatch(url or "")
+    return (match[1] or "application/octet-stream", match[2]) if match else None
+
+
+def parts_of(content) -> list[dict]:
+    """A message content (string, parts or None) as a list of OpenAI parts."""
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    return [p for p in content or () if isinstance(p, dict)]
+
+
+def text_of(content) -> str:
+    return "\n".join(p.get("text") or "" for p in parts_of(content) if p.get("type") == "text")
+
+
+def json_object(text) -> dict:
+    """Tool-call arguments (a JSON string) as an object; anything else as {}."""
+    try:
+        value = orjson.loads(text or "{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def load_json(body: bytes) -> dict:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFormatError(f"invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UpstreamFormatError("the answer is not a JSON object")
+    return data
+
+
+def sse_json(line: bytes) -> dict | None:
+    """The JSON object of an SSE `data:` line; None for other lines (event names, comments)."""
+    return load_json(line[5:]) if line.startswith(b"data:") else None
+
+
+def tool_call(call_id: str, name: str, args) -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": orjson.dumps(args).decode()}}
+
+
+def completion(response_id, model, choices: list[dict], usage: Usage) -> dict:
+    """An OpenAI `chat.completion` (the relay sets its own id and model)."""
+    return {"id": response_id or "", "object": "chat.completion", "created": int(time.time()), "model": model or "",
+            "choices": choices, "usage": {
+                "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+                "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}}
+
+
+def max_tokens_of(request: dict) -> int | None:
+    return request.get("max_completion_tokens") or request.get("max_tokens")
+
+
+def stops_of(request: dict) -> list[str]:
+    stop = request.get("stop")
+    return [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
+
+
+def error_of(body: bytes) -> dict:
+    """The `error` object of an error body (a JSON list of errors too), {} when there is none."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    if isinstance(data, list) and data:
+        data = data[0]
+    err = data.get("error") if isinstance(data, dict) else None
+    return err if isinstance(err, dict) else {"message": str(err)} if err else {}
+
+
+# --- Anthropic ---------------------------------------------------------------------------------------------
+VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+MIN_THINKING_BUDGET = 1024
+THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+JSON_TOOL_PREFIX = "structured_output__"
+JSON_INSTRUCTION = "Respond with a single valid JSON object only: no other text and no code fences."
+FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
+          "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter"}
+
+
+def _text(text: str) -> list[dict]:
+    return [{"type": "text", "text": text}] if text else []
+
+
+def _blocks(content) -> list[dict]:
+    """OpenAI content → text and image blocks (Anthropic refuses empty text blocks)."""
+    blocks = []
+    for part in parts_of(content):
+        if part.get("type") == "text":
+            blocks += _text(part.get("text") or "")
+        elif part.get("type") == "image_url":
+            url = (part.get("image_url") or {}).get("url") or ""
+            inline = data_url(url)
+            source = ({"type": "base64", "media_type": inline[0], "data": inline[1]} if inline
+                      else {"type": "url", "url": url})
+            blocks.append({"type": "image", "source": source})
+    return blocks
+
+
+def _assistant_blocks(message: dict) -> list[dict]:
+    blocks = []
+    if message.get("reasoning_content") and message.get("thinking_signature"):
+        blocks.append({"type": "thinking", "thinking": message["reasoning_content"],
+                       "signature": message["thinking_signature"]})
+    blocks += _blocks(message.get("content"))
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        blocks.append({"type": "tool_use", "id": call.get("id") or "", "name": fn.get("name") or "",
+                       "input": json_object(fn.get("arguments"))})
+    return blocks
+
+
+def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(system blocks, messages): system/developer turns are hoisted; tool results become user tool_result
+    blocks; consecutive same-role turns are merged (Anthropic wants roles to alternate)."""
+    system, turns = [], []
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system += _text(text_of(message.get("content")))
+            continue
+        if role == "assistant":
+            blocks = _assistant_blocks(message)
+        elif role == "tool":
+            content = message.get("content")
+            role, blocks = "user", [{"type": "tool_result", "tool_use_id": message.get("tool_call_id") or "",
+                                     "content": content if isinstance(content, str) else _blocks(content)}]
+        else:
+            role, blocks = "user", _blocks(message.get("content"))
+        if not blocks:
+            continue
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += blocks
+        else:
+            turns.append({"role": role, "content": blocks})
+    return system, turns
+
+
+def _tool(fn: dict) -> dict:
+    tool = {"name": fn.get("name") or "", "input_schema": fn.get("parameters") or {"type": "object", "properties": {}}}
+    if fn.get("description"):
+        tool["description"] = fn["description"]
+    return tool
+
+
+def _forces_tool(choice) -> bool:
+    return choice == "required" or isinstance(choice, dict)
+
+
+def _thinking(request: dict, max_tokens: int | None) -> dict | None:
+    thinking = request.get("thinking")
+    if not isinstance(thinking, dict):
+        budget = THINKING_BUDGETS.get(request.get("reasoning_effort"))
+        if budget is None or _forces_tool(request.get("tool_choice")):
+            return None
+        budget = min(budget, max_tokens - 1) if max_tokens else budget
+        if budget < MIN_THINKING_BUDGET:
+            return None
+        thinking = {"type": "enabled", "budget_tokens": budget}
+    if thinking.get("type") in ("enabled", "adaptive"):
+        last = next((m for m in reversed(request.get("messages") or ()) if m.get("role") == "assistant"), None)
+        if last and last.get("tool_calls") and not last.get("thinking_signature"):
+            return None  # the tool loop in progress must start with a signed thinking block
+    return thinking
+
+
+def _response_format(fmt, *, can_force: bool) -> tuple[dict | None, str | None]:
+    """(forced JSON tool, system instruction) for response_format."""
+    kind = (fmt or {}).get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return None, JSON_INSTRUCTION
+    if kind != "json_schema":
+        return None, None
+    spec = fmt.get("json_schema") or {}
+    schema = spec.get("schema") or {"type": "object"}
+    if not can_force:
+        return None, f"{JSON_INSTRUCTION} It must match this JSON schema: {orjson.dumps(schema).decode()}"
+    name = JSON_TOOL_PREFIX + re.sub(r"[^a-zA-Z0-9_-]", "_", spec.get("name") or "response")[:64]
+    tool = {"name": name, "description": "Give your final answer by calling this tool with it as the input.",
+            "input_schema": {"type": "object", **schema}}
+    return tool, None
+
+
+def _tool_choice(choice, parallel, json_tool) -> dict | None:
+    if json_tool:
+        out = {"type": "tool", "name": json_tool["name"]}
+    elif choice == "none":
+        return {"type": "none"}
+    elif choice == "required":
+        out = {"type": "any"}
+    elif isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
+        out = {"type": "tool", "name": choice["function"]["name"]}
+    elif choice == "auto" or parallel is False:
+        out = {"type": "auto"}
+    else:
+        return None  # Anthropic's default: auto
+    if parallel is False:
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def _finish(stop_reason, has_calls: bool) -> str:
+    reason = FINISH.get(stop_reason, "stop")
+    return "stop" if reason == "tool_calls" and not has_calls else reason  # only the JSON tool was called
+
+
+def _usage(raw: dict) -> Usage:
+    read, write = raw.get("cache_read_input_tokens") or 0, raw.get("cache_creation_input_tokens") or 0
+    return Usage(prompt_tokens=(raw.get("input_tokens") or 0) + read + write,
+                 completion_tokens=raw.get("output_tokens") or 0, cached_tokens=read, cache_write_tokens=write)
+
+
+def _is_json_tool(name) -> bool:
+    return isinstance(name, str) and name.startswith(JSON_TOOL_PREFIX)
+
+
+class AnthropicAdapter(Adapter):
+    kind = "anthropic"
+
+    def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
+        asked = max_tokens_of(request)
+        thinking = _thinking(request, asked)
+        max_tokens = asked or DEFAULT_MAX_TOKENS + ((thinking or {}).get("budget_tokens") or 0)
+        system, messages = _messages(request.get("messages") or [])
+        body = {"model": upstream_model, "max_tokens": max_tokens, "messages": messages}
+        tools = [_tool(t["function"]) for t in request.get("tools") or () if t.get("function")]
+        thinking_on = bool(thinking) and thinking.get("type") in ("enabled", "adaptive")
+        json_tool, instruction = _response_format(request.get("response_format"),
+                                                  can_force=not tools and not thinking_on)
+        system += _text(instruction or "")
+        if system:
+            body["system"] = system
+        if json_tool:
+            tools.append(json_tool)
+        if tools:
+            body["tools"] = tools
+            choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"), json_tool)
+            if choice:
+                body["tool_choice"] = choice
+        if thinking:
+            body["thinking"] = thinking
+        if stops := [s for s in stops_of(request) if s.strip()]:
+            body["stop_sequences"] = stops
+        if request.get("temperature") is not None and not thinking_on:
+            body["temperature"] = min(max(float(request["temperature"]), 0.0), 1.0)
+        if request.get("top_p") is not None and not thinking_on:
+            body["top_p"] = request["top_p"]
+        if request.get("user"):
+            body["metadata"] = {"user_id": str(request["user"])}
+        if stream:
+            body["stream"] = True
+        base = base_url.rstrip("/").removesuffix("/v1")
+        return UpstreamRequest(url=f"{base}/v1/messages", body=orjson.dumps(body), headers={
+            "x-api-key": api_key, "anthropic-version": VERSION, "content-type": "application/json"})
+
+    def from_upstream(self, body):
+        data = load_json(body)
+        if data.get("type") != "message" or not isinstance(data.get("content"), list):
+            raise UpstreamFormatError("the answer is not an Anthropic message")
+        text, calls, thinking, signature = [], [], [], None
+        for block in data["content"]:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text":
+                text.append(block.get("text") or "")
+            elif kind == "tool_use" and _is_json_tool(block.get("name")):
+                text.append(orjson.dumps(block.get("input") or {}).decode())
+            elif kind == "tool_use":
+                calls.append(tool_call(block.get("id") or "", block.get("name") or "", block.get("input") or {}))
+            elif kind == "thinking":
+                thinking.append(block.get("thinking") or "")
+                signature = block.get("signature") or signature
+        message = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+        if calls:
+            message["tool_calls"] = calls
+        if thinking:
+            message["reasoning_content"] = "".join(thinking)
+            message["thinking_signature"] = signature
+        usage = _usage(data.get("usage") or {})
+        choice = {"index": 0, "message": message, "finish_reason": _finish(data.get("stop_reason"), bool(calls))}
+        return completion(data.get("id"), data.get("model"), [choice], usage), usage
+
+    async def stream_events(self, lines):
+        raw_usage: dict = {}
+        calls = 0
+        tool_blocks: dict[int, int | None] = {}  # content block index → tool-call index (None: the JSON tool)
+        async for line in lines:
+            event = sse_json(line)
+            kind = event and event.get("type")
+            if kind == "message_start":
+                raw_usage.update((event.get("message") or {}).get("usage") or {})
+            elif kind == "content_block_start":
+                block = event.get("content_block") or {}
+                if block.get("type") == "text" and block.get("text"):
+                    yield TextDelta(block["text"])
+                elif block.get("type") == "thinking" and block.get("thinking"):
+                    yield ReasoningDelta(block["thinking"])
+                elif block.get("type") == "tool_use":
+                    if _is_json_tool(block.get("name")):
+                        tool_blocks[event.get("index")] = None
+                    else:
+                        tool_blocks[event.get("index")] = calls
+                        yield ToolCallDelta(calls, block.get("id") or "", block.get("name") or "")
+                        calls += 1
+            elif kind == "content_block_delta":
+                delta = event.get("delta") or {}
+                dtype = delta.get("type")
+                if dtype == "text_delta" and delta.get("text"):
+                    yield TextDelta(delta["text"])
+                elif dtype == "input_json_delta" and delta.get("partial_json"):
+                    index = tool_blocks.get(event.get("index"))
+                    yield (TextDelta(delta["partial_json"]) if index is None
+                           else ToolCallDelta(index, arguments=delta["partial_json"]))
+                elif dtype == "thinking_delta" and delta.get("thinking"):
+                    yield ReasoningDelta(delta["thinking"])
+                elif dtype == "signature_delta" and delta.get("signature"):
+                    yield ReasoningDelta(signature=delta["signature"])
+            elif kind == "message_delta":
+                raw_usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+                yield Finish(_finish((event.get("delta") or {}).get("stop_reason"), calls > 0))
+                yield UsageEvent(_usage(raw_usage))
+            elif kind == "message_stop":
+                return
+            elif kind == "error":
+                err = event.get("error") or {}
+                yield StreamError(str(err.get("message") or "upstream error"), err.get("type") or "upstream_error")
+                return
+        raise UpstreamFormatError("the stream ended before message_stop")
+
+    def error_detail(self, status, body):
+        err = error_of(body)
+        message, code = str(err.get("message") or f"HTTP {status}"), err.get("type")
+        if "prompt is too long" in message.lower():
+            code = "context_length_exceeded"
+        elif "credit balance is too low" in message.lower():  # Anthropic answers an empty balance with a 400
+            code = "billing_error"
+        return message, code, None

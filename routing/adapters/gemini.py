@@ -1,0 +1,297 @@
+"""Gemini upstreams (POST /v1beta/models/{model}:generateContent, :streamGenerateContent?alt=sse).
+
+Where the formats do not map 1:1:
+- Gemini function calls have no ids: `call_<hex>` ids are made up, and tool results are sent back by the
+  function name looked up from the assistant turn that made the call, as `functionResponse.response =
+  {"result": <the content, parsed when it is a JSON object or array>}`.
+- Gemini 3 signs its function calls: the `thoughtSignature` travels on the canonical tool call as the
+  non-standard `thought_signature` and goes back on its functionCall part. A Gemini 3 request whose history has
+  unsigned calls (a conversation begun on another provider) gets Google's documented placeholder signature
+  on the first call of each turn. Signatures on text parts are not kept (Gemini does not require them).
+- JSON schemas (`responseSchema`, function `parameters`) are cut down to the OpenAPI subset Gemini accepts:
+  local `$ref`s inlined, `type: [T, "null"]` → `nullable`, unknown keys (additionalProperties, $schema,
+  strict…) dropped. Tools without parameters are declared without `parameters`.
+- `reasoning_effort` low/medium/high → `thinkingBudget` 1024/8192/24576 (an Anthropic-route `thinking` budget is
+  used as it is), with `includeThoughts` so thought summaries come back as `reasoning_content`.
+- `n` → `candidateCount`: one choice per candidate; a stream carries candidate 0 only."""
+import mimetypes
+import secrets
+from urllib.parse import urlsplit
+
+import orjson
+
+from routing.adapters.anthropic import (completion, data_url, error_of, json_object, load_json, max_tokens_of,
+                                        parts_of, sse_json, stops_of, text_of, tool_call)
+from routing.adapters.base import (Adapter, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
+                                   UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
+
+SIGNING_MODELS = "gemini-3"
+SKIP_SIGNATURE = "skip_thought_signature_validator"  # Google's placeholder for calls it did not sign
+THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(
+    ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "LANGUAGE", "OTHER", "IMAGE_SAFETY"),
+    "content_filter")}
+_SCHEMA_KEYS = frozenset({"type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems",
+                          "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength",
+                          "pattern", "example", "anyOf", "propertyOrdering", "default", "items", "minimum",
+                          "maximum"})
+
+
+def gemini_schema(schema, defs: dict | None = None, depth: int = 0):
+    """A JSON schema → Gemini's OpenAPI-subset Schema."""
+    if not isinstance(schema, dict) or depth > 32:
+        return {}
+    defs = {**(schema.get("$defs") or {}), **(schema.get("definitions") or {})} if defs is None else defs
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in defs:
+        return gemini_schema(defs[ref.rsplit("/", 1)[-1]], defs, depth + 1)
+    out = {}
+    for key, value in schema.items():
+        if key == "type" and isinstance(value, list):
+            kinds = [k for k in value if k != "null"]
+            if len(kinds) < len(value):
+                out["nullable"] = True
+            value = kinds[0] if kinds else "null"
+        if key not in _SCHEMA_KEYS or (key == "enum" and not all(isinstance(v, str) for v in value)):
+            continue
+        if key == "properties":
+            value = {name: gemini_schema(v, defs, depth + 1) for name, v in value.items()}
+        elif key == "items":
+            value = gemini_schema(value, defs, depth + 1)
+        elif key == "anyOf":
+            value = [gemini_schema(v, defs, depth + 1) for v in value]
+        out[key] = value
+    return out
+
+
+def _text(text: str) -> list[dict]:
+    return [{"text": text}] if text else []
+
+
+def _media(url: str, fallback_mime: str) -> dict:
+    inline = data_url(url)
+    if inline:
+        return {"inlineData": {"mimeType": inline[0], "data": inline[1]}}
+    return {"fileData": {"mimeType": mimetypes.guess_type(urlsplit(url).path)[0] or fallback_mime, "fileUri": url}}
+
+
+def _parts(content) -> list[dict]:
+    parts = []
+    for part in parts_of(content):
+        kind = part.get("type")
+        if kind == "text":
+            parts += _text(part.get("text") or "")
+        elif kind in ("image_url", "video_url"):
+            url = (part.get(kind) or {}).get("url") or ""
+            parts.append(_media(url, "image/jpeg" if kind == "image_url" else "video/mp4"))
+        elif kind == "input_audio":
+            audio = part.get("input_audio") or {}
+            parts.append({"inlineData": {"mimeType": f"audio/{audio.get('format') or 'wav'}",
+                                         "data": audio.get("data") or ""}})
+    return parts
+
+
+def _model_parts(message: dict, signing: bool) -> list[dict]:
+    parts = _text(text_of(message.get("content")))
+    for i, call in enumerate(message.get("tool_calls") or ()):
+        fn = call.get("function") or {}
+        part = {"functionCall": {"name": fn.get("name") or "", "args": json_object(fn.get("arguments"))}}
+        signature = call.get("thought_signature") or (SKIP_SIGNATURE if signing and i == 0 else None)
+        if signature:
+            part["thoughtSignature"] = signature
+        parts.append(part)
+    return parts
+
+
+def _function_response(message: dict, names: dict) -> dict:
+    content = message.get("content")
+    text = content if isinstance(content, str) else text_of(content)
+    try:
+        result = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        result = text
+    if not isinstance(result, (dict, list)):
+        result = text
+    name = names.get(message.get("tool_call_id")) or message.get("name") or ""
+    return {"functionResponse": {"name": name, "response": {"result": result}}}
+
+
+def _contents(messages: list[dict], signing: bool) -> tuple[list[dict], list[dict]]:
+    """(system parts, contents); consecutive same-role contents merged (parallel calls and their results)."""
+    names = {call.get("id"): (call.get("function") or {}).get("name")
+             for m in messages if m.get("role") == "assistant" for call in m.get("tool_calls") or ()}
+    system, contents = [], []
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system += _text(text_of(message.get("content")))
+            continue
+        if role == "assistant":
+            role, parts = "model", _model_parts(message, signing)
+        elif role == "tool":
+            role, parts = "user", [_function_response(message, names)]
+        else:
+            role, parts = "user", _parts(message.get("content"))
+        if not parts:
+            continue
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"] += parts
+        else:
+            contents.append({"role": role, "parts": parts})
+    return system, contents
+
+
+def _generation_config(request: dict) -> dict:
+    temperature = request.get("temperature")
+    config = {"maxOutputTokens": max_tokens_of(request),
+              "temperature": None if temperature is None else min(max(float(temperature), 0.0), 2.0),
+              "topP": request.get("top_p"), "stopSequences": stops_of(request)[:5] or None,
+              "candidateCount": request.get("n"), "seed": request.get("seed"),
+              "presencePenalty": request.get("presence_penalty"),
+              "frequencyPenalty": request.get("frequency_penalty")}
+    fmt = request.get("response_format") if isinstance(request.get("response_format"), dict) else {}
+    if fmt.get("type") in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if fmt["type"] == "json_schema" and schema:
+            config["responseSchema"] = gemini_schema(schema)
+    budget = THINKING_BUDGETS.get(request.get("reasoning_effort"))
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled" and thinking.get("budget_tokens"):
+        budget = thinking["budget_tokens"]
+    if budget is not None:
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": True}
+    return {key: value for key, value in config.items() if value is not None}
+
+
+def _declaration(fn: dict) -> dict:
+    declaration = {"name": fn.get("name") or ""}
+    if fn.get("description"):
+        declaration["description"] = fn["description"]
+    parameters = fn.get("parameters") or {}
+    if parameters.get("properties") or parameters.get("type", "object") != "object":
+        declaration["parameters"] = gemini_schema(parameters)  # Gemini refuses an OBJECT without properties
+    return declaration
+
+
+def _calling_config(choice) -> dict | None:
+    if isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
+        return {"mode": "ANY", "allowedFunctionNames": [choice["function"]["name"]]}
+    mode = {"none": "NONE", "auto": "AUTO", "required": "ANY"}.get(choice) if isinstance(choice, str) else None
+    return {"mode": mode} if mode else None
+
+
+def _finish(reason, has_calls: bool) -> str:
+    return "tool_calls" if has_calls and reason == "STOP" else FINISH.get(reason, "stop")
+
+
+def _usage(meta: dict) -> Usage:
+    thoughts = meta.get("thoughtsTokenCount") or 0
+    return Usage(prompt_tokens=meta.get("promptTokenCount") or 0,
+                 completion_tokens=(meta.get("candidatesTokenCount") or 0) + thoughts,
+                 cached_tokens=meta.get("cachedContentTokenCount") or 0, reasoning_tokens=thoughts)
+
+
+def _call_id(call: dict) -> str:
+    return call.get("id") or f"call_{secrets.token_hex(12)}"
+
+
+def _choice(candidate: dict, index: int) -> dict:
+    text, thoughts, calls = [], [], []
+    for part in (candidate.get("content") or {}).get("parts") or ():
+        if "functionCall" in part:
+            call = part["functionCall"] or {}
+            calls.append(tool_call(_call_id(call), call.get("name") or "", call.get("args") or {}))
+            if part.get("thoughtSignature"):
+                calls[-1]["thought_signature"] = part["thoughtSignature"]
+        elif part.get("thought"):
+            thoughts.append(part.get("text") or "")
+        elif "text" in part:
+            text.append(part["text"])
+    message = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+    if calls:
+        message["tool_calls"] = calls
+    if thoughts:
+        message["reasoning_content"] = "".join(thoughts)
+    return {"index": candidate.get("index", index), "message": message,
+            "finish_reason": _finish(candidate.get("finishReason"), bool(calls))}
+
+
+class GeminiAdapter(Adapter):
+    kind = "gemini"
+
+    def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
+        model = upstream_model.removeprefix("models/")
+        system, contents = _contents(request.get("messages") or [], model.startswith(SIGNING_MODELS))
+        body: dict = {"contents": contents}
+        if system:
+            body["systemInstruction"] = {"parts": system}
+        if config := _generation_config(request):
+            body["generationConfig"] = config
+        if declarations := [_declaration(t["function"]) for t in request.get("tools") or () if t.get("function")]:
+            body["tools"] = [{"functionDeclarations": declarations}]
+            if calling := _calling_config(request.get("tool_choice")):
+                body["toolConfig"] = {"functionCallingConfig": calling}
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        base = base_url.rstrip("/").removesuffix("/v1beta")
+        return UpstreamRequest(url=f"{base}/v1beta/models/{model}:{method}", body=orjson.dumps(body),
+                               headers={"x-goog-api-key": api_key, "content-type": "application/json"})
+
+    def from_upstream(self, body):
+        data = load_json(body)
+        candidates = data.get("candidates")
+        usage = _usage(data.get("usageMetadata") or {})
+        if candidates and isinstance(candidates, list):
+            choices = [_choice(c, i) for i, c in enumerate(candidates) if isinstance(c, dict)]
+        elif (data.get("promptFeedback") or {}).get("blockReason"):
+            choices = [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "content_filter"}]
+        else:
+            raise UpstreamFormatError("the answer has no candidates")
+        return completion(data.get("responseId"), data.get("modelVersion"), choices, usage), usage
+
+    async def stream_events(self, lines):
+        calls, finished, usage = 0, False, None
+        async for line in lines:
+            frame = sse_json(line)
+            if frame is None:
+                continue
+            if frame.get("error"):
+                err = frame["error"] if isinstance(frame["error"], dict) else {"message": str(frame["error"])}
+                yield StreamError(str(err.get("message") or "upstream error"), err.get("status") or "upstream_error")
+                return
+            if frame.get("usageMetadata"):
+                usage = _usage(frame["usageMetadata"])
+            candidates = frame.get("candidates") or []
+            if not candidates and (frame.get("promptFeedback") or {}).get("blockReason"):
+                finished = True
+                yield Finish("content_filter")
+            candidate = next((c for c in candidates if c.get("index", 0) == 0), None)
+            if candidate is None:
+                continue
+            for part in (candidate.get("content") or {}).get("parts") or ():
+                if "functionCall" in part:
+                    call = part["functionCall"] or {}
+                    yield ToolCallDelta(calls, _call_id(call), call.get("name") or "",
+                                        orjson.dumps(call.get("args") or {}).decode(), part.get("thoughtSignature"))
+                    calls += 1
+                elif part.get("text"):
+                    yield ReasoningDelta(part["text"]) if part.get("thought") else TextDelta(part["text"])
+            if candidate.get("finishReason"):
+                finished = True
+                yield Finish(_finish(candidate["finishReason"], calls > 0))
+        if not finished:
+            raise UpstreamFormatError("the stream ended without a finishReason")
+        if usage is not None:
+            yield UsageEvent(usage)
+
+    def error_detail(self, status, body):
+        err = error_of(body)
+        message, code = str(err.get("message") or f"HTTP {status}"), err.get("status")
+        details = [d for d in err.get("details") or () if isinstance(d, dict)]
+        lowered = message.lower()
+        if any(d.get("reason") == "API_KEY_INVALID" for d in details):
+            code = "API_KEY_INVALID"
+        elif "token count" in lowered and "exceed" in lowered:
+            code = "context_length_exceeded"
+        violations = [v for d in details for v in d.get("fieldViolations") or () if isinstance(v, dict)]
+        return message, code, (violations[0].get("field") if violations else None)
