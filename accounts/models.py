@@ -32,3 +32,31 @@ class StaffRole(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="staff_role")
     role = models.CharField(max_length=16, choices=roles.PLATFORM_ROLES)
+
+
+class UserPreference(models.Model):
+    """Per-user console settings that follow the user across browsers (the language, for now)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
+    language = models.CharField(max_length=10, blank=True)   # a code from settings.LANGUAGES; blank: browser's
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class PersonalAccessToken(models.Model):
+    """A management-API token of one user (team admins and owners): `Authorization: Bearer tgp_…`.
+
+    Acts as its user, with the user's roles in each team. Only the sha256 of the secret is stored, with a
+    display mask; the secret is shown once. Services and authentication live in accounts/tokens.py."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="personal_access_tokens")
+    name = models.CharField(max_length=80)
+    token_hash = models.CharField(max_length=64, unique=True)
+    mask = models.CharField(max_length=32)            # "tgp_…a1b2"
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.name} ({self.mask})"

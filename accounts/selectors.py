@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from accounts import roles
-from accounts.models import Membership, StaffRole, Team
+from accounts.models import Membership, StaffRole, Team, UserPreference
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,49 @@ def teams_for_user(*, user):
     return Team.objects.filter(memberships__user=user).order_by("name")
 
 
+@dataclass(frozen=True)
+class PlatformAccess:
+    role: str
+    permissions: frozenset[str]
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    @property
+    def can_manage(self) -> bool:  # for templates: show the write forms
+        return self.can(roles.PLATFORM_MANAGE)
+
+
 def require_platform(*, user, permission: str) -> str:
     role = platform_role(user)
     if role is None or permission not in roles.PLATFORM_PERMISSIONS[role]:
         raise PermissionDenied("Platform staff only.")
     return role
+
+
+def platform_access(*, user, permission: str) -> PlatformAccess:
+    """The caller's platform role, after checking it grants `permission` (403 otherwise)."""
+    role = require_platform(user=user, permission=permission)
+    return PlatformAccess(role, roles.PLATFORM_PERMISSIONS[role])
+
+
+def console_teams(*, user, limit: int = 50):
+    """The teams offered by the console's team switcher (bounded: platform staff see every team)."""
+    return teams_for_user(user=user).only("name", "slug")[:limit]
+
+
+def team_members(*, team):
+    return (Membership.objects.filter(team=team).select_related("user")
+            .order_by("user__username"))
+
+
+def team_member(*, team, pk: int) -> Membership:
+    membership = Membership.objects.select_related("user", "team").filter(team=team, pk=pk).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership
+
+
+def user_language(*, user) -> str:
+    """The console language a user chose ('' when they never chose: the browser's decides)."""
+    return UserPreference.objects.filter(user=user).values_list("language", flat=True).first() or ""

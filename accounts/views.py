@@ -1,24 +1,229 @@
+"""The console's shared edge (page layout and navigation, one-time reveals, operator views), sign-in, language,
+and the members page."""
+from functools import lru_cache, wraps
+
+import orjson
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect, render
+from django.urls import resolve, reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+from django.views.i18n import set_language
 
-from accounts import roles
+from accounts import roles, selectors, services
 from accounts.edge import team_view
-from accounts.selectors import teams_for_user
+from accounts.forms import ROLE_LABELS, MemberInviteForm, MemberRoleForm
+from accounts.models import Membership
+from gateway_site import crypto
 
+# The team console's navigation: each link is shown only when its view's GET permission allows it (read from
+# the view itself, so the menu and the role table cannot disagree).
+TEAM_NAV = [
+    (gettext_lazy("Dashboard"), "console-dashboard"),
+    (gettext_lazy("API keys"), "console-keys"),
+    (gettext_lazy("Key groups"), "console-key-groups"),
+    (gettext_lazy("Request logs"), "console-logs"),
+    (gettext_lazy("Billing"), "console-billing"),
+    (gettext_lazy("Support tickets"), "console-tickets"),
+    (gettext_lazy("Members"), "console-members"),
+]
+OPERATOR_NAV = [
+    (gettext_lazy("Model catalog"), "operator-catalog"),
+    (gettext_lazy("Platform channels"), "operator-channels"),
+    (gettext_lazy("Teams"), "operator-teams"),
+    (gettext_lazy("Support queue"), "support-queue"),
+]
+
+
+@lru_cache(maxsize=64)
+def _view_permission(url_name: str, kind: str):
+    view = resolve(reverse(url_name, kwargs={"team": "x"} if kind == "team" else None)).func
+    return view.team_permissions["GET"] if kind == "team" else view.platform_permissions["GET"]
+
+
+def _nav(request, items, kind: str, can, url_kwargs=None) -> list[dict]:
+    links = [{"label": label, "url": reverse(name, kwargs=url_kwargs)} for label, name in items
+             if can(_view_permission(name, kind))]
+    # The current page's link is the longest one its path starts with (a key's page is under "API keys").
+    current = max((link["url"] for link in links if request.path.startswith(link["url"])), key=len, default=None)
+    for link in links:
+        link["active"] = link["url"] == current
+    return links
+
+
+def _budget_alerts(access):
+    from billing.services import active_alerts  # billing sits above accounts; imported at render time
+
+    if not access.can((roles.BILLING_READ, roles.KEYS_MANAGE)):
+        return []
+    return active_alerts(team=access.team)
+
+
+def render_team(request, access, template: str, context=None, *, status: int = 200):
+    """Render a team console page inside the shared layout (navigation, team switcher)."""
+    staff = access.platform_role
+    return render(request, template, {
+        "access": access, "team": access.team,
+        "nav": _nav(request, TEAM_NAV, "team", access.can, {"team": access.team.slug}),
+        "switch_teams": selectors.console_teams(user=request.user),
+        "operator_home": reverse("operator-catalog") if staff else None,
+        "role_label": ROLE_LABELS.get(access.role or staff, ""), "now": timezone.now(),
+        # Budget alerts (80% / 100%) for those who can act on them.
+        "budget_alerts": _budget_alerts(access),
+        **(context or {}),
+    }, status=status)
+
+
+def render_operator(request, platform, template: str, context=None, *, status: int = 200):
+    """Render an operator page (platform staff) inside the shared layout."""
+    return render(request, template, {
+        "platform": platform, "operator": True, "role_label": ROLE_LABELS[platform.role],
+        "nav": _nav(request, OPERATOR_NAV, "platform", platform.can),
+        "switch_teams": selectors.console_teams(user=request.user),
+        **(context or {}),
+    }, status=status)
+
+
+def platform_view(*, get=roles.PLATFORM_READ, post=roles.PLATFORM_MANAGE, model=None):
+    """Operator console view decorator: login, platform role check per method (403), like team_view.
+
+    The view gets `platform` (role and permissions); `model` names the object a `pk` in the URL refers to.
+    Both are kept on the view for the operator URL test."""
+    permissions = {"GET": get, "HEAD": get, "POST": post}
+
+    def decorate(view):
+        @login_required
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if request.method not in permissions:
+                return HttpResponseNotAllowed(["GET", "POST"])
+            platform = selectors.platform_access(user=request.user, permission=permissions[request.method])
+            return view(request, platform, *args, **kwargs)
+
+        wrapper.platform_permissions, wrapper.platform_object_model = permissions, model
+        return wrapper
+
+    return decorate
+
+
+# --- one-time reveals (a new key's secret, a new user's password) ------------------------------------------
+# Post/redirect/get: the value rides in the session, encrypted, until the next page shows it once.
+
+_REVEAL = "tg_reveal"
+
+
+def reveal_once_put(request, kind: str, **values) -> None:
+    request.session[_REVEAL] = {"kind": kind, "data": crypto.encrypt(orjson.dumps(values).decode())}
+
+
+def reveal_once_pop(request, kind: str) -> dict | None:
+    stored = request.session.get(_REVEAL)
+    if not stored or stored.get("kind") != kind:
+        return None
+    del request.session[_REVEAL]
+    return orjson.loads(crypto.decrypt(stored["data"]))
+
+
+def never_cache_if(response, condition):
+    """A page that shows a secret must not stay in the browser's cache (back button, shared machines)."""
+    if condition:
+        add_never_cache_headers(response)
+    return response
+
+
+# --- sign-in, language, team list ---------------------------------------------------------------------------
 
 class LoginView(auth_views.LoginView):
     template_name = "console/login.html"
 
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        language = selectors.user_language(user=form.get_user())
+        if language:
+            _set_language_cookie(response, language)
+        return response
+
+
+def _set_language_cookie(response, language: str) -> None:
+    response.set_cookie(settings.LANGUAGE_COOKIE_NAME, language, max_age=settings.LANGUAGE_COOKIE_AGE,
+                        path=settings.LANGUAGE_COOKIE_PATH, samesite=settings.LANGUAGE_COOKIE_SAMESITE)
+
+
+@require_POST
+def language_set(request):
+    """Django's set_language (cookie, safe `next`), and the choice kept on the user for their next sign-in."""
+    response = set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and language in dict(settings.LANGUAGES):
+        services.user_language_set(user=request.user, language=language)
+    return response
+
 
 @login_required
 def home(request):
-    teams = list(teams_for_user(user=request.user))
-    if len(teams) == 1:
+    teams, staff = list(selectors.console_teams(user=request.user)), selectors.platform_role(request.user)
+    if len(teams) == 1 and not staff:
         return redirect("console-dashboard", team=teams[0].slug)
-    return render(request, "console/teams.html", {"teams": teams})
+    return render(request, "console/teams.html", {
+        "teams": teams, "switch_teams": teams, "operator_home": reverse("operator-catalog") if staff else None})
 
 
-@team_view(get=(roles.USAGE_OWN, roles.LOGS_READ, roles.BILLING_READ))
-def dashboard(request, access):
-    return render(request, "console/dashboard.html", {"access": access, "team": access.team})
+# --- members ------------------------------------------------------------------------------------------------
+
+@team_view(get=roles.MEMBERS_MANAGE)
+def members(request, access):
+    form = MemberInviteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            membership, password = services.member_invite(team=access.team, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            if password:
+                reveal_once_put(request, "password", username=membership.user.username, password=password)
+            messages.success(request, _("%(user)s joined the team.") % {"user": membership.user.username})
+            return redirect("console-members", team=access.team.slug)
+    reveal = reveal_once_pop(request, "password")
+    response = render_team(request, access, "console/members.html", {
+        "form": form, "members": selectors.team_members(team=access.team), "reveal": reveal,
+        "role_form": MemberRoleForm(),
+    }, status=400 if form.errors else 200)
+    return never_cache_if(response, reveal)
+
+
+def _member_action(request, access, pk, action, done_message):
+    membership = selectors.team_member(team=access.team, pk=pk)
+    if request.method == "POST":
+        try:
+            action(membership)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, done_message % {"user": membership.user.username})
+    return redirect("console-members", team=access.team.slug)
+
+
+@team_view(get=roles.MEMBERS_MANAGE, model=Membership)
+def member_role(request, access, pk):
+    form = MemberRoleForm(request.POST or None)
+
+    def change(membership):
+        if not form.is_valid():
+            raise ValidationError(_("Choose a role."))
+        services.member_role_set(membership=membership, role=form.cleaned_data["role"])
+
+    return _member_action(request, access, pk, change, _("%(user)s now has a new role."))
+
+
+@team_view(get=roles.MEMBERS_MANAGE, model=Membership)
+def member_remove(request, access, pk):
+    return _member_action(request, access, pk, lambda m: services.member_remove(membership=m),
+                          _("%(user)s was removed from the team; their keys here were revoked."))

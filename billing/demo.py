@@ -11,7 +11,7 @@ from accounts import roles
 from accounts.models import Membership, StaffRole, Team
 from billing.models import Price
 from billing.money import MICRO
-from billing.services import price_set
+from billing.services import balance_credit, price_set
 from keys.models import ApiKey, KeyGroup
 from keys.secrets import hash_secret
 from keys.services import api_key_create
@@ -35,7 +35,13 @@ CATALOG = [
      True, True, "1.25", "10.00", "0.125"),
     ("deepseek/deepseek-chat", "DeepSeek V3.2", "deepseek", "deepseek-chat", ["deepseek-chat"], 128_000, True,
      False, "0.28", "0.42", "0.028"),
+    ("openai/text-embedding-3-small", "Text embedding 3 small", "openai", "text-embedding-3-small",
+     ["text-embedding-3-small"], 8_191, False, False, "0.02", "0", "0.02"),
 ]
+# Which simulator wire format serves each provider's models (the simulator speaks all three).
+CHANNEL_KINDS = {"openai": Channel.OPENAI, "deepseek": Channel.OPENAI, "anthropic": Channel.ANTHROPIC,
+                 "google": Channel.GEMINI}
+CHANNEL_PATHS = {Channel.OPENAI: "/v1", Channel.ANTHROPIC: "", Channel.GEMINI: ""}
 # CNY deployments get the same list prices converted at a fixed, documented rate.
 CNY_PER_USD = Decimal("7.2")
 
@@ -73,21 +79,30 @@ def seed_demo(*, api_key: str, owner_password: str, operator_password: str, simu
     models = []
     for (public_id, display, provider, upstream, aliases, context, tools, vision, p_in, p_out,
          p_cached) in CATALOG:
+        embedding = "embedding" in public_id
         model = model_upsert(public_id=public_id, display_name=display, provider=provider, upstream_name=upstream,
                              aliases=aliases, context_length=context, supports_tools=tools, supports_vision=vision,
-                             input_modalities=["text", "image"] if vision else ["text"], output_modalities=["text"])
+                             supports_json_schema=not embedding,
+                             input_modalities=["text", "image"] if vision else ["text"],
+                             output_modalities=["embeddings"] if embedding else ["text"])
         if not Price.objects.filter(model=model).exists():
             price_set(model=model, input_per_m=to_micro(p_in), output_per_m=to_micro(p_out),
                       cached_input_per_m=to_micro(p_cached))
         models.append(model)
 
-    channel = Channel.objects.filter(team=None, name="Simulator (OpenAI wire format)").first()
-    if channel is None:
-        channel_create(name="Simulator (OpenAI wire format)", base_url=f"{simulator_url}/v1",
-                       api_key="sk-sim-demo-channel-key", models=models)
-    else:
-        channel_update(channel=channel, base_url=f"{simulator_url}/v1", models=models)
+    for kind, label in Channel.KINDS:
+        served = [m for m in models if CHANNEL_KINDS[m.provider] == kind]
+        name = f"Simulator ({label})"
+        base_url = simulator_url + CHANNEL_PATHS[kind]
+        channel = Channel.objects.filter(team=None, name=name).first()
+        if channel is None:
+            channel_create(name=name, kind=kind, base_url=base_url, api_key=f"sim-demo-{kind}-channel-key",
+                           models=served)
+        else:
+            channel_update(channel=channel, base_url=base_url, models=served)
 
+    balance_credit(team=team, amount=100 * MICRO, reason="demo credit", created_by=operator,
+                   idempotency_key="demo-initial-credit")
     if not ApiKey.objects.filter(secret_hash=hash_secret(api_key)).exists():
         api_key_create(team=team, owner=owner, group=group, name="demo", secret=api_key)
     return Demo(team, owner.username, owner_password, operator.username, api_key)

@@ -122,3 +122,122 @@ class TeamBalance(models.Model):
 
     def __str__(self):
         return f"{self.team_id}: {self.balance}"
+
+
+class TeamBillingPolicy(models.Model):
+    """Per-team billing terms: an optional monthly spend cap and a price multiplier (a per-customer
+    discount or markup on catalog prices, in parts per million; 1_000_000 = catalog price)."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="billing_policy")
+    monthly_cap = models.BigIntegerField(null=True, blank=True)
+    price_multiplier_ppm = models.PositiveIntegerField(default=1_000_000)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+# --- credit: redemption codes, bundles, budget alerts --------------------------------------------------------
+
+class RedemptionCode(models.Model):
+    """A single-use code worth `amount` micro-units, made in batches by an operator. Only the sha256 of the
+    code and a display mask are stored: the plain code is shown once, when the batch is made."""
+
+    UNUSED, USED, DISABLED = "unused", "used", "disabled"
+    STATUSES = [(UNUSED, "Unused"), (USED, "Used"), (DISABLED, "Disabled")]
+
+    batch = models.CharField(max_length=32, db_index=True)
+    name = models.CharField(max_length=120, blank=True)          # the batch's label: "launch promo"
+    code_hash = models.CharField(max_length=64, unique=True)
+    mask = models.CharField(max_length=32)                       # "TG-…AB12"
+    amount = models.BigIntegerField()                            # micro-units
+    status = models.CharField(max_length=10, choices=STATUSES, default=UNUSED)
+    expires_at = models.DateTimeField(null=True, blank=True)     # the code's own deadline to be redeemed
+    # Credit from this code expires this many days after redemption (a credit bundle); None: never.
+    credit_valid_days = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    redeemed_by_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    redeemed_by_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                         on_delete=models.PROTECT, related_name="+")
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    ledger_entry = models.ForeignKey(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="redemption_amount_positive"),
+            # "used" and "redeemed" are one fact: a code cannot be half-redeemed.
+            models.CheckConstraint(condition=models.Q(status="used", redeemed_at__isnull=False,
+                                                      ledger_entry__isnull=False)
+                                   | (~models.Q(status="used") & models.Q(redeemed_at__isnull=True)),
+                                   name="redemption_used_iff_redeemed"),
+        ]
+
+    def __str__(self):
+        return f"{self.mask} ({self.status})"
+
+
+class CreditBundle(models.Model):
+    """Prepaid credit that expires: the part still unused at `expires_at` leaves the balance through one
+    "expiry" ledger entry (billing.services.credit_bundles_expire explains the consumption rule)."""
+
+    TOPUP, REDEMPTION, GRANT = "topup", "redemption", "grant"
+    SOURCES = [(TOPUP, "Top-up"), (REDEMPTION, "Redemption"), (GRANT, "Grant")]
+
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="credit_bundles")
+    amount = models.BigIntegerField()
+    remaining = models.BigIntegerField()                         # drawn down by debits, earliest expiry first
+    expires_at = models.DateTimeField()
+    source = models.CharField(max_length=12, choices=SOURCES)
+    ledger_entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="credit_bundle")
+    # Set together when the bundle is closed at expiry; the entry is None when nothing was left to expire.
+    expired_at = models.DateTimeField(null=True, blank=True)
+    expiry_entry = models.OneToOneField(LedgerEntry, null=True, blank=True, on_delete=models.PROTECT,
+                                        related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0, remaining__gte=0,
+                                                      remaining__lte=models.F("amount")),
+                                   name="bundle_remaining_in_range"),
+        ]
+        indexes = [
+            # The open bundles: what the drawdown and the expiry sweep walk.
+            models.Index(fields=["team", "expires_at"], condition=models.Q(expired_at__isnull=True),
+                         name="bundle_open"),
+        ]
+
+
+class CreditBundleCursor(models.Model):
+    """How far a team's ledger has been applied to its bundles: debits with a larger entry id have not
+    drawn anything down yet. Moved only under the team's balance lock, so each debit is applied once."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="+")
+    last_entry_id = models.BigIntegerField()
+
+
+class BudgetAlert(models.Model):
+    """A budget reached 80% or 100% in one period: created once (the unique constraint) and mailed once."""
+
+    KEY, GROUP, ROUTE, TEAM, BALANCE = "key", "group", "route", "team", "balance"
+    SCOPES = [(KEY, "API key"), (GROUP, "Key group"), (ROUTE, "Route"), (TEAM, "Team monthly cap"),
+              (BALANCE, "Balance")]
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="budget_alerts")
+    scope_kind = models.CharField(max_length=8, choices=SCOPES)
+    scope_id = models.CharField(max_length=40)                   # key / group / rule / team id
+    # billing.limits.period_tag ("m20261101", "all"); balance: "c<id of the credit entry it is measured from>".
+    period_tag = models.CharField(max_length=24)
+    threshold = models.PositiveSmallIntegerField()               # 80 or 100 (percent)
+    label = models.CharField(max_length=200)                     # "key group 'production' monthly budget"
+    spent = models.BigIntegerField()                             # micro-units, when the alert fired
+    limit = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "scope_kind", "scope_id", "period_tag", "threshold"],
+                                               name="budgetalert_once_per_period")]
+        indexes = [models.Index(fields=["team", "-created_at"], name="budgetalert_team_newest")]
+
+    def __str__(self):
+        return f"{self.label}: {self.threshold}%"

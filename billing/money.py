@@ -8,12 +8,24 @@ def token_cost(tokens: int, price_per_million: int) -> int:
     return (tokens * price_per_million + MICRO // 2) // MICRO
 
 
-def usage_cost(*, prompt_tokens: int, completion_tokens: int, cached_tokens: int, price) -> int:
-    """Cost of one request; cached prompt tokens are billed at the cached price. Rounded once, per record."""
+def usage_cost(*, prompt_tokens: int, completion_tokens: int, cached_tokens: int, price,
+               multiplier_ppm: int = MICRO) -> int:
+    """Cost of one request; cached prompt tokens are billed at the cached price, the whole at the team's /
+    group's multiplier (parts per million). Rounded once, half up, per record."""
     uncached = max(prompt_tokens - cached_tokens, 0)
     numerator = (uncached * price.input_per_m + cached_tokens * price.cached_input_per_m
-                 + completion_tokens * price.output_per_m)
-    return (numerator + MICRO // 2) // MICRO + price.request_fee
+                 + completion_tokens * price.output_per_m + price.request_fee * MICRO) * multiplier_ppm
+    denominator = MICRO * MICRO
+    return (numerator + denominator // 2) // denominator
+
+
+def combined_multiplier(*multipliers_ppm: int | None) -> int:
+    """Team × group multipliers, each in parts per million (None = 1)."""
+    result = MICRO
+    for m in multipliers_ppm:
+        if m is not None:
+            result = result * m // MICRO
+    return result
 
 
 def format_money(micro: int, currency: str) -> str:

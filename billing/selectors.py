@@ -1,6 +1,14 @@
-from django.db.models import QuerySet
+import datetime
+import math
+from dataclasses import dataclass
 
-from billing.models import LedgerEntry, TeamBalance, UsageRecord
+from django.db.models import BigIntegerField, Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce, NullIf, TruncDate
+from django.utils import timezone
+
+from accounts.models import Team
+from billing.models import LedgerEntry, Price, TeamBalance, UsageRecord
+from routing.models import Model
 
 
 def team_balance(*, team) -> int:
@@ -17,3 +25,125 @@ def ledger_entries(*, team) -> QuerySet[LedgerEntry]:
 def usage_records(*, team, key=None) -> QuerySet[UsageRecord]:
     qs = UsageRecord.objects.filter(team=team).order_by("-created_at", "-id")
     return qs.filter(api_key=key) if key is not None else qs
+
+
+# --- console: usage ------------------------------------------------------------------------------------------
+
+def usage_scope(*, team, owner=None) -> QuerySet[UsageRecord]:
+    """A team's usage records, or only those made with one user's keys (members see their own)."""
+    qs = UsageRecord.objects.filter(team=team)
+    return qs.filter(api_key__owner=owner) if owner is not None else qs
+
+
+def usage_search(*, team, owner=None, since=None, until=None, key_id=None, model: str = "", status: str = "",
+                 request_id: str = "") -> QuerySet[UsageRecord]:
+    """Usage records for the logs page and its CSV export, newest first. `status`: "ok", "error", "4xx",
+    "5xx" or a status code. Every search is bounded by team and time (index usage_team_time)."""
+    qs = usage_scope(team=team, owner=owner).select_related("api_key", "channel").order_by("-created_at", "-id")
+    if request_id:
+        # The response id a client sees (chatcmpl-<hex>) and the request id (req_<hex>) name the same call.
+        return qs.filter(request_id="req_" + request_id.removeprefix("chatcmpl-").removeprefix("req_"))
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    if key_id:
+        qs = qs.filter(api_key_id=key_id)
+    if model:
+        qs = qs.filter(Q(requested_model=model) | Q(served_model=model))
+    if status == "ok":
+        qs = qs.filter(status_code__lt=400)
+    elif status == "error":
+        qs = qs.filter(status_code__gte=400)
+    elif status in ("4xx", "5xx"):
+        low = int(status[0]) * 100
+        qs = qs.filter(status_code__gte=low, status_code__lt=low + 100)
+    elif status.isdigit():
+        qs = qs.filter(status_code=int(status))
+    return qs
+
+
+def usage_record(*, team, pk: int, owner=None) -> UsageRecord | None:
+    return usage_scope(team=team, owner=owner).select_related("api_key", "channel").filter(pk=pk).first()
+
+
+LATENCY_SAMPLE = 20_000   # p50/p95 over at most this many of the window's newest successful requests
+
+
+def _percentile(sorted_values: list[int], fraction: float) -> int | None:
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(fraction * len(sorted_values)) - 1)]  # nearest rank
+
+
+@dataclass
+class UsageSummary:
+    since: datetime.datetime
+    days: list[dict]              # one per day, oldest first: day, requests, errors, spend
+    by_model: list[dict]
+    by_key: list[dict]
+    requests: int
+    errors: int
+    spend: int
+    tokens: int
+    p50_ms: int | None
+    p95_ms: int | None
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def usage_summary(*, team, owner=None, days: int = 14, now=None, top: int = 8) -> UsageSummary:
+    """The dashboard: requests, errors and spend per day over the last `days` days (UTC), the top models and
+    keys by spend, and p50/p95 latency. A handful of grouped queries over (team, created_at)."""
+    now = now or timezone.now()
+    first_day = now.date() - datetime.timedelta(days=days - 1)
+    since = datetime.datetime.combine(first_day, datetime.time.min, tzinfo=datetime.UTC)
+    qs = usage_scope(team=team, owner=owner).filter(created_at__gte=since).order_by()
+    metrics = {"requests": Count("id"), "errors": Count("id", filter=Q(status_code__gte=400)),
+               "spend": Coalesce(Sum("cost"), 0)}
+    per_day = {row["day"]: row for row in
+               qs.annotate(day=TruncDate("created_at")).values("day").annotate(**metrics)}
+    series = []
+    for offset in range(days):
+        day = first_day + datetime.timedelta(days=offset)
+        row = per_day.get(day, {})
+        series.append({"day": day, **{name: row.get(name, 0) for name in metrics}})
+    by_model = list(qs.annotate(model=Coalesce(NullIf("served_model", Value("")), "requested_model"))
+                    .values("model").annotate(**metrics).order_by("-spend", "-requests")[:top])
+    by_key = list(qs.values("api_key_id", "key_mask", "api_key__name").annotate(**metrics)
+                  .order_by("-spend", "-requests")[:top])
+    totals = qs.aggregate(**metrics, tokens=Coalesce(Sum(F("prompt_tokens") + F("completion_tokens")), 0))
+    latencies = sorted(qs.filter(status_code__lt=400).order_by("-created_at")
+                       .values_list("latency_ms", flat=True)[:LATENCY_SAMPLE])
+    return UsageSummary(since=since, days=series, by_model=by_model, by_key=by_key, requests=totals["requests"],
+                        errors=totals["errors"], spend=totals["spend"], tokens=totals["tokens"],
+                        p50_ms=_percentile(latencies, 0.50), p95_ms=_percentile(latencies, 0.95))
+
+
+# --- operator ------------------------------------------------------------------------------------------------
+
+def current_price(*, model, at=None) -> Price | None:
+    return Price.objects.filter(model=model, effective_from__lte=at or timezone.now()).order_by(
+        "-effective_from").first()
+
+
+def model_prices(*, model) -> QuerySet[Price]:
+    return Price.objects.filter(model=model).order_by("-effective_from")
+
+
+def catalog_with_prices(*, at=None) -> QuerySet[Model]:
+    """Every catalog model with the price in effect now (input/output/cached per million, request fee)."""
+    current = Price.objects.filter(model=OuterRef("pk"), effective_from__lte=at or timezone.now()).order_by(
+        "-effective_from")
+    return Model.objects.order_by("provider", "public_id").annotate(
+        **{f"price_{field}": Subquery(current.values(field)[:1])
+           for field in ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee", "effective_from")},
+        channel_count=Count("channels", distinct=True))
+
+
+def teams_with_balances() -> QuerySet[Team]:
+    return Team.objects.order_by("name").annotate(
+        balance_value=Coalesce(F("balance__balance"), Value(0, output_field=BigIntegerField())),
+        member_count=Count("memberships", distinct=True))

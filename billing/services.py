@@ -1,13 +1,23 @@
+import datetime as dt
+import hashlib
 import logging
+import secrets
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from billing.models import LedgerEntry, Price, TeamBalance, UsageRecord
+from accounts.models import Team
+from billing import emails, limits
+from billing.models import (BudgetAlert, CreditBundle, CreditBundleCursor, LedgerEntry, Price, RedemptionCode,
+                            TeamBalance, TeamBillingPolicy, UsageRecord)
+from keys.models import ApiKey, KeyGroup
 from routing.catalog import bump_version
+from routing.models import RoutingRule
 
 log = logging.getLogger(__name__)
 KINDS = frozenset(kind for kind, _ in LedgerEntry.KINDS)
@@ -57,6 +67,11 @@ def _ledger_insert(*, balance: TeamBalance, kind: str, amount: int, idempotency_
         return entry, False
     TeamBalance.objects.filter(pk=balance.pk).update(balance=F("balance") + amount, updated_at=timezone.now())
     balance.balance += amount  # the locked row's value, for a later insert in this transaction
+    if kind != LedgerEntry.USAGE:
+        # Usage entries only move spend from "unbilled" to the balance: what a team may still spend is
+        # unchanged. Every other entry changes it: tell the gateways' shared counter.
+        team_id = balance.team_id
+        transaction.on_commit(lambda: limits.balance_changed(team_id, amount))
     return entry, True
 
 
@@ -147,3 +162,348 @@ def usage_reconcile(*, batch_size: int = 500, deadline: float | None = None) -> 
         if records < batch_size:
             break
     return written
+
+
+# --- credit: redemption codes -------------------------------------------------------------------------------
+
+class CreditError(Exception):
+    """A redemption refused: `code` for API clients, `message` for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"   # no 0/O or 1/I: codes are read off paper and retyped
+CODE_LENGTH = 16                                     # 80 random bits
+
+
+def _code_body(code: str) -> str:
+    """The 16 characters that matter, however the code was typed (case, spaces, dashes, the TG- prefix)."""
+    body = "".join(ch for ch in code.upper() if ch.isalnum())
+    return body[2:] if len(body) == CODE_LENGTH + 2 and body.startswith("TG") else body
+
+
+def _code_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def redemption_batch_create(*, created_by, count: int, amount: int, expires_at=None, name: str = "",
+                            credit_valid_days: int | None = None) -> list[str]:
+    """Make `count` single-use codes worth `amount` micro-units each and return them as
+    "TG-XXXX-XXXX-XXXX-XXXX". The plain codes exist only in this return value (shown once): the database
+    keeps their sha256 and a mask. `credit_valid_days`: redeemed credit expires that many days later."""
+    if type(amount) is not int or amount <= 0:
+        raise ValueError("a code is worth a positive integer of micro-units")
+    if not 1 <= count <= 10_000:
+        raise ValueError("make between 1 and 10000 codes at a time")
+    if credit_valid_days is not None and credit_valid_days < 1:
+        raise ValueError("credit_valid_days must be at least 1")
+    batch = secrets.token_hex(8)
+    bodies = ["".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH)) for _ in range(count)]
+    RedemptionCode.objects.bulk_create([
+        RedemptionCode(batch=batch, name=name, code_hash=_code_hash(body), mask=f"TG-…{body[-4:]}", amount=amount,
+                       expires_at=expires_at, credit_valid_days=credit_valid_days, created_by=created_by)
+        for body in bodies])
+    return ["TG-" + "-".join(body[i:i + 4] for i in range(0, CODE_LENGTH, 4)) for body in bodies]
+
+
+def redemption_redeem(*, team, user, code: str) -> LedgerEntry:
+    """Credit a code's amount to `team` (a "redemption" entry by `user`) and mark the code used, in one
+    transaction. The code row is locked first, so of two concurrent redemptions one credits and the other
+    finds the code used. Codes are global: an unknown code and another team's used code are refused alike."""
+    body, now = _code_body(code), timezone.now()
+    with transaction.atomic():
+        row = (RedemptionCode.objects.select_for_update().filter(code_hash=_code_hash(body)).first()
+               if len(body) == CODE_LENGTH else None)
+        if row is None:
+            raise CreditError("code_unknown", "This code does not exist; check it for typos.")
+        if row.status == RedemptionCode.USED:
+            raise CreditError("code_used", "This code has already been redeemed.")
+        if row.status == RedemptionCode.DISABLED:
+            raise CreditError("code_disabled", "This code has been disabled.")
+        if row.expires_at is not None and row.expires_at <= now:
+            raise CreditError("code_expired", f"This code expired on {row.expires_at:%Y-%m-%d %H:%M} UTC.")
+        entry = ledger_post(team=team, kind=LedgerEntry.REDEMPTION, amount=row.amount,
+                            idempotency_key=f"redeem:{row.pk}", reason=f"Redeemed code {row.mask}",
+                            created_by=user)
+        if row.credit_valid_days:
+            _bundle_open(team=team, entry=entry, source=CreditBundle.REDEMPTION,
+                         expires_at=now + dt.timedelta(days=row.credit_valid_days))
+        RedemptionCode.objects.filter(pk=row.pk).update(status=RedemptionCode.USED, redeemed_by_team=team,
+                                                        redeemed_by_user=user, redeemed_at=now, ledger_entry=entry)
+    return entry
+
+
+# --- credit: bundles that expire ----------------------------------------------------------------------------
+#
+# The rule, exact and replayable from the ledger:
+# 1. Every debit (a negative entry other than an expiry) draws down the team's open bundles earliest expiry
+#    first — only bundles granted before it (smaller entry id) and not yet expired when it was posted. What
+#    no bundle covers comes out of permanent credit (credit without expiry is spent last).
+# 2. At expiry, a bundle's unused part, min(remaining, the team's positive balance), leaves through ONE
+#    "expiry" entry (key "expiry:<bundle id>"); the cap means expiry never pushes a balance below zero.
+# Debits are applied lazily from a per-team cursor (CreditBundleCursor), always under the team's balance lock
+# (the lock every ledger insert takes), so each debit is applied exactly once and every debit committed
+# before an expiry is applied before it.
+
+def _bundle_open(*, team, entry: LedgerEntry, expires_at, source: str) -> CreditBundle:
+    """The bundle of a credit entry just posted. The caller holds the team's balance lock."""
+    # A team's first bundle starts its cursor at its own entry: earlier debits can never draw from it.
+    CreditBundleCursor.objects.get_or_create(team=team, defaults={"last_entry_id": entry.pk})
+    return CreditBundle.objects.create(team=team, amount=entry.amount, remaining=entry.amount,
+                                       expires_at=expires_at, source=source, ledger_entry=entry)
+
+
+def credit_bundle_grant(*, team, amount: int, expires_at, reason: str, created_by, idempotency_key: str,
+                        source: str = CreditBundle.TOPUP) -> CreditBundle:
+    """Credit that expires at `expires_at`: a top-up entry and its bundle in one transaction. Idempotent:
+    a retry with the same key returns the first bundle."""
+    if type(amount) is not int or amount <= 0:
+        raise ValueError("a credit is a positive integer of micro-units")
+    if not reason.strip():
+        raise ValueError("a credit needs a reason")
+    if expires_at <= timezone.now():
+        raise ValueError("the credit's expiry must be in the future")
+    _check(kind=LedgerEntry.TOPUP, amount=amount, idempotency_key=idempotency_key)
+    with transaction.atomic():
+        balance = _balances_locked([team.pk])[team.pk]
+        entry, created = _ledger_insert(balance=balance, kind=LedgerEntry.TOPUP, amount=amount,
+                                        idempotency_key=idempotency_key, reason=reason.strip(),
+                                        created_by=created_by)
+        if not created:
+            bundle = CreditBundle.objects.filter(ledger_entry=entry).first()
+            if bundle is None:
+                raise ValueError(f"idempotency key {idempotency_key!r} was used for a credit without expiry")
+            return bundle
+        return _bundle_open(team=team, entry=entry, expires_at=expires_at, source=source)
+
+
+def _bundles_draw(*, team_id: int, chunk: int = 5_000) -> int:
+    """Rule 1 for the debits posted since the cursor. The caller holds the team's balance lock (so no entry
+    can appear meanwhile). Returns the micro-units drawn down."""
+    cursor = CreditBundleCursor.objects.filter(team_id=team_id).first()
+    if cursor is None:
+        return 0
+    bundles = list(CreditBundle.objects.filter(team_id=team_id, expired_at__isnull=True, remaining__gt=0)
+                   .order_by("expires_at", "pk"))
+    drawn, changed = 0, set()
+    while True:
+        entries = list(LedgerEntry.objects.filter(team_id=team_id, pk__gt=cursor.last_entry_id).order_by("pk")
+                       .values_list("pk", "amount", "kind", "created_at")[:chunk])
+        for pk, amount, kind, posted_at in entries:
+            need = -amount if amount < 0 and kind != LedgerEntry.EXPIRY else 0
+            for bundle in bundles:
+                if not need:
+                    break
+                if bundle.remaining and bundle.ledger_entry_id < pk and bundle.expires_at > posted_at:
+                    take = min(bundle.remaining, need)
+                    bundle.remaining -= take
+                    need -= take
+                    drawn += take
+                    changed.add(bundle)
+        if entries:
+            cursor.last_entry_id = entries[-1][0]
+        if len(entries) < chunk:
+            break
+    CreditBundle.objects.bulk_update(list(changed), ["remaining"])
+    CreditBundleCursor.objects.filter(pk=cursor.pk).update(last_entry_id=cursor.last_entry_id)
+    return drawn
+
+
+def credit_bundles_consume(*, team) -> int:
+    """Draw the team's bundles down by the debits posted since the last call (rule 1). Idempotent: the
+    cursor moves in the same transaction, so a second call applies nothing twice."""
+    with transaction.atomic():
+        _balances_locked([team.pk])
+        return _bundles_draw(team_id=team.pk)
+
+
+def credit_bundles_expire(*, team, now=None) -> list[LedgerEntry]:
+    """Close the team's bundles whose expiry has passed (rule 2), after applying every pending debit.
+    Safe to run twice or concurrently: runs queue on the balance lock, and a closed bundle is skipped (its
+    idempotency key would make a second entry a no-op anyway). Returns the expiry entries written."""
+    now = now or timezone.now()
+    written = []
+    with transaction.atomic():
+        balance = _balances_locked([team.pk])[team.pk]
+        _bundles_draw(team_id=team.pk)
+        due = CreditBundle.objects.filter(team=team, expired_at__isnull=True, expires_at__lte=now).order_by(
+            "expires_at", "pk")
+        for bundle in due:
+            unused, entry = min(bundle.remaining, max(balance.balance, 0)), None
+            if unused:
+                entry, created = _ledger_insert(
+                    balance=balance, kind=LedgerEntry.EXPIRY, amount=-unused, idempotency_key=f"expiry:{bundle.pk}",
+                    reason=f"Unused credit of bundle {bundle.pk} (granted {bundle.created_at:%Y-%m-%d}) expired")
+                if created:
+                    written.append(entry)
+            CreditBundle.objects.filter(pk=bundle.pk).update(remaining=0, expired_at=now, expiry_entry=entry)
+    return written
+
+
+def credit_bundles_sweep(*, now=None, batch_size: int = 200, deadline: float | None = None) -> int:
+    """Every team with open bundles: apply its debits and expire what is due, one transaction per team,
+    until done or `deadline` (time.monotonic()) passes. Returns the number of expiry entries written."""
+    written, last = 0, 0
+    while deadline is None or time.monotonic() < deadline:
+        team_ids = list(CreditBundle.objects.filter(expired_at__isnull=True, team_id__gt=last).order_by("team_id")
+                        .values_list("team_id", flat=True).distinct()[:batch_size])
+        for team in Team.objects.filter(pk__in=team_ids).order_by("pk"):
+            written += len(credit_bundles_expire(team=team, now=now))
+        if len(team_ids) < batch_size:
+            break
+        last = team_ids[-1]
+    return written
+
+
+# --- budget alerts ------------------------------------------------------------------------------------------
+
+ALERT_THRESHOLDS = (80, 100)
+PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "none": "total"}
+
+
+@dataclass(slots=True)
+class BudgetScope:
+    """One budget of a team as alerts see it, with what has been spent against it in its current period."""
+
+    kind: str
+    ident: str
+    label: str
+    limit: int
+    tag: str
+    period: str = ""                  # day / week / month / none; "" for the balance
+    since: dt.datetime | None = None  # no-reset budgets count from the scope's creation
+    match: tuple = ()                 # (usage row field, value or set); () = the whole team
+    spent: int = 0
+
+
+def _limit_scope(kind, obj, label, match, now) -> BudgetScope:
+    period = obj.budget_period
+    # A no-reset budget has one "period" per limit value: raising it arms its alerts again.
+    tag = f"all-{obj.budget_limit}" if period == "none" else limits.period_tag(period, now)
+    return BudgetScope(kind, str(obj.pk), f"{label} {PERIOD_WORDS.get(period, period)} budget", obj.budget_limit,
+                       tag, period, obj.created_at, match)
+
+
+def _budget_scopes(*, team_ids, now, spend: bool) -> dict[int, list[BudgetScope]]:
+    """Every budget of these teams (key, key group, route, monthly cap, balance); with `spend`, each with
+    its spend this period: one grouped usage query per team over (team, created_at)."""
+    scopes: dict[int, list[BudgetScope]] = defaultdict(list)
+    for key in ApiKey.objects.filter(team_id__in=team_ids, status=ApiKey.ACTIVE, budget_limit__gt=0):
+        scopes[key.team_id].append(_limit_scope(BudgetAlert.KEY, key, f"key '{key.name}' ({key.mask})",
+                                                ("api_key_id", key.pk), now))
+    for group in KeyGroup.objects.filter(team_id__in=team_ids, budget_limit__gt=0):
+        scopes[group.team_id].append(_limit_scope(BudgetAlert.GROUP, group, f"key group '{group.name}'",
+                                                  ("group_id", group.pk), now))
+    for rule in RoutingRule.objects.filter(team_id__in=team_ids, budget_limit__gt=0):
+        # The gateway counts a route's spend under its name, whether asked for directly or chosen by auto.
+        names = {f"route:{rule.name}", f"auto → route:{rule.name}"}
+        scopes[rule.team_id].append(_limit_scope(BudgetAlert.ROUTE, rule, f"route '{rule.name}'",
+                                                 ("route", names), now))
+    for team_id, cap in TeamBillingPolicy.objects.filter(team_id__in=team_ids, monthly_cap__gt=0).values_list(
+            "team_id", "monthly_cap"):
+        scopes[team_id].append(BudgetScope(BudgetAlert.TEAM, str(team_id), "team monthly cap", cap,
+                                           limits.period_tag("month", now), "month"))
+    # Low balance: measured against the balance right after the last top-up or redemption, so each new
+    # credit starts a new "period" (tag c<entry id>): 80% = a fifth of it left, 100% = nothing left.
+    credits = LedgerEntry.objects.filter(team_id=OuterRef("team_id"), kind__in=[
+        LedgerEntry.TOPUP, LedgerEntry.REDEMPTION]).order_by("-id")
+    balances = (TeamBalance.objects.filter(team_id__in=team_ids)
+                .annotate(ref_id=Subquery(credits.values("id")[:1]), ref=Subquery(credits.values("balance_after")[:1]))
+                .filter(ref__gt=0).values_list("team_id", "balance", "ref_id", "ref"))
+    unbilled = dict(UsageRecord.objects.filter(team_id__in=team_ids, billed_at__isnull=True).order_by()
+                    .values("team_id").annotate(s=Sum("cost")).values_list("team_id", "s")) if spend else {}
+    for team_id, balance, ref_id, ref in balances:
+        available = balance - unbilled.get(team_id, 0)   # what the gateway lets the team spend
+        scopes[team_id].append(BudgetScope(BudgetAlert.BALANCE, str(team_id), "team balance", ref, f"c{ref_id}",
+                                           spent=ref - available))
+    if spend:
+        for team_id, team_scopes in scopes.items():
+            _scopes_spend(team_id=team_id, scopes=team_scopes, now=now)
+    return scopes
+
+
+def _scopes_spend(*, team_id: int, scopes: list[BudgetScope], now) -> None:
+    usage = [s for s in scopes if s.period]
+    if not usage:
+        return
+    starts = {p: limits.period_start(p, now) for p in ("day", "week", "month")}
+    since = min(starts[s.period] if s.period in starts else s.since for s in usage)
+    sums = {p: Coalesce(Sum("cost", filter=Q(created_at__gte=start)), 0) for p, start in starts.items()}
+    rows = list(UsageRecord.objects.filter(team_id=team_id, created_at__gte=since).order_by()
+                .values("api_key_id", "route", group_id=F("api_key__group_id"))
+                .annotate(**sums, none=Coalesce(Sum("cost"), 0)))
+    for scope in usage:
+        field, wanted = scope.match or (None, None)
+        scope.spent = sum(row[scope.period] for row in rows if field is None or (
+            row[field] in wanted if isinstance(wanted, set) else row[field] == wanted))
+
+
+def _alerts_fire(*, team_id: int, scopes: list[BudgetScope]) -> int:
+    due = [(s, t) for s in scopes for t in ALERT_THRESHOLDS if s.limit > 0 and s.spent * 100 >= s.limit * t]
+    if not due:
+        return 0
+    fired = set(BudgetAlert.objects.filter(team_id=team_id, period_tag__in={s.tag for s, _ in due})
+                .values_list("scope_kind", "scope_id", "period_tag", "threshold"))
+    new = []
+    with transaction.atomic():
+        for scope, threshold in due:
+            if (scope.kind, scope.ident, scope.tag, threshold) in fired:
+                continue
+            try:
+                with transaction.atomic():
+                    new.append(BudgetAlert.objects.create(
+                        team_id=team_id, scope_kind=scope.kind, scope_id=scope.ident, period_tag=scope.tag,
+                        threshold=threshold, label=scope.label, spent=scope.spent, limit=scope.limit))
+            except IntegrityError:
+                continue  # a concurrent run created it first; that run sends its mail
+        if new:
+            # After commit: no mail for an alert that was rolled back. robust: a mail server that is down
+            # is logged, it does not fail the run (the alert stays in the console banner).
+            transaction.on_commit(lambda: emails.budget_alerts_send(team_id=team_id, alerts=new), robust=True)
+    return len(new)
+
+
+def budget_alerts_check(*, now=None, batch_size: int = 200, deadline: float | None = None) -> int:
+    """Fire the 80% and 100% alerts of every budget that reached them this period, each once per period
+    (BudgetAlert's unique constraint), and mail each team's owners and admins once per run. Teams are
+    walked in pk order, `batch_size` at a time, until done or `deadline` passes. Returns alerts created."""
+    now = now or timezone.now()
+    created, last = 0, 0
+    while deadline is None or time.monotonic() < deadline:
+        team_ids = list(Team.objects.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        for team_id, scopes in sorted(_budget_scopes(team_ids=team_ids, now=now, spend=True).items()):
+            created += _alerts_fire(team_id=team_id, scopes=scopes)
+        if len(team_ids) < batch_size:
+            break
+        last = team_ids[-1]
+    return created
+
+
+# --- reads for the console and the API (selectors.py belongs to another change; re-export from there) ------
+
+def active_alerts(*, team, now=None) -> list[BudgetAlert]:
+    """The team's alerts that still hold — the budget still exists with the same limit and the period is the
+    current one — one per budget (its highest threshold), newest first: the console banner. One query when
+    the team has no recent alerts."""
+    now = now or timezone.now()
+    current_tags = {limits.period_tag(p, now) for p in ("day", "week", "month")}
+    candidates = list(BudgetAlert.objects.filter(team=team).filter(
+        Q(period_tag__in=current_tags) | Q(period_tag__startswith="all-") | Q(period_tag__startswith="c"))
+        .order_by("-created_at", "-threshold")[:200])
+    if not candidates:
+        return []
+    current = {(s.kind, s.ident, s.tag, s.limit)
+               for s in _budget_scopes(team_ids=[team.pk], now=now, spend=False).get(team.pk, [])}
+    best: dict[tuple, BudgetAlert] = {}
+    for alert in candidates:
+        key = (alert.scope_kind, alert.scope_id, alert.period_tag, alert.limit)
+        if key in current and (key not in best or alert.threshold > best[key].threshold):
+            best[key] = alert
+    return sorted(best.values(), key=lambda a: (a.created_at, a.threshold), reverse=True)
+
+
+def credit_bundles_open(*, team):
+    """The team's bundles not yet expired, soonest expiry first (`remaining` as of the last drawdown)."""
+    return CreditBundle.objects.filter(team=team, expired_at__isnull=True).order_by("expires_at", "pk")

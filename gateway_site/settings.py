@@ -43,6 +43,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "accounts",
     "keys",
     "routing",
@@ -53,6 +55,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -98,6 +101,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BEAT_SCHEDULE = {
     "flush-usage-journal": {"task": "billing.tasks.flush_orphan_journals", "schedule": 30.0},
     "reconcile-usage": {"task": "billing.tasks.reconcile_usage", "schedule": 60.0},
+    "sweep-stale-holds": {"task": "billing.tasks.sweep_stale_holds", "schedule": 60.0},
+    "expire-credit-bundles": {"task": "billing.tasks.expire_credit_bundles", "schedule": 3600.0},
+    "check-budget-alerts": {"task": "billing.tasks.check_budget_alerts", "schedule": 300.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -108,6 +114,9 @@ LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"
 
 LANGUAGE_CODE = "en"
+# The console speaks English and Simplified Chinese; each user's choice is kept (accounts.UserPreference).
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -117,9 +126,33 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "templates" / "static"]
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Personal access tokens (`Authorization: Bearer tgp_…`) first, so an anonymous call is told 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.tokens.PersonalAccessTokenAuthentication",
+                                       "rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "gateway_site.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "support.schema.AutoSchema",
+}
+# OpenAPI schema at /api/schema/, Swagger UI at /api/docs/ with its assets from drf-spectacular-sidecar
+# (served from /static/: nothing is loaded from a CDN; the validator badge that would call out is off).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tollgate management API",
+    "DESCRIPTION": "Team-scoped management API. Authenticate with a personal access token "
+                   "(`Authorization: Bearer tgp_…`) or a console session. Errors: "
+                   '`{"error": {"message", "type", "param", "code"}}`.',
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "ENUM_NAME_OVERRIDES": {
+        "TicketStatusEnum": "support.models.Ticket.STATUSES",
+        "TicketPriorityEnum": "support.models.Ticket.PRIORITIES",
+        "KeyStatusEnum": "keys.models.ApiKey.STATUSES",
+    },
 }
 
 # --- Relay -------------------------------------------------------------------------------------
@@ -137,8 +170,17 @@ TOLLGATE_MAX_ATTEMPTS = env.int("TOLLGATE_MAX_ATTEMPTS", default=6)
 TOLLGATE_ROUTE_DEADLINE_SECONDS = env.float("TOLLGATE_ROUTE_DEADLINE_SECONDS", default=180.0)
 # `model: "auto"` sends prompts estimated above this many tokens to the team's route:long-review.
 TOLLGATE_AUTO_LONG_PROMPT_TOKENS = env.int("TOLLGATE_AUTO_LONG_PROMPT_TOKENS", default=32_000)
+# Worst-case output assumed for holds and context checks when a request sets no max_tokens.
+TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE = env.int("TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE", default=1_024)
+# A hold not settled after this long belongs to a dead process: the sweep task gives it back.
+TOLLGATE_HOLD_SWEEP_SECONDS = env.int("TOLLGATE_HOLD_SWEEP_SECONDS", default=900)
 TOLLGATE_BENCH_BARE_RELAY = env.bool("TOLLGATE_BENCH_BARE_RELAY", default=False)
 TOLLGATE_PUBLIC_BASE_URL = env("TOLLGATE_PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
+
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tollgate@localhost")
 
 LOGGING = {
     "version": 1,

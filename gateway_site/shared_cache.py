@@ -59,7 +59,9 @@ def async_client() -> aredis.Redis | None:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = _async_clients[loop] = aredis.Redis.from_url(_redis_url())
+        # A blocking pool: under a burst, wait briefly for a connection instead of failing the request.
+        pool = aredis.BlockingConnectionPool.from_url(_redis_url(), max_connections=64, timeout=10)
+        client = _async_clients[loop] = aredis.Redis(connection_pool=pool)
     return client
 
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
@@ -10,16 +11,26 @@ urlpatterns = [
     path("v1/messages", relay.messages),
     path("v1/messages/count_tokens", relay.count_tokens),
     path("v1/models", relay.list_models),
+    path("v1/key", relay.key_info),
+    path("v1/generation", relay.generation),
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),
     # Console, management API, admin.
     path("", include("accounts.urls")),
     path("", include("keys.urls")),
+    path("", include("billing.urls")),
+    path("", include("billing.api_urls")),
+    path("", include("routing.urls")),
+    path("", include("support.urls")),
     path("admin/", admin.site.urls),
     # Anything else under an API-looking path answers JSON naming the right base URL.
     re_path(r"^(?:v1|v1beta)(?:/.*)?$", relay.unknown_endpoint),
     re_path(r"^(?:chat/completions|completions|models|embeddings|messages|responses)/?$", relay.unknown_endpoint),
 ]
+
+if settings.TOLLGATE_BENCH_BARE_RELAY:  # `make bench` only: the bare relay Tollgate is measured against
+    from bench.bare_relay import bare_chat_completions
+    urlpatterns.append(path("bare/v1/chat/completions", bare_chat_completions))
 
 handler400 = "gateway_site.views.bad_request"
 handler404 = "gateway_site.views.not_found"

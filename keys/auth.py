@@ -34,6 +34,11 @@ class KeyContext:
     group_models: tuple[str, ...]
     key_models: tuple[str, ...]
     allowed_ips: tuple[str, ...] = ()
+    group_name: str = ""
+    # (budget_limit, budget_period, rpm_limit, tpm_limit, max_concurrency) — see keys.models.Limits
+    key_limits: tuple = (None, "month", None, None, None)
+    group_limits: tuple = (None, "month", None, None, None)
+    group_multiplier_ppm: int | None = None
 
     def ip_allowed(self, ip: str) -> bool:
         if not self.allowed_ips:
@@ -65,11 +70,22 @@ def context_for(api_key) -> KeyContext:
         expires_at=api_key.expires_at.timestamp() if api_key.expires_at else None,
         team_models=tuple(api_key.team.allowed_models), group_models=tuple(api_key.group.allowed_models),
         key_models=tuple(api_key.allowed_models), allowed_ips=tuple(api_key.allowed_ips),
+        group_name=api_key.group.name, key_limits=api_key.limits_tuple(), group_limits=api_key.group.limits_tuple(),
+        group_multiplier_ppm=api_key.group.price_multiplier_ppm,
     )
 
 
 def encode(ctx: KeyContext | None) -> bytes:
     return orjson.dumps(asdict(ctx)) if ctx else _UNKNOWN
+
+
+def _decode(raw: bytes) -> KeyContext | None:
+    if raw == _UNKNOWN:
+        return None
+    data = orjson.loads(raw)
+    for name in ("team_models", "group_models", "key_models", "allowed_ips", "key_limits", "group_limits"):
+        data[name] = tuple(data[name])  # JSON gives lists; the context is hashable and frozen
+    return KeyContext(**data)
 
 
 def publish(api_key) -> None:
@@ -104,7 +120,7 @@ async def authenticate(secret: str | None) -> KeyContext:
             ctx = await sync_to_async(_load_from_db)(secret_hash)
             await shared_cache.aset(cache_key(secret_hash), encode(ctx), CACHE_TTL if ctx else 5)
         else:
-            ctx = KeyContext(**orjson.loads(raw)) if raw != _UNKNOWN else None
+            ctx = _decode(raw)
         ctx = ctx or False
         _local.put(secret_hash, ctx)
     if ctx is False:

@@ -4,23 +4,46 @@ from django.db import models
 from accounts.models import Team
 
 
-class KeyGroup(models.Model):
+class Limits(models.Model):
+    """Spend and rate boundaries; None means "no limit at this level". Every level that sets one is checked
+    and the tightest wins (billing/limits.py)."""
+
+    NONE, DAY, WEEK, MONTH = "none", "day", "week", "month"
+    PERIODS = [(NONE, "No reset"), (DAY, "Daily"), (WEEK, "Weekly"), (MONTH, "Monthly")]
+
+    budget_limit = models.BigIntegerField(null=True, blank=True)           # micro-units per period
+    budget_period = models.CharField(max_length=8, choices=PERIODS, default=MONTH)
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True)         # requests per minute
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True)         # tokens per minute
+    max_concurrency = models.PositiveIntegerField(null=True, blank=True)   # requests in flight
+
+    class Meta:
+        abstract = True
+
+    def limits_tuple(self) -> tuple:
+        return (self.budget_limit, self.budget_period, self.rpm_limit, self.tpm_limit, self.max_concurrency)
+
+
+class KeyGroup(Limits):
     """A set of keys with shared boundaries (test, production, high-cost, scripts…)."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="key_groups")
     name = models.CharField(max_length=80)
     # Public model ids keys of this group may use; empty means no extra restriction.
     allowed_models = models.JSONField(default=list, blank=True)
+    # Price multiplier for this group's traffic, in parts per million (1_000_000 = catalog price).
+    price_multiplier_ppm = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(Limits.Meta):
+        abstract = False
         constraints = [models.UniqueConstraint(fields=["team", "name"], name="keygroup_unique_team_name")]
 
     def __str__(self):
         return self.name
 
 
-class ApiKey(models.Model):
+class ApiKey(Limits):
     """A client key. Only the sha256 of the secret is stored; the secret is shown once at creation."""
 
     ACTIVE, REVOKED = "active", "revoked"

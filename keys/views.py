@@ -1,13 +1,18 @@
-from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import Count
 from django.http import Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 from rest_framework.response import Response
 
 from accounts import roles
 from accounts.edge import TeamAPIView, team_view
+from accounts.views import never_cache_if, render_team, reveal_once_pop, reveal_once_put
 from keys import selectors, services
-from keys.models import ApiKey
+from keys.forms import KeyCreateForm, KeyEditForm, KeyGroupForm
+from keys.models import ApiKey, KeyGroup
 
 
 def _visible_keys(access, user):
@@ -16,44 +21,117 @@ def _visible_keys(access, user):
     return selectors.api_keys(team=access.team, owner=owner)
 
 
-def _key_for_change(access, user, pk) -> ApiKey:
+def _visible_key(access, user, pk) -> ApiKey:
     key = _visible_keys(access, user).filter(pk=pk).first()
     if key is None:
         raise Http404("No such key.")
-    if not (access.can(roles.KEYS_MANAGE) or (access.can(roles.KEYS_OWN) and key.owner_id == user.id)):
+    return key
+
+
+def _may_change(access, user, key) -> bool:
+    return access.can(roles.KEYS_MANAGE) or (access.can(roles.KEYS_OWN) and key.owner_id == user.id)
+
+
+def _key_for_change(access, user, pk) -> ApiKey:
+    key = _visible_key(access, user, pk)
+    if not _may_change(access, user, key):
         access.require(roles.KEYS_MANAGE)
     return key
 
 
-class KeyCreateForm(forms.Form):
-    name = forms.CharField(max_length=80)
-    group = forms.ModelChoiceField(queryset=None)
+def _model_choices(team):
+    # The catalog sits above keys in the app stack; only the console form needs its list of ids.
+    from routing.selectors import model_choices
 
-    def __init__(self, *args, team, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["group"].queryset = selectors.key_groups(team=team)
+    return model_choices(team=team)
+
+
+def _keys_page(request, access, form, status=200):
+    reveal = reveal_once_pop(request, "secret")
+    response = render_team(request, access, "console/keys.html", {
+        "keys": _visible_keys(access, request.user), "form": form, "reveal": reveal,
+        "base_url": settings.TOLLGATE_PUBLIC_BASE_URL.rstrip("/"),
+        "can_create": access.can(roles.KEYS_OWN), "can_manage_groups": access.can(roles.KEYS_MANAGE),
+    }, status=status)
+    return never_cache_if(response, reveal)
 
 
 @team_view(get=(roles.KEYS_READ, roles.KEYS_OWN), post=roles.KEYS_OWN)
 def key_list(request, access):
-    form = KeyCreateForm(request.POST or None, team=access.team)
-    secret = None
+    form = KeyCreateForm(request.POST or None, team=access.team, model_choices=_model_choices(access.team))
+    if request.method == "POST":
+        if not form.is_valid():
+            return _keys_page(request, access, form, status=400)
+        key, secret = services.api_key_create(team=access.team, owner=request.user, **form.cleaned_data)
+        reveal_once_put(request, "secret", key_id=key.pk, name=key.name, secret=secret)
+        return redirect("console-keys", team=access.team.slug)
+    return _keys_page(request, access, form)
+
+
+@team_view(get=(roles.KEYS_READ, roles.KEYS_OWN), post=roles.KEYS_OWN, model=ApiKey)
+def key_detail(request, access, pk):
+    find = _key_for_change if request.method == "POST" else _visible_key
+    key = find(access, request.user, pk)
+    form = KeyEditForm(request.POST or None, api_key=key, model_choices=_model_choices(access.team))
     if request.method == "POST" and form.is_valid():
-        _, secret = services.api_key_create(team=access.team, owner=request.user, group=form.cleaned_data["group"],
-                                            name=form.cleaned_data["name"])
-        form = KeyCreateForm(team=access.team)
-    return render(request, "console/keys.html", {
-        "access": access, "team": access.team, "keys": _visible_keys(access, request.user), "form": form,
-        "secret": secret,
-    })
+        services.api_key_update(api_key=key, **form.cleaned_data)
+        messages.success(request, _("Key “%(name)s” saved.") % {"name": key.name})
+        return redirect("console-key-detail", team=access.team.slug, pk=key.pk)
+    return render_team(request, access, "console/key_detail.html", {
+        "key": key, "form": form, "can_change": _may_change(access, request.user, key),
+    }, status=400 if form.errors else 200)
 
 
 @team_view(get=roles.KEYS_OWN, model=ApiKey)
 def key_revoke(request, access, pk):
     key = _key_for_change(access, request.user, pk)
-    if request.method == "POST":
+    if request.method == "POST" and key.status == ApiKey.ACTIVE:
         services.api_key_revoke(api_key=key)
+        messages.success(request, _("Key “%(name)s” (%(mask)s) was revoked.") % {"name": key.name, "mask": key.mask})
     return redirect("console-keys", team=access.team.slug)
+
+
+@team_view(get=roles.KEYS_OWN, model=ApiKey)
+def key_rotate(request, access, pk):
+    key = _key_for_change(access, request.user, pk)
+    if request.method == "POST":
+        if key.status != ApiKey.ACTIVE:
+            messages.error(request, _("Only an active key can be rotated."))
+            return redirect("console-key-detail", team=access.team.slug, pk=key.pk)
+        new_key, secret = services.api_key_rotate(api_key=key)
+        reveal_once_put(request, "secret", key_id=new_key.pk, name=new_key.name, secret=secret)
+        messages.success(request, _("Key “%(name)s” was rotated: the old secret (%(mask)s) no longer works.")
+                         % {"name": key.name, "mask": key.mask})
+    return redirect("console-keys", team=access.team.slug)
+
+
+@team_view(get=roles.KEYS_READ, post=roles.KEYS_MANAGE)
+def key_groups(request, access):
+    form = KeyGroupForm(request.POST or None, team=access.team, model_choices=_model_choices(access.team))
+    if request.method == "POST" and form.is_valid():
+        group = services.key_group_create(team=access.team, **form.cleaned_data)
+        messages.success(request, _("Group “%(name)s” created.") % {"name": group.name})
+        return redirect("console-key-groups", team=access.team.slug)
+    return render_team(request, access, "console/key_groups.html", {
+        "groups": selectors.key_groups(team=access.team).annotate(key_count=Count("api_keys")), "form": form,
+        "can_manage": access.can(roles.KEYS_MANAGE),
+    }, status=400 if form.errors else 200)
+
+
+@team_view(get=roles.KEYS_READ, post=roles.KEYS_MANAGE, model=KeyGroup)
+def key_group_detail(request, access, pk):
+    group = selectors.key_groups(team=access.team).filter(pk=pk).first()
+    if group is None:
+        raise Http404("No such key group.")
+    form = KeyGroupForm(request.POST or None, team=access.team, group=group,
+                        model_choices=_model_choices(access.team))
+    if request.method == "POST" and form.is_valid():
+        services.key_group_update(group=group, **form.cleaned_data)
+        messages.success(request, _("Group “%(name)s” saved.") % {"name": group.name})
+        return redirect("console-key-groups", team=access.team.slug)
+    return render_team(request, access, "console/key_group_detail.html", {
+        "group": group, "form": form, "can_manage": access.can(roles.KEYS_MANAGE),
+    }, status=400 if form.errors else 200)
 
 
 class KeyOutput(serializers.ModelSerializer):

@@ -47,6 +47,11 @@ class Channel(models.Model):
     status = models.CharField(max_length=10, choices=STATUSES, default=ENABLED)
     max_concurrency = models.PositiveIntegerField(null=True, blank=True)  # per gateway process; None = no cap
     created_at = models.DateTimeField(auto_now_add=True)
+    # Health (routing/breaker.py): the model probes ask (default: the first it serves), and a flag the breaker
+    # raises for an admin on upstream credential or billing errors. The breaker never changes `status`.
+    test_model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    needs_attention = models.BooleanField(default=False)
+    attention_reason = models.CharField(max_length=300, blank=True)    # redacted
     # Declared last: the field's name shadows the `models` module inside the class body.
     models = models.ManyToManyField(Model, related_name="channels")
 
@@ -80,6 +85,12 @@ class RoutingRule(models.Model):
     backup_models = models.JSONField(default=list, blank=True)     # ordered public ids
     downgrade_model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     forbidden_models = models.JSONField(default=list, blank=True)
+    # The route's own budget (micro-units per period); past the soft limit the downgrade model serves.
+    budget_limit = models.BigIntegerField(null=True, blank=True)
+    budget_period = models.CharField(max_length=8, default="month",
+                                     choices=[("none", "No reset"), ("day", "Daily"), ("week", "Weekly"),
+                                              ("month", "Monthly")])
+    soft_limit = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -91,3 +102,38 @@ class RoutingRule(models.Model):
 
     def __str__(self):
         return f"route:{self.name}"
+
+
+class ChannelProbe(models.Model):
+    """One active health check: a minimal request to the channel in its own wire format (routing/probes.py)."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="probes")
+    model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField()
+    latency_ms = models.PositiveIntegerField(null=True)
+    ttfb_ms = models.PositiveIntegerField(null=True)
+    status_code = models.PositiveSmallIntegerField(null=True)
+    ok = models.BooleanField()
+    error_class = models.CharField(max_length=40, blank=True)        # timeout, connection, http_503, …
+    error_text = models.TextField(blank=True)                        # always redacted
+    manual = models.BooleanField(default=False)                      # "test now" rather than the schedule
+
+    class Meta:
+        indexes = [models.Index(fields=["channel", "-started_at"], name="probe_channel_time"),
+                   models.Index(fields=["started_at"], name="probe_time")]
+
+
+class ChannelHealthEvent(models.Model):
+    """A circuit-breaker transition of a channel (model null) or of one of its models."""
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="health_events")
+    model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+    from_state = models.CharField(max_length=10)
+    to_state = models.CharField(max_length=10)                       # closed | open
+    reason = models.CharField(max_length=300, blank=True)            # always redacted
+    cooldown_seconds = models.FloatField(null=True)
+    source = models.CharField(max_length=10, default="traffic")      # traffic | probe
+
+    class Meta:
+        indexes = [models.Index(fields=["channel", "-created_at"], name="health_event_channel_time")]

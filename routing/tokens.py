@@ -7,20 +7,20 @@ IMAGE_TOKENS = 1_000          # a high-detail 1024² image is ~765 (OpenAI) to ~
 
 def _content_tokens(content) -> int:
     if isinstance(content, str):
-        return _text_tokens(content)
+        return text_tokens(content)
     total = 0
     for part in content or ():
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
         if kind == "text":
-            total += _text_tokens(part.get("text", ""))
+            total += text_tokens(part.get("text", ""))
         elif kind in ("image_url", "input_audio", "file", "video_url"):
             total += IMAGE_TOKENS
     return total
 
 
-def _text_tokens(text: str) -> int:
+def text_tokens(text: str) -> int:
     if not text:
         return 0
     # Non-ASCII text (CJK in particular) is closer to one token per character.
@@ -35,9 +35,9 @@ def estimate_prompt_tokens(request: dict) -> int:
             continue
         total += MESSAGE_OVERHEAD + _content_tokens(message.get("content"))
         for call in message.get("tool_calls") or ():
-            total += _text_tokens(str((call.get("function") or {}).get("arguments", ""))) + 8
+            total += text_tokens(str((call.get("function") or {}).get("arguments", ""))) + 8
     for tool in request.get("tools") or ():
-        total += _text_tokens(str(tool)) + 8
+        total += text_tokens(str(tool)) + 8
     return total
 
 

@@ -13,6 +13,7 @@ _PATTERNS = [
     re.compile(rf"\bsk-or-v\d-{_KEY_BODY}{{16,}}"),
     re.compile(rf"\bsk-proj-{_KEY_BODY}{{16,}}"),
     re.compile(rf"\bsk-tg-{_KEY_BODY}{{16,}}"),
+    re.compile(rf"\btgp_{_KEY_BODY}{{20,}}"),            # Tollgate personal access tokens
     re.compile(rf"\bsk-{_KEY_BODY}{{16,}}"),
     re.compile(r"\bAIza[0-9A-Za-z_\-]{30,}"),
     re.compile(r"\bxai-[A-Za-z0-9]{20,}"),

@@ -92,3 +92,11 @@ def api_key(*, team=None, owner=None, group=None, **kwargs):
 def channel(*, models, base_url, team=None, api_key="sk-sim-test-channel", **kwargs):
     return channel_create(team=team, name=kwargs.pop("name", "sim"), base_url=base_url, api_key=api_key,
                           models=models, **kwargs)
+
+
+def credit(team, amount=100 * 1_000_000):
+    """Give a team a balance through the ledger (the only way balances change)."""
+    from billing.services import balance_credit
+
+    return balance_credit(team=team, amount=amount, reason="test credit", created_by=None,
+                          idempotency_key=f"test-credit-{team.pk}-{amount}")

@@ -1,6 +1,7 @@
 """One relayed call, from key to usage record. Every inbound route goes through `RelayCall`, so no route can
 skip auth, the allowed-model rule or recording."""
 import asyncio
+import logging
 import os
 import time
 
@@ -10,13 +11,17 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
 from billing import usage_journal
-from billing.money import usage_cost
+from billing import limits
+from billing.money import combined_multiplier, usage_cost
 from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
 from routing.adapters.base import UpstreamFormatError, Usage
 from routing.adapters.registry import adapter_for
-from routing.relay import errors, router, snapshot
+from routing import tokens
+from routing.relay import errors, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
 from support.redaction import redact
+
+log = logging.getLogger(__name__)
 
 
 NEXT_CHANNEL, NEXT_MODEL, FATAL = "channel", "model", "fatal"
@@ -25,7 +30,15 @@ _MODEL_CODES = frozenset({"context_length_exceeded", "content_filter", "content_
                           "model_not_found", "not_found_error", "NOT_FOUND"})
 _CHANNEL_CODES = frozenset({"API_KEY_INVALID", "authentication_error", "permission_error", "billing_error",
                             "insufficient_quota", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "overloaded_error"})
+_background: set = set()          # settle tasks in flight (a reference keeps them from being collected)
 _in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
+
+
+async def _settle_quietly(reservation, cost: int, tokens_used: int) -> None:
+    try:
+        await limits.settle(reservation, cost, tokens_used)
+    except Exception:  # Redis away: holds expire by TTL; the spend is rebuilt from usage records
+        log.warning("could not settle limits for a request", exc_info=True)
 
 
 def classify(status: int, code: str | None) -> str:
@@ -65,12 +78,15 @@ def sdk_of(meta) -> str:
 class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
-                 "snap", "route_plan", "fmt", "held")
+                 "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical")
 
     def __init__(self, request, fmt: str = "openai"):
         self.request = request
         self.fmt = fmt
-        self.snap = self.route_plan = self.held = None
+        self.snap = self.route_plan = self.held = self.reservation = None
+        self.rate_headers: dict = {}
+        self.produced = 0          # completion tokens streamed so far (for a stream the client aborts)
+        self.canonical: dict | None = None
         self.hex_id = os.urandom(12).hex()
         self.request_id = "req_" + self.hex_id
         self.started = time.perf_counter()
@@ -123,10 +139,31 @@ class RelayCall:
 
     async def plan(self, request: dict) -> router.Plan:
         """Resolve model / route / fallback list into ordered candidates (raises the 4xx of the table)."""
+        self.canonical = request
         self.snap = await snapshot.current()
         self.route_plan = router.plan(self.snap, self.ctx, request, len(self.request.body))
         self.model = (self.route_plan.models or [self.route_plan.downgrade])[0]
         return self.route_plan
+
+    @property
+    def route_rule(self):
+        return self.route_plan.rule if self.route_plan else None
+
+    async def reserve_quota(self, request: dict) -> None:
+        """Check every limit and hold the worst-case cost (one Redis script); 402/429 when refused."""
+        checks, worst, minimum, estimate = quota.build(self, request)
+        try:
+            hold, used = await limits.reserve(worst, minimum, checks, self.request_id)
+        except limits.LimitExceeded as exc:
+            raise quota.refusal(exc, minimum) from None
+        self.reservation = limits.Reservation(checks, hold, estimate, self.request_id)
+        self.rate_headers = quota.rate_headers(checks, used)
+        rule = self.route_rule
+        if rule is not None and rule.soft_limit is not None and self.route_plan.downgrade is not None:
+            spent = await limits.spent(checks, rule)
+            if spent is not None and spent >= rule.soft_limit:  # past the soft limit: the downgrade serves
+                self.route_plan.models = [self.route_plan.downgrade]
+                self.route_plan.skipped.append(f"route '{rule.name}' past its soft limit: downgraded")
 
     async def open_upstream(self, request: dict, *, stream: bool,
                             embeddings: bool = False) -> tuple[aiohttp.ClientResponse, bytes | None]:
@@ -149,6 +186,9 @@ class RelayCall:
             for channel in channels:
                 if tried >= max_attempts or time.perf_counter() > deadline:
                     break
+                if not health.allow(channel.id, model.id):
+                    self.skip(model, channel, "circuit open (cooling down)")
+                    continue
                 if channel.max_concurrency and _in_flight.get(channel.id, 0) >= channel.max_concurrency:
                     self.skip(model, channel, "at its concurrency cap")
                     continue
@@ -168,33 +208,47 @@ class RelayCall:
                 tried += 1
                 self.model, self.channel = model, channel
                 self.hold_channel()
+                sent = time.perf_counter()
+
+                def outcome_of(ok, status=None, code=None, error_class=""):
+                    health.report(channel.id, model.id, ok=ok, status=status, code=code, error_class=error_class,
+                                  latency_ms=int((time.perf_counter() - sent) * 1000))
+
                 try:
                     resp = await session().post(req.url, data=req.body, headers=req.headers)
                     if resp.status < 400:
                         if stream:
+                            outcome_of(True, resp.status)
                             return resp, None
                         body = await resp.read()
                         try:
                             validate(body)  # an invalid answer counts as a failed attempt
                         except UpstreamFormatError as exc:
                             self.release_channel()
+                            outcome_of(False, resp.status, error_class="invalid_response")
                             self.skip(model, channel, str(exc))
                             continue
+                        outcome_of(True, resp.status)
                         return resp, body
                     body = await resp.read()
                     resp.release()
                 except (asyncio.TimeoutError, TimeoutError):
                     self.release_channel()
+                    outcome_of(False, error_class="timeout")
                     timeouts += 1
                     self.skip(model, channel, "timeout")
                     continue
                 except aiohttp.ClientError as exc:
                     self.release_channel()
+                    outcome_of(False, error_class="connection")
                     self.skip(model, channel, f"connection error ({type(exc).__name__})")
                     continue
                 self.release_channel()
                 message, code, _ = adapter.error_detail(resp.status, body)
                 outcome = classify(resp.status, code)
+                # The request's own faults (and "this model cannot") say nothing against the channel.
+                outcome_of(outcome != NEXT_CHANNEL, resp.status, code, "" if outcome != NEXT_CHANNEL
+                           else f"http_{resp.status}")
                 if outcome == FATAL:
                     raise self._client_error_from_upstream(adapter, resp.status, body)
                 self.skip(model, channel, f"HTTP {resp.status}" + (f" {code}" if code else ""))
@@ -241,6 +295,14 @@ class RelayCall:
         return errors.RelayError(status if status in (400, 404, 413, 422) else 400, "invalid_request_error",
                                  code, redact(message), param)
 
+    def client_closed(self) -> None:
+        """The client went away mid-stream: bill what was produced. Upstream usage, if it already came,
+        is real and wins; otherwise the streamed tokens counted so far and the prompt estimate."""
+        self.status, self.error_code = 499, "client_closed_request"
+        if self.usage is None:
+            prompt = tokens.estimate_prompt_tokens(self.canonical or {})
+            self.usage = Usage(prompt_tokens=prompt, completion_tokens=self.produced)
+
     def latency_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
 
@@ -258,8 +320,16 @@ class RelayCall:
         model = self.model
         cost = 0
         if model is not None and model.price is not None and self.usage is not None:
+            multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
+                                             self.ctx.group_multiplier_ppm)
             cost = usage_cost(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                              cached_tokens=usage.cached_tokens, price=model.price)
+                              cached_tokens=usage.cached_tokens, price=model.price, multiplier_ppm=multiplier)
+        metrics.observe(self)
+        if self.reservation is not None:
+            # Release the holds and count the real spend; off the response path.
+            settle = _settle_quietly(self.reservation, cost, usage.prompt_tokens + usage.completion_tokens)
+            _background.add(task := asyncio.get_running_loop().create_task(settle))
+            task.add_done_callback(_background.discard)
         meta = self.request.META
         usage_journal.append({
             "request_id": self.request_id, "team_id": self.ctx.team_id, "api_key_id": self.ctx.key_id,

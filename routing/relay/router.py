@@ -13,11 +13,10 @@ from keys.auth import KeyContext
 from keys.selectors import allowed_models
 from routing import tokens
 from routing.relay import errors
-from routing.relay.snapshot import ChannelEntry, ModelEntry, Snapshot
+from routing.relay.snapshot import ChannelEntry, ModelEntry, RuleEntry, Snapshot
 
 AUTO = "auto"
 ROUTE_PREFIX = "route:"
-DEFAULT_OUTPUT_ALLOWANCE = 1_024   # max_tokens assumed for context checks when the client sets none
 
 
 @dataclass
@@ -26,6 +25,7 @@ class Plan:
     models: list[ModelEntry]
     downgrade: ModelEntry | None = None
     skipped: list[str] = field(default_factory=list)
+    rule: RuleEntry | None = None
 
 
 class Features:
@@ -38,12 +38,12 @@ class Features:
     def needed_context(self) -> int:
         if self._prompt is None:
             self._prompt = tokens.estimate_prompt_tokens(self.request)
-        return self._prompt + tokens.max_output_tokens(self.request, DEFAULT_OUTPUT_ALLOWANCE)
+        return self._prompt + tokens.max_output_tokens(self.request, settings.TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE)
 
     def fits(self, model: ModelEntry) -> bool:
         # A body of N bytes holds at most ~N/3 tokens of text: most requests are decided without a scan.
         if self.body_size // tokens.CHARS_PER_TOKEN + tokens.max_output_tokens(
-                self.request, DEFAULT_OUTPUT_ALLOWANCE) <= model.context_length:
+                self.request, settings.TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE) <= model.context_length:
             return True
         return self.needed_context() <= model.context_length
 
@@ -77,7 +77,7 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int) -> Plan
     spec = request.get("model")
     features = Features(request, body_size)
     forbidden: frozenset[str] = frozenset()
-    downgrade = None
+    downgrade = rule = None
     if isinstance(spec, str) and (spec.startswith(ROUTE_PREFIX) or spec == AUTO):
         name = auto_route(request, features) if spec == AUTO else spec[len(ROUTE_PREFIX):]
         rule = snap.rule(ctx.team_id, ctx.group_id, name)
@@ -98,7 +98,7 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int) -> Plan
 
     allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models,
                              key_models=ctx.key_models, forbidden=forbidden)
-    result = Plan(route, [])
+    result = Plan(route, [], rule=rule)
     for name in names:
         model = snap.resolve(name)
         if model is None:

@@ -59,6 +59,18 @@ class RuleEntry:
     models: tuple[str, ...]             # default first, then backups, in order
     downgrade: str | None
     forbidden: frozenset[str]
+    budget_limit: int | None = None
+    budget_period: str = "month"
+    soft_limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamPolicy:
+    monthly_cap: int | None = None
+    multiplier_ppm: int = 1_000_000
+
+
+DEFAULT_POLICY = TeamPolicy()
 
 
 @dataclass
@@ -68,6 +80,10 @@ class Snapshot:
     catalog: list[ModelEntry] = field(default_factory=list)             # each model once, sorted
     channels: dict[str, list[ChannelEntry]] = field(default_factory=dict)  # public id → channels
     rules: dict[int, dict[tuple[int | None, str], RuleEntry]] = field(default_factory=dict)  # team → rules
+    policies: dict[int, TeamPolicy] = field(default_factory=dict)       # team → billing terms
+
+    def policy(self, team_id: int) -> TeamPolicy:
+        return self.policies.get(team_id, DEFAULT_POLICY)
 
     def resolve(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
@@ -85,7 +101,7 @@ class Snapshot:
 
 
 def _load(version: bytes | None) -> Snapshot:
-    from billing.models import Price
+    from billing.models import Price, TeamBillingPolicy
     from routing.models import Channel, Model, RoutingRule
 
     now = timezone.now()
@@ -111,7 +127,10 @@ def _load(version: bytes | None) -> Snapshot:
     for r in RoutingRule.objects.select_related("default_model", "downgrade_model"):
         snap.rules.setdefault(r.team_id, {})[(r.key_group_id, r.name)] = RuleEntry(
             r.name, r.key_group_id, (r.default_model.public_id, *r.backup_models),
-            r.downgrade_model.public_id if r.downgrade_model else None, frozenset(r.forbidden_models))
+            r.downgrade_model.public_id if r.downgrade_model else None, frozenset(r.forbidden_models),
+            r.budget_limit, r.budget_period, r.soft_limit)
+    for p in TeamBillingPolicy.objects.all():
+        snap.policies[p.team_id] = TeamPolicy(p.monthly_cap, p.price_multiplier_ppm)
     return snap
 
 

@@ -1,18 +1,24 @@
 """OpenAI-format inbound routes: /v1/chat/completions, /v1/models, plus health and base-URL hints."""
 import asyncio
+import datetime as dt
+from decimal import Decimal
 
 import aiohttp
 import orjson
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
+from django.db.models import Q, Sum
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from billing import limits
+from billing.money import MICRO
 from gateway_site import shared_cache
 from keys.selectors import allowed_models
 from routing.adapters.registry import adapter_for
 from routing import tokens
-from routing.adapters.base import UsageEvent
+from routing.adapters.base import ReasoningDelta, TextDelta, ToolCallDelta, UsageEvent
 from routing.relay import errors, snapshot
 from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats import openai as openai_format
@@ -52,6 +58,8 @@ def error_response(call: RelayCall, err: errors.RelayError) -> HttpResponse:
     response = render(err, call.request_id)
     if call.route_plan is not None:
         response["X-Tollgate-Route"] = call.route_header()
+    for name, value in call.rate_headers.items():
+        response[name] = value
     return response
 
 
@@ -74,6 +82,7 @@ async def _relay(request, fmt: str):
         payload = call.read_json()
         canonical = validate_chat(payload) if fmt == OPENAI else anthropic_format.to_canonical(payload)
         await call.plan(canonical)
+        await call.reserve_quota(canonical)
         stream = canonical.get("stream") is True
         call.stream = stream
         resp, body = await call.open_upstream(canonical, stream=stream)
@@ -90,6 +99,8 @@ async def _relay(request, fmt: str):
 
 def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
     response["X-Request-Id"] = call.request_id
+    for name, value in call.rate_headers.items():
+        response[name] = value
     response["X-Tollgate-Route"] = call.route_header()
     if call.fmt == ANTHROPIC:
         response["request-id"] = call.request_id
@@ -152,6 +163,8 @@ def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: d
             async for event in adapter.stream_events(_lines(resp)):
                 if isinstance(event, UsageEvent):
                     call.usage = event.usage
+                elif isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
+                    call.produced += tokens.text_tokens(getattr(event, "text", "") or getattr(event, "arguments", ""))
                 out = renderer.render(event)
                 if out:
                     if call.ttfb_ms is None:
@@ -161,8 +174,8 @@ def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: d
             yield b"".join(renderer.finish())
         except STREAM_FAILURES as exc:
             yield b"".join(renderer.error(_broken(call, exc), call.request_id))
-        except asyncio.CancelledError:
-            call.status, call.error_code = 499, "client_closed_request"
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away (cancel or aclose)
+            call.client_closed()
             raise
         finally:
             resp.release()
@@ -206,13 +219,15 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
                 out = out.replace(upstream_id, our_id, 1).replace(upstream_model, our_model, 1)
                 if call.ttfb_ms is None:
                     call.ttfb_ms = call.latency_ms()
+                if b'"content":"' in out or b'"arguments":"' in out:
+                    call.produced += 1  # OpenAI streams about one token a chunk: the count if the client aborts
                 yield out + b"\n\n"
             if not finished:
                 raise aiohttp.ClientPayloadError("the upstream closed the stream before [DONE]")
         except STREAM_FAILURES as exc:
             yield b"".join(renderer.error(_broken(call, exc), call.request_id))
-        except asyncio.CancelledError:
-            call.status, call.error_code = 499, "client_closed_request"
+        except (asyncio.CancelledError, GeneratorExit):  # the client went away (cancel or aclose)
+            call.client_closed()
             raise
         finally:
             resp.release()
@@ -233,6 +248,8 @@ async def embeddings(request):
         if payload.get("input") is None:
             raise errors.missing_field("input")
         await call.plan({"model": payload.get("model"), "messages": []})
+        await call.reserve_quota({"messages": [{"role": "user", "content": str(payload["input"])}],
+                                  "max_tokens": 1})
         _, body = await call.open_upstream(payload, stream=False, embeddings=True)
     except errors.RelayError as err:
         call.fail(err)
@@ -260,6 +277,88 @@ async def count_tokens(request):
         return error_response(call, err)
     response = json_response({"input_tokens": tokens.estimate_prompt_tokens(canonical)})
     return _headers(call, response)
+
+
+def _amount(micro: int | None):
+    return None if micro is None else float(Decimal(micro) / MICRO)
+
+
+def _key_report(ctx) -> dict:
+    from billing.models import UsageRecord
+
+    now = dt.datetime.now(dt.UTC)
+    budget, period, rpm, _, _ = ctx.key_limits
+    records = UsageRecord.objects.filter(api_key_id=ctx.key_id)
+    sums = records.aggregate(
+        usage=Sum("cost"),
+        daily=Sum("cost", filter=Q(created_at__gte=limits.period_start("day", now))),
+        weekly=Sum("cost", filter=Q(created_at__gte=limits.period_start("week", now))),
+        monthly=Sum("cost", filter=Q(created_at__gte=limits.period_start("month", now))))
+    start = limits.period_start(period, now)
+    in_period = (sums["usage"] if start is None else records.filter(created_at__gte=start).aggregate(
+        s=Sum("cost"))["s"]) or 0
+    end = limits.period_end(period, now)
+    return {"data": {
+        "label": f"{ctx.name} ({ctx.mask})", "limit": _amount(budget),
+        "limit_remaining": _amount(None if budget is None else max(budget - in_period, 0)),
+        "limit_reset": None if budget is None or end is None else period,
+        "limit_reset_at": end.isoformat() if budget is not None and end else None,
+        "usage": _amount(sums["usage"] or 0), "usage_daily": _amount(sums["daily"] or 0),
+        "usage_weekly": _amount(sums["weekly"] or 0), "usage_monthly": _amount(sums["monthly"] or 0),
+        "rate_limit": {"requests": rpm, "interval": "1m"} if rpm else None,
+        "expires_at": dt.datetime.fromtimestamp(ctx.expires_at, dt.UTC).isoformat() if ctx.expires_at else None,
+        "currency": settings.TOLLGATE_CURRENCY,
+    }}
+
+
+async def key_info(request):
+    """GET /v1/key (OpenRouter-style): the calling key's limits and spend."""
+    call = RelayCall(request)
+    if request.method != "GET":
+        return method_not_allowed(request, "GET", call.request_id)
+    try:
+        ctx = await call.authenticate()
+    except errors.RelayError as err:
+        return errors.openai_response(err, call.request_id)
+    return json_response(await sync_to_async(_key_report)(ctx), request_id=call.request_id)
+
+
+def _generation(team_id: int, ident: str) -> dict | None:
+    from billing.models import UsageRecord
+
+    hex_id = ident.split("-", 1)[1] if ident.startswith(("chatcmpl-", "msg_")) else ident
+    hex_id = hex_id.removeprefix("msg_").removeprefix("req_")
+    record = UsageRecord.objects.filter(team_id=team_id, request_id="req_" + hex_id).first()
+    if record is None:
+        return None
+    status = record.status_code
+    return {"data": {
+        "id": record.request_id, "model": record.served_model or record.requested_model,
+        "tokens_prompt": record.prompt_tokens, "tokens_completion": record.completion_tokens,
+        "tokens_cached": record.cached_tokens, "total_cost": _amount(record.cost),
+        "total_cost_micro": record.cost, "streamed": record.stream, "cancelled": status == 499,
+        "latency": record.ttfb_ms, "generation_time": record.latency_ms,
+        "finish_reason": "error" if status >= 400 and status != 499 else None,
+        "status": status, "created_at": record.created_at.isoformat(),
+    }}
+
+
+async def generation(request):
+    """GET /v1/generation?id= — one request's record, by request id or response id; team-scoped."""
+    call = RelayCall(request)
+    try:
+        ctx = await call.authenticate()
+        ident = request.GET.get("id", "")
+        if not ident:
+            raise errors.missing_field("id")
+        data = await sync_to_async(_generation)(ctx.team_id, ident)
+        if data is None:
+            raise errors.RelayError(404, "invalid_request_error", "not_found",
+                                    f"No generation `{redact(ident)}` for this key's team (records appear "
+                                    "about a second after the response).", param="id")
+    except errors.RelayError as err:
+        return errors.openai_response(err, call.request_id)
+    return json_response(data, request_id=call.request_id)
 
 
 async def list_models(request):

@@ -8,12 +8,20 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import roles
-from keys.models import ApiKey
+from accounts.models import Membership
+from billing.models import UsageRecord
+from keys.models import ApiKey, KeyGroup
+from support.models import Ticket
 from tests import factories
+from tests.support import factories as support_factories
 
 # How to make a team-owned object that a `pk` in a URL refers to (owner: the user who will ask for it).
 OBJECT_FACTORIES = {
     ApiKey: lambda team, owner: factories.api_key(team=team, owner=owner)[0],
+    KeyGroup: lambda team, owner: factories.KeyGroupFactory(team=team),
+    Membership: lambda team, owner: factories.MembershipFactory(team=team, role=roles.MEMBER),
+    Ticket: lambda team, owner: support_factories.ticket(team=team, opened_by=owner),
+    UsageRecord: lambda team, owner: support_factories.usage_record(team=team, owner=owner),
 }
 
 

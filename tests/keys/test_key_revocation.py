@@ -117,6 +117,7 @@ def test_key_secret_is_stored_only_as_hash_and_mask(transactional_db, gateway, s
     factories.PriceFactory(model=model)
     factories.channel(models=[model], base_url=f"{simulator.url}/v1", api_key=channel_secret)
     key, secret = factories.api_key()
+    factories.credit(key.team)
     bump_version()
     time.sleep(0.6)  # the gateway checks the catalog version at most every 0.5 s: use this channel
 

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q, Sum, Window
@@ -7,6 +8,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Team
+from billing import limits
 from billing.models import LedgerEntry, TeamBalance, UsageRecord
 
 
@@ -28,11 +30,15 @@ class Command(BaseCommand):
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             problems = [*self.balances(), *self.running_balances(), *self.usage_billing(),
                         *self.unbilled(timedelta(seconds=max_unbilled_age))]
-        if problems:
+        stale = limits.stale_hold_count()
+        if stale:
+            self.stdout.write(f"MISMATCH holds: {stale} hold(s) older than the sweep window "
+                              f"({settings.TOLLGATE_HOLD_SWEEP_SECONDS} s); run billing.tasks.sweep_stale_holds")
+        if problems or stale:
             slugs = dict(Team.objects.filter(pk__in={t for t, _ in problems}).values_list("pk", "slug"))
             for team_id, text in problems:
                 self.stdout.write(f"MISMATCH team {slugs.get(team_id, '?')} (id {team_id}): {text}")
-            raise CommandError(f"ledger audit found {len(problems)} problem(s)")
+            raise CommandError(f"ledger audit found {len(problems) + bool(stale)} problem(s)")
         self.stdout.write("ledger OK")
 
     def balances(self):

@@ -1,0 +1,204 @@
+"""Billing management API: a team's balance, ledger and budget alerts, code redemption (team-scoped
+TeamAPIViews), and the operator's credit tools (platform staff with platform.manage; not team-scoped).
+
+One APIView per operation, nested Input/Output serializers, one service or selector call per method. Amounts
+are integer micro-units (10⁻⁶ of the deployment currency) everywhere, as in the ledger.
+"""
+from django.conf import settings
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.exceptions import APIException
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import roles
+from accounts.edge import TeamAPIView
+from accounts.models import Team
+from accounts.selectors import require_platform
+from billing import selectors, services
+from billing.models import BudgetAlert, CreditBundle, LedgerEntry
+from support.api import errors
+
+MAX_AMOUNT = 10**15   # a billion units of currency: anything larger is a typo
+
+
+class Refused(APIException):
+    """A domain refusal (CreditError, ValueError) as a 400 in the project's error shape, with its code."""
+
+    status_code = 400
+    default_code = "invalid_request"
+
+
+class LedgerEntryOutput(serializers.ModelSerializer):
+    # Plain strings, not choice enums: the ledger's kinds are documented here, not as a schema component.
+    kind = serializers.CharField(help_text="topup, usage, adjustment, refund, redemption or expiry")
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+
+    class Meta:
+        model = LedgerEntry
+        fields = ["id", "kind", "amount", "balance_after", "reason", "created_by", "created_at"]
+
+
+class CreditedOutput(LedgerEntryOutput):
+    credit_expires_at = serializers.DateTimeField(allow_null=True, help_text="When this credit expires, if it does")
+
+    class Meta(LedgerEntryOutput.Meta):
+        fields = LedgerEntryOutput.Meta.fields + ["credit_expires_at"]
+
+
+def _credited(entry: LedgerEntry, bundle: CreditBundle | None = None) -> dict:
+    bundle = bundle or CreditBundle.objects.filter(ledger_entry=entry).first()
+    entry.credit_expires_at = bundle.expires_at if bundle else None
+    return CreditedOutput(entry).data
+
+
+# --- team-scoped --------------------------------------------------------------------------------------------
+class RedeemApi(TeamAPIView):
+    permissions_by_method = {"POST": roles.BILLING_REDEEM}
+
+    class InputSerializer(serializers.Serializer):
+        code = serializers.CharField(max_length=60, help_text="TG-XXXX-XXXX-XXXX-XXXX (case and dashes ignored)")
+
+    @extend_schema(tags=["billing"], request=InputSerializer,
+                   responses={201: CreditedOutput, **errors(400, 401, 403, 404)})
+    def post(self, request, team):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            entry = services.redemption_redeem(team=self.access.team, user=request.user,
+                                               code=data.validated_data["code"])
+        except services.CreditError as exc:
+            raise Refused(exc.message, exc.code) from None
+        return Response(_credited(entry), status=201)
+
+
+class LedgerListApi(TeamAPIView):
+    """The team's ledger, newest first; `balance_after` is the balance once each entry was applied."""
+
+    permissions_by_method = {"GET": roles.BILLING_READ}
+
+    class FilterSerializer(serializers.Serializer):
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
+        offset = serializers.IntegerField(required=False, min_value=0, default=0)
+
+    class OutputSerializer(serializers.Serializer):
+        data = LedgerEntryOutput(many=True)
+        has_more = serializers.BooleanField()
+
+    @extend_schema(tags=["billing"], parameters=[FilterSerializer],
+                   responses={200: OutputSerializer, **errors(400, 401, 403, 404)})
+    def get(self, request, team):
+        page = self.FilterSerializer(data=request.query_params)
+        page.is_valid(raise_exception=True)
+        limit, offset = page.validated_data["limit"], page.validated_data["offset"]
+        entries = list(selectors.ledger_entries(team=self.access.team)[offset:offset + limit + 1])
+        return Response(self.OutputSerializer({"data": entries[:limit], "has_more": len(entries) > limit}).data)
+
+
+class BundleOutput(serializers.ModelSerializer):
+    source = serializers.CharField(help_text="topup, redemption or grant")
+
+    class Meta:
+        model = CreditBundle
+        fields = ["id", "amount", "remaining", "expires_at", "source", "created_at"]
+
+
+class BalanceApi(TeamAPIView):
+    permissions_by_method = {"GET": roles.BILLING_READ}
+
+    class OutputSerializer(serializers.Serializer):
+        balance = serializers.IntegerField(help_text="Micro-units: the sum of the team's ledger")
+        currency = serializers.CharField()
+        bundles = BundleOutput(many=True, help_text="Credit that expires, soonest first (`remaining` is brought "
+                                                    "up to date hourly)")
+
+    @extend_schema(tags=["billing"], responses={200: OutputSerializer, **errors(401, 403, 404)})
+    def get(self, request, team):
+        return Response(self.OutputSerializer({
+            "balance": selectors.team_balance(team=self.access.team), "currency": settings.TOLLGATE_CURRENCY,
+            "bundles": services.credit_bundles_open(team=self.access.team)}).data)
+
+
+class AlertListApi(TeamAPIView):
+    """Budget alerts that still hold in the current periods (one per budget, its highest threshold)."""
+
+    permissions_by_method = {"GET": roles.BILLING_READ}
+
+    class OutputSerializer(serializers.ModelSerializer):
+        scope_kind = serializers.CharField(help_text="key, group, route, team or balance")
+
+        class Meta:
+            model = BudgetAlert
+            fields = ["id", "scope_kind", "scope_id", "label", "threshold", "period_tag", "spent", "limit",
+                      "created_at"]
+
+    @extend_schema(tags=["billing"], responses={200: OutputSerializer(many=True), **errors(401, 403, 404)})
+    def get(self, request, team):
+        return Response(self.OutputSerializer(services.active_alerts(team=self.access.team), many=True).data)
+
+
+# --- operator (platform.manage) -----------------------------------------------------------------------------
+class OperatorAPIView(APIView):
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        require_platform(user=request.user, permission=roles.PLATFORM_MANAGE)
+
+
+class RedemptionBatchApi(OperatorAPIView):
+    class InputSerializer(serializers.Serializer):
+        count = serializers.IntegerField(min_value=1, max_value=1000)
+        amount = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT, help_text="Micro-units per code")
+        expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                               help_text="Codes cannot be redeemed after this")
+        name = serializers.CharField(max_length=120, required=False, default="", allow_blank=True)
+        credit_valid_days = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
+                                                     help_text="Redeemed credit expires this many days later")
+
+    class OutputSerializer(InputSerializer):
+        codes = serializers.ListField(child=serializers.CharField(), help_text="Shown once: store them now")
+
+    @extend_schema(tags=["operator"], request=InputSerializer,
+                   responses={201: OutputSerializer, **errors(400, 401, 403)})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        codes = services.redemption_batch_create(created_by=request.user, **data.validated_data)
+        return Response(self.OutputSerializer({**data.validated_data, "codes": codes}).data, status=201)
+
+
+class TeamCreditApi(OperatorAPIView):
+    """Credit a team (a top-up, optionally expiring as a bundle) or adjust its balance either way; the reason
+    is the audit trail. Send the same idempotency_key to retry safely."""
+
+    class InputSerializer(serializers.Serializer):
+        kind = serializers.RegexField(r"^(credit|adjustment)$", help_text="credit or adjustment")
+        amount = serializers.IntegerField(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT,
+                                          help_text="Micro-units; a credit is positive, an adjustment non-zero")
+        reason = serializers.CharField(max_length=500)
+        idempotency_key = serializers.CharField(max_length=80)
+        expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None,
+                                               help_text="Credit only: the credit expires at this time")
+
+    @extend_schema(tags=["operator"], request=InputSerializer,
+                   responses={201: CreditedOutput, **errors(400, 401, 403, 404)})
+    def post(self, request, team_id):
+        team = Team.objects.filter(pk=team_id).first()
+        if team is None:
+            raise Http404("No such team.")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        d = data.validated_data
+        common = {"team": team, "amount": d["amount"], "reason": d["reason"], "created_by": request.user,
+                  "idempotency_key": f"operator:{d['idempotency_key']}"}
+        try:
+            if d["kind"] == "adjustment":
+                if d["expires_at"] is not None:
+                    raise ValueError("only a credit can expire")
+                return Response(_credited(services.balance_adjust(**common)), status=201)
+            if d["expires_at"] is None:
+                return Response(_credited(services.balance_credit(**common)), status=201)
+            bundle = services.credit_bundle_grant(**common, expires_at=d["expires_at"], source=CreditBundle.GRANT)
+        except ValueError as exc:
+            raise Refused(str(exc), "invalid_value") from None
+        return Response(_credited(bundle.ledger_entry, bundle), status=201)

@@ -1,0 +1,16 @@
+"""Billing management API: include from gateway_site/urls.py with `path("", include("billing.api_urls"))`."""
+from django.urls import path
+
+from billing import api
+
+T = "api/teams/<slug:team>/billing/"
+O = "api/operator/"
+
+urlpatterns = [
+    path(T + "balance/", api.BalanceApi.as_view(), name="api-billing-balance"),
+    path(T + "ledger/", api.LedgerListApi.as_view(), name="api-billing-ledger"),
+    path(T + "alerts/", api.AlertListApi.as_view(), name="api-billing-alerts"),
+    path(T + "redeem/", api.RedeemApi.as_view(), name="api-billing-redeem"),
+    path(O + "redemption-batches/", api.RedemptionBatchApi.as_view(), name="api-operator-redemption-batches"),
+    path(O + "teams/<int:team_id>/credit/", api.TeamCreditApi.as_view(), name="api-operator-team-credit"),
+]

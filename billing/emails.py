@@ -1,0 +1,40 @@
+"""Mail from billing, through Django's mail backend: budget alerts to a team's owners and admins."""
+import logging
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+
+from accounts import roles
+from accounts.models import Membership, Team
+from billing.money import format_money
+
+log = logging.getLogger(__name__)
+
+
+def _money(micro: int) -> str:
+    return format_money(micro, settings.TOLLGATE_CURRENCY)
+
+
+def alert_recipients(*, team_id: int) -> list[str]:
+    return sorted(set(Membership.objects.filter(team_id=team_id, role__in=[roles.OWNER, roles.ADMIN],
+                                                user__is_active=True)
+                      .exclude(user__email="").values_list("user__email", flat=True)))
+
+
+def budget_alerts_send(*, team_id: int, alerts) -> int:
+    """One mail listing the alerts a run fired for a team. Returns the number of messages sent (0 or 1)."""
+    team = Team.objects.filter(pk=team_id).first()
+    recipients = alert_recipients(team_id=team_id)
+    if team is None or not recipients:
+        log.info("budget alerts for team %s: nobody to mail", team_id)
+        return 0
+    context = {
+        "team": team,
+        "alerts": [{"label": a.label, "threshold": a.threshold, "spent": _money(a.spent), "limit": _money(a.limit),
+                    "balance": a.scope_kind == "balance"} for a in sorted(alerts, key=lambda a: -a.threshold)],
+        "url": f"{settings.TOLLGATE_PUBLIC_BASE_URL.rstrip('/')}/console/t/{team.slug}/billing/",
+    }
+    subject = " ".join(render_to_string("billing/budget_alert_subject.txt", context).split())
+    body = render_to_string("billing/budget_alert.txt", context)
+    return send_mail(subject, body, None, recipients)

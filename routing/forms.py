@@ -1,0 +1,132 @@
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from routing import selectors
+from routing.models import Channel, Model
+
+KIND_LABELS = {"openai": _("OpenAI-compatible"), "anthropic": _("Anthropic Messages"), "gemini": _("Google Gemini")}
+MODALITIES = [("text", _("Text")), ("image", _("Image")), ("audio", _("Audio"))]
+
+
+class ListField(forms.CharField):
+    """A list of short strings typed comma- or line-separated."""
+
+    def prepare_value(self, value):
+        return ", ".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [item.strip() for item in (value or "").replace("\n", ",").split(",") if item.strip()]
+
+
+class CatalogModelForm(forms.ModelForm):
+    """A catalog entry. Saved through routing.services.model_upsert (never form.save()): the gateway's
+    catalog snapshot must be told."""
+
+    aliases = ListField(label=_("Aliases"), required=False,
+                        help_text=_("Provider-native names clients may send, comma-separated."))
+    input_modalities = forms.MultipleChoiceField(label=_("Input"), choices=MODALITIES, required=False,
+                                                 widget=forms.CheckboxSelectMultiple)
+    output_modalities = forms.MultipleChoiceField(label=_("Output"), choices=MODALITIES, required=False,
+                                                  widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = Model
+        fields = ["public_id", "display_name", "provider", "upstream_name", "aliases", "context_length",
+                  "max_output_tokens", "input_modalities", "output_modalities", "supports_tools",
+                  "supports_json_schema", "supports_vision", "enabled"]
+        labels = {"public_id": _("Public ID"), "display_name": _("Display name"), "provider": _("Provider"),
+                  "upstream_name": _("Upstream name"), "context_length": _("Context length"),
+                  "max_output_tokens": _("Max output tokens"), "supports_tools": _("Tools"),
+                  "supports_json_schema": _("JSON schema"), "supports_vision": _("Vision"),
+                  "enabled": _("Enabled")}
+        help_texts = {"public_id": _("provider/name, e.g. openai/gpt-4o-mini")}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:  # usage, prices and keys refer to the public id: it does not change
+            self.fields["public_id"].disabled = True
+
+    def clean_public_id(self):
+        public_id = self.cleaned_data["public_id"].strip()
+        if "/" not in public_id:
+            raise ValidationError(_("Use provider/name, e.g. openai/gpt-4o-mini."))
+        return public_id
+
+    def upsert_fields(self) -> dict:
+        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+
+class MappingField(forms.CharField):
+    """Public model id → upstream name, one `public/id = upstream-name` per line."""
+
+    widget = forms.Textarea(attrs={"rows": 3, "placeholder": "openai/gpt-4o-mini = gpt-4o-mini-2024-07-18"})
+
+    def prepare_value(self, value):
+        return "\n".join(f"{k} = {v}" for k, v in value.items()) if isinstance(value, dict) else value
+
+    def to_python(self, value):
+        mapping = {}
+        for line in (value or "").splitlines():
+            if not line.strip():
+                continue
+            public_id, sep, upstream = (part.strip() for part in line.partition("="))
+            if not (sep and public_id and upstream):
+                raise ValidationError(_("Write each mapping as “public/id = upstream-name”."))
+            mapping[public_id] = upstream
+        return mapping
+
+
+class ChannelForm(forms.Form):
+    """An upstream account. The upstream key is write-only: never rendered back, blank keeps the stored one."""
+
+    name = forms.CharField(label=_("Name"), max_length=80)
+    kind = forms.ChoiceField(label=_("Kind"), initial=Channel.OPENAI,
+                             choices=lambda: [(code, KIND_LABELS.get(code, label)) for code, label in Channel.KINDS])
+    base_url = forms.URLField(label=_("Base URL"), max_length=300, assume_scheme="https",
+                              help_text=_("Up to and including /v1, e.g. https://api.openai.com/v1"))
+    api_key = forms.CharField(label=_("Upstream API key"), required=False, max_length=500, strip=True,
+                              widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))
+    models = forms.ModelMultipleChoiceField(label=_("Models"), queryset=Model.objects.none(),
+                                            widget=forms.CheckboxSelectMultiple, required=False)
+    model_mapping = MappingField(label=_("Upstream names"), required=False,
+                                 help_text=_("Only where this channel's name differs from the model's."))
+    priority = forms.IntegerField(label=_("Priority"), initial=0, help_text=_("Higher is tried first."))
+    weight = forms.IntegerField(label=_("Weight"), initial=1, min_value=1, max_value=1000)
+    status = forms.ChoiceField(label=_("Status"), initial=Channel.ENABLED,
+                               choices=[(Channel.ENABLED, _("Enabled")), (Channel.DISABLED, _("Disabled"))])
+
+    def __init__(self, *args, channel: Channel | None = None, **kwargs):
+        if channel is not None:
+            kwargs["initial"] = {
+                "name": channel.name, "kind": channel.kind, "base_url": channel.base_url,
+                "models": list(channel.models.all()), "model_mapping": channel.model_mapping,
+                "priority": channel.priority, "weight": channel.weight, "status": channel.status}
+        super().__init__(*args, **kwargs)
+        self.channel = channel
+        self.fields["models"].queryset = selectors.catalog_models()
+        if channel is not None:
+            self.fields["api_key"].help_text = _("Stored encrypted (%(mask)s). Leave empty to keep it.") % {
+                "mask": channel.api_key_mask or "…"}
+        else:  # a new channel starts enabled
+            self.fields["api_key"].required = True
+            del self.fields["status"]
+
+    def clean_base_url(self):
+        return self.cleaned_data["base_url"].rstrip("/")
+
+    def clean(self):
+        data = super().clean()
+        known = {m.public_id for m in data.get("models") or ()}
+        unknown = sorted(set(data.get("model_mapping") or {}) - known)
+        if unknown:
+            self.add_error("model_mapping", _("Not among this channel's models: %(models)s.")
+                           % {"models": ", ".join(unknown)})
+        return data
+
+    def service_fields(self) -> dict:
+        """Keyword arguments for channel_create (new: enabled) or channel_update (blank key: kept)."""
+        data = dict(self.cleaned_data)
+        if self.channel is not None and not data.get("api_key"):
+            data.pop("api_key")
+        return data

@@ -1,0 +1,183 @@
+"""Channel health on the hot path: the circuit breaker's verdict (`allow`) and every attempt's outcome
+(`report`). Both are in-process and cheap (no await, no ORM, no Redis); the state machine is routing/breaker.py.
+
+Shared state moves in a background task of this process, started from these calls at most once per
+TOLLGATE_LOCAL_TTL_SECONDS (and at once after a transition): one pipelined Redis round trip adds the
+passive counters gathered since the last one, publishes this process's transitions and reads back every
+process's, so a breaker opened anywhere is honoured everywhere within about a second. Transitions are then
+recorded as ChannelHealthEvent rows from a thread. A half-open breaker lets one trial through per process.
+"""
+import asyncio
+import bisect
+import logging
+import time
+from contextvars import ContextVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from gateway_site import shared_cache
+from routing import breaker as br
+
+log = logging.getLogger(__name__)
+
+_policy: br.Policy | None = None
+_breakers: dict[str, br.Breaker] = {}      # scope → breaker, every scope that saw traffic
+_tripped: dict[str, br.Breaker] = {}       # the ones not closed: all `allow` ever looks at
+_counters: dict[str, list[int]] = {}       # passive stats since the last sync, scope → STAT_FIELDS values
+_outbox: list[br.Transition] = []          # transitions to publish and record
+_next_sync = 0.0
+_syncing = False
+_tasks: set = set()
+# Upstream time of the current call's attempts (ms), for the gateway-overhead metric.
+_upstream_ms: ContextVar[list | None] = ContextVar("tollgate_upstream_ms", default=None)
+
+
+def policy() -> br.Policy:
+    global _policy
+    if _policy is None:
+        _policy = br.Policy.from_settings()
+    return _policy
+
+
+def allow(channel_id: int, model_id: int) -> bool:
+    """May this channel (for this model) take a request now? False while its breaker is open."""
+    now = time.time()
+    if now >= _next_sync:
+        _schedule_sync(now)
+    if not _tripped:
+        return True
+    pair = [b for b in (_tripped.get(br.channel_scope(channel_id)), _tripped.get(br.model_scope(channel_id, model_id)))
+            if b is not None]
+    if not pair:
+        return True
+    verdicts = [b.admits(now, policy()) for b in pair]
+    if br.DENY in verdicts:
+        return False
+    for b, verdict in zip(pair, verdicts):
+        if verdict == br.TRIAL:
+            b.start_trial(now)
+    return True
+
+
+def report(channel_id: int, model_id: int, *, ok: bool, status: int | None, code: str | None,
+           error_class: str, latency_ms: int) -> None:
+    """One attempt's outcome. `ok` means the channel answered (a client error in the request still counts
+    as the channel working); failures are timeouts, connection errors, 429/5xx, invalid answers, and the
+    channel's own credential or balance errors (401/402/403)."""
+    now = time.time()
+    spent = _upstream_ms.get()
+    if spent is None:
+        _upstream_ms.set([latency_ms])
+    else:
+        spent.append(latency_ms)
+    kind = br.failure_kind(ok, status, code, error_class)
+    reason = "" if ok else br.describe(status, code, error_class)
+    bucket = 3 + bisect.bisect_left(br.LATENCY_BOUNDS_MS, latency_ms)
+    p = policy()
+    # The channel's breaker takes its account's faults, the pair's the rest; successes go to both.
+    for scope, applies in ((br.channel_scope(channel_id), kind in (None, br.FATAL, br.TRANSPORT)),
+                           (br.model_scope(channel_id, model_id), kind in (None, br.UPSTREAM))):
+        counters = _counters.get(scope)
+        if counters is None:
+            counters = _counters[scope] = br.new_counters()
+        counters[0 if ok else 1] += 1
+        counters[2] += latency_ms
+        counters[bucket] += 1
+        if not applies:
+            continue
+        breaker = _breakers.get(scope)
+        if breaker is None:
+            breaker = _breakers[scope] = br.Breaker(scope, p.window)
+        transition = breaker.record(ok, now, p, reason, fatal=kind == br.FATAL)
+        if transition is not None:
+            _note(breaker, transition)
+    if _outbox or now >= _next_sync:
+        _schedule_sync(now)
+
+
+def upstream_ms() -> int | None:
+    """Time this call spent waiting on upstreams (all attempts), or None before any attempt."""
+    spent = _upstream_ms.get()
+    return sum(spent) if spent else None
+
+
+def _note(breaker: br.Breaker, transition: br.Transition) -> None:
+    if breaker.state == br.CLOSED:
+        _tripped.pop(breaker.scope, None)
+    else:
+        _tripped[breaker.scope] = breaker
+    _outbox.append(transition)
+    log.warning("circuit %s %s → %s%s: %s", breaker.scope, transition.from_state, transition.to_state,
+                f" for {transition.cooldown:g}s" if transition.cooldown else "", transition.reason)
+
+
+def _schedule_sync(now: float) -> None:
+    global _next_sync, _syncing
+    if _syncing:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    _syncing, _next_sync = True, now + settings.TOLLGATE_LOCAL_TTL_SECONDS
+    task = loop.create_task(_sync())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _sync() -> None:
+    global _counters, _outbox, _syncing
+    try:
+        while True:
+            counters, _counters = _counters, {}
+            transitions, _outbox = _outbox, []
+            try:
+                _merge(await _exchange(counters, transitions, time.time()))
+            except Exception:  # Redis away: this process keeps its own verdicts; the counts are lost
+                log.warning("could not sync channel health", exc_info=True)
+            if transitions:
+                try:
+                    await sync_to_async(br.save_transitions)(transitions)
+                except Exception:
+                    log.warning("could not record breaker transitions", exc_info=True)
+            if not _outbox:
+                return
+    finally:
+        _syncing = False
+
+
+async def _exchange(counters, transitions, now) -> dict[str, dict]:
+    client = shared_cache.async_client()
+    if client is None:
+        br.queue_stats(br.LOCAL, counters, now)
+        br.queue_publish(br.LOCAL, transitions)
+        return br.decode_breakers(br.LOCAL.hgetall(br.BREAKERS_KEY))
+    pipe = client.pipeline(transaction=False)
+    br.queue_stats(pipe, counters, now)
+    br.queue_publish(pipe, transitions)
+    pipe.hgetall(br.BREAKERS_KEY)
+    return br.decode_breakers((await pipe.execute())[-1])
+
+
+def _merge(remote: dict[str, dict]) -> None:
+    """Adopt transitions other processes (and probes) published after this process's own."""
+    p = policy()
+    for scope, entry in remote.items():
+        breaker = _breakers.get(scope)
+        if breaker is None:
+            if entry.get("state") != br.OPEN:
+                continue
+            breaker = _breakers[scope] = br.Breaker(scope, p.window)
+        if breaker.adopt(entry):
+            if breaker.state == br.CLOSED:
+                _tripped.pop(scope, None)
+            else:
+                _tripped[scope] = breaker
+
+
+def reset() -> None:
+    """Forget every breaker and counter of this process (tests)."""
+    global _policy, _next_sync
+    _breakers.clear(), _tripped.clear(), _counters.clear(), _outbox.clear()
+    _policy, _next_sync = None, 0.0

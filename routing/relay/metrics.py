@@ -1,0 +1,155 @@
+"""Request metrics and GET /metrics (Prometheus text format).
+
+`observe` is called once per finished relayed call (calls refused before a key was recognised are not
+counted). The request counters and histograms live in this process; breaker states and the backlog of
+unreconciled usage are read when scraped.
+
+Several gateway worker processes (granian --workers N): set PROMETHEUS_MULTIPROC_DIR to an empty directory
+writable by all of them, emptied before the server starts (`rm -rf "$PROMETHEUS_MULTIPROC_DIR"/*`); every
+worker then writes its counters there and any worker's /metrics sums them all (prometheus_client's
+multiprocess mode). Without it each process answers with its own counts, right for one worker.
+With TOLLGATE_METRICS_TOKEN set, /metrics wants `Authorization: Bearer <token>`.
+"""
+import hmac
+import os
+
+from django.http import HttpResponse
+
+from routing import breaker as br
+from routing.relay import health
+
+try:
+    import prometheus_client as prom
+    from prometheus_client import multiprocess
+    from prometheus_client.core import GaugeMetricFamily
+except ImportError:  # pragma: no cover - a dependency of the app; without it metrics are off
+    prom = None
+
+SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+OVERHEAD_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+
+if prom is not None:
+    REGISTRY = prom.CollectorRegistry()
+    _kw = {"registry": REGISTRY}
+    REQUESTS = prom.Counter("tollgate_requests", "Relayed calls by endpoint, route, model, channel and status",
+                            ["endpoint", "route", "model", "channel", "status"], **_kw)
+    DURATION = prom.Histogram("tollgate_request_duration_seconds", "Whole call, as the client saw it",
+                              ["endpoint", "model", "stream"], buckets=SECONDS, **_kw)
+    TTFB = prom.Histogram("tollgate_time_to_first_byte_seconds", "Time to the first byte sent to the client",
+                          ["endpoint", "model", "stream"], buckets=SECONDS, **_kw)
+    UPSTREAM = prom.Histogram("tollgate_upstream_duration_seconds",
+                              "Time spent on upstream attempts (streams: until the response headers)",
+                              ["model", "channel"], buckets=SECONDS, **_kw)
+    OVERHEAD = prom.Histogram("tollgate_gateway_overhead_seconds",
+                              "Non-streaming calls: whole call less the time spent on upstream attempts",
+                              ["endpoint"], buckets=OVERHEAD_SECONDS, **_kw)
+    TOKENS = prom.Counter("tollgate_tokens", "Tokens by model and kind (prompt, completion, cached)",
+                          ["model", "kind"], **_kw)
+    COST = prom.Counter("tollgate_cost_micro", "Cost charged, in micro-units of the currency", ["model"], **_kw)
+
+_children: dict = {}   # (metric, labels) → child: skips prometheus_client's label validation per call
+
+
+def _child(metric, *labels):
+    key = (metric, labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
+def _cost(call) -> int:
+    from billing.money import combined_multiplier, usage_cost
+
+    model, usage = call.model, call.usage
+    if model is None or model.price is None or usage is None or call.snap is None or call.ctx is None:
+        return 0
+    multiplier = combined_multiplier(call.snap.policy(call.ctx.team_id).multiplier_ppm,
+                                     call.ctx.group_multiplier_ppm)
+    return usage_cost(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
+                      cached_tokens=usage.cached_tokens, price=model.price, multiplier_ppm=multiplier)
+
+
+def observe(call, cost: int | None = None) -> None:
+    """Count one finished call (route, model, channel, status, tokens, cost, latency)."""
+    if prom is None:
+        return
+    endpoint = call.request.path
+    model = call.model.public_id if call.model is not None else "-"
+    channel = str(call.channel.id) if call.channel is not None else "-"
+    route = (call.route_plan.route or "direct") if call.route_plan is not None else "-"
+    stream = "true" if call.stream else "false"
+    total_ms = call.latency_ms()
+    _child(REQUESTS, endpoint, route, model, channel, str(call.status)).inc()
+    _child(DURATION, endpoint, model, stream).observe(total_ms / 1000)
+    if call.ttfb_ms is not None:
+        _child(TTFB, endpoint, model, stream).observe(call.ttfb_ms / 1000)
+    upstream = health.upstream_ms()
+    if upstream is not None:
+        _child(UPSTREAM, model, channel).observe(upstream / 1000)
+        if not call.stream:
+            _child(OVERHEAD, endpoint).observe(max(total_ms - upstream, 0) / 1000)
+    usage = call.usage
+    if usage is not None:
+        for kind, n in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
+                        ("cached", usage.cached_tokens)):
+            if n:
+                _child(TOKENS, model, kind).inc(n)
+        cost = _cost(call) if cost is None else cost
+        if cost:
+            _child(COST, model).inc(cost)
+
+
+class StateCollector:
+    """Read at scrape time: every breaker's state and the backlog of unreconciled usage."""
+
+    def collect(self):
+        import time
+
+        from billing.models import UsageRecord
+        from routing.models import Channel
+
+        gauge = GaugeMetricFamily("tollgate_breaker_state",
+                                  "Circuit breaker: 0 closed, 1 half-open (cool-down over), 2 open; model "
+                                  "\"*\" is the channel's own breaker", labels=["channel", "model"])
+        now = time.time()
+        states = br.read_breakers()
+        for channel_id in Channel.objects.filter(status=Channel.ENABLED).values_list("pk", flat=True):
+            entry = states.pop(br.channel_scope(channel_id), None)
+            gauge.add_metric([str(channel_id), "*"], br.STATE_VALUES[br.entry_state(entry, now)])
+        for scope, entry in sorted(states.items()):
+            channel_id, model_id = br.parse_scope(scope)
+            gauge.add_metric([str(channel_id), str(model_id) if model_id else "*"],
+                             br.STATE_VALUES[br.entry_state(entry, now)])
+        yield gauge
+        backlog = GaugeMetricFamily("tollgate_usage_unreconciled", "Usage records not yet billed (billed_at NULL)")
+        backlog.add_metric([], UsageRecord.objects.filter(billed_at__isnull=True).count())
+        yield backlog
+
+
+if prom is not None:
+    REGISTRY.register(StateCollector())
+
+
+def _authorized(request) -> bool:
+    token = br.setting("TOLLGATE_METRICS_TOKEN", "")
+    if not token:
+        return True
+    given = request.META.get("HTTP_AUTHORIZATION", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
+def metrics_view(request):
+    """GET /metrics."""
+    if not _authorized(request):
+        response = HttpResponse("a bearer token is required\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if prom is None:
+        return HttpResponse("prometheus-client is not installed\n", status=503, content_type="text/plain")
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = prom.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(StateCollector())
+    return HttpResponse(prom.generate_latest(registry), content_type=prom.CONTENT_TYPE_LATEST)

@@ -1,0 +1,114 @@
+"""Every limit that applies to a request, as checks for billing.limits: the key's and its group's budgets
+and rates, the route's budget, the team's monthly cap and its balance. The tightest wins; the same for
+every inbound route (they all come through RelayCall)."""
+import datetime as dt
+import time
+
+from django.conf import settings
+
+from billing import limits
+from billing.money import combined_multiplier, format_money, usage_cost
+from routing import tokens
+from routing.relay import errors
+
+PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "none": "total"}
+
+
+def _money(micro: int) -> str:
+    return format_money(micro, settings.TOLLGATE_CURRENCY)
+
+
+def _budget(scope_key: str, label: str, limit: int, period: str, worst: int, now: dt.datetime, *,
+            team_id: int, field: str | None, ident) -> limits.Check:
+    start, end = limits.period_start(period, now), limits.period_end(period, now)
+    tag = limits.period_tag(period, now)
+    return limits.Check(
+        "budget", f"tg:spent:{scope_key}:{tag}", limit, worst, aux=f"tg:held:{scope_key}",
+        label=f"{label} {PERIOD_WORDS.get(period, period)} budget of {_money(limit)}",
+        scope=("spent", field, ident, team_id, start.timestamp() if start else None,
+               end.timestamp() if end else None),
+        reset=f"it resets at {end:%Y-%m-%d %H:%M} UTC" if end else "it does not reset; raise the limit")
+
+
+def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
+    """Returns (checks, worst-case cost, minimum cost, estimated tokens)."""
+    ctx, snap = call.ctx, call.snap
+    now = dt.datetime.now(dt.UTC)
+    minute = int(time.time() // 60)
+    prompt = tokens.estimate_prompt_tokens(request)
+    output = tokens.max_output_tokens(request, settings.TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE)
+    model = call.model
+    policy = snap.policy(ctx.team_id)
+    multiplier = combined_multiplier(policy.multiplier_ppm, ctx.group_multiplier_ppm)
+    worst = minimum = 0
+    if model.price is not None:
+        worst = usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0, price=model.price,
+                           multiplier_ppm=multiplier)
+        minimum = usage_cost(prompt_tokens=prompt, completion_tokens=0, cached_tokens=0, price=model.price,
+                             multiplier_ppm=multiplier)
+    checks: list[limits.Check] = []
+    for scope, label, values, ident, field in (
+            ("key", f"key '{ctx.name}'", ctx.key_limits, ctx.key_id, "api_key_id"),
+            ("group", f"key group '{ctx.group_name}'", ctx.group_limits, ctx.group_id, "api_key__group_id")):
+        budget, period, rpm, tpm, concurrency = values
+        if rpm:
+            checks.append(limits.Check("rate", f"tg:rpm:{scope}:{ident}:{minute}", rpm, 1,
+                                       label=f"{label} limit of {rpm} requests per minute"))
+        if tpm:
+            checks.append(limits.Check("rate", f"tg:tpm:{scope}:{ident}:{minute}", tpm, prompt + output,
+                                       label=f"{label} limit of {tpm} tokens per minute"))
+        if concurrency:
+            checks.append(limits.Check("conc", f"tg:cc:{scope}:{ident}", concurrency, 1,
+                                       label=f"{label} limit of {concurrency} concurrent requests"))
+        if budget is not None:
+            checks.append(_budget(f"{scope}:{ident}", label, budget, period, worst, now, team_id=ctx.team_id,
+                                  field=field, ident=ident))
+    rule = call.route_rule
+    if rule is not None and rule.budget_limit is not None:
+        checks.append(_budget(f"route:{ctx.team_id}:{rule.name}", f"route '{rule.name}'", rule.budget_limit,
+                              rule.budget_period, worst, now, team_id=ctx.team_id, field="route__in",
+                              ident=[f"route:{rule.name}", f"auto → route:{rule.name}"]))
+    if policy.monthly_cap is not None:
+        checks.append(_budget(f"team:{ctx.team_id}", "team", policy.monthly_cap, "month", worst, now,
+                              team_id=ctx.team_id, field=None, ident=None))
+    checks.append(limits.Check("balance", limits.balance_key(ctx.team_id), 0, worst,
+                               aux=f"tg:held:team:{ctx.team_id}", label="team balance",
+                               scope=("balance", ctx.team_id)))
+    return checks, worst, minimum, prompt + output
+
+
+def refusal(exc: limits.LimitExceeded, minimum: int) -> errors.RelayError:
+    check = exc.check
+    if check.kind in ("rate", "conc"):
+        retry = 1 if check.kind == "conc" else 60 - int(time.time()) % 60
+        return errors.RelayError(
+            429, "rate_limit_error", "rate_limit_exceeded",
+            f"Rate limit reached: the {check.label} is used up. Retry after {retry} s, or ask a team admin "
+            "to raise it.", headers={"Retry-After": str(retry)})
+    if check.kind == "balance":
+        return errors.RelayError(
+            402, "insufficient_quota", "insufficient_quota",
+            f"The team balance cannot cover this request: it needs at least {_money(minimum)} and "
+            f"{_money(max(exc.left, 0))} is available (after requests in flight). Top up or redeem a code.")
+    return errors.RelayError(
+        402, "insufficient_quota", "insufficient_quota",
+        f"The {check.label} is used up ({_money(max(exc.left, 0))} left, this request needs at least "
+        f"{_money(minimum)}); {check.reset}.")
+
+
+def rate_headers(checks: list[limits.Check], used: list[int]) -> dict:
+    """x-ratelimit-* headers from the tightest request and token limits that apply."""
+    headers = {}
+    reset = f"{60 - int(time.time()) % 60}s"
+    for suffix, marker in (("requests", "requests per minute"), ("tokens", "tokens per minute")):
+        tightest = None
+        for check, count in zip(checks, used):
+            if check.kind == "rate" and check.label.endswith(marker):
+                remaining = max(check.limit - count, 0)
+                if tightest is None or remaining < tightest[1]:
+                    tightest = (check.limit, remaining)
+        if tightest:
+            headers[f"x-ratelimit-limit-{suffix}"] = str(tightest[0])
+            headers[f"x-ratelimit-remaining-{suffix}"] = str(tightest[1])
+            headers[f"x-ratelimit-reset-{suffix}"] = reset
+    return headers

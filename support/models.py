@@ -1,0 +1,75 @@
+"""Support tickets: the troubleshooting evidence chain, from a failed request to its resolution.
+
+Everything stored here went through support.redaction first (support.services does it); the models
+themselves hold no logic beyond choices and ordering.
+"""
+from django.conf import settings
+from django.db import models
+
+from accounts.models import Team
+
+
+class Ticket(models.Model):
+    OPEN, PENDING, RESOLVED, CLOSED = "open", "pending", "resolved", "closed"
+    STATUSES = [(OPEN, "Open"), (PENDING, "Pending (waiting on the team)"), (RESOLVED, "Resolved"),
+                (CLOSED, "Closed")]
+    ACTIVE_STATUSES = (OPEN, PENDING)
+    LOW, NORMAL, HIGH, URGENT = "low", "normal", "high", "urgent"
+    PRIORITIES = [(LOW, "Low"), (NORMAL, "Normal"), (HIGH, "High"), (URGENT, "Urgent")]
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tickets")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
+                                  related_name="opened_tickets")
+    subject = models.CharField(max_length=200)
+    status = models.CharField(max_length=10, choices=STATUSES, default=OPEN)
+    priority = models.CharField(max_length=10, choices=PRIORITIES, default=NORMAL)
+    # Support staff (a StaffRole holder) working the ticket.
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="assigned_tickets")
+    request_id = models.CharField(max_length=40, blank=True, db_index=True)
+    # The failed request's troubleshooting fields at the time the ticket was opened (redacted).
+    troubleshooting = models.JSONField(default=dict, blank=True)
+    # The handoff note: enough for someone else to pick the problem up.
+    owner = models.CharField(max_length=120, blank=True)
+    environment = models.CharField(max_length=200, blank=True)
+    selected_capability = models.CharField(max_length=200, blank=True)
+    last_known_good = models.TextField(blank=True)
+    observed_symptom = models.TextField(blank=True)
+    evidence = models.TextField(blank=True)
+    next_review_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["team", "-created_at"], name="ticket_team_newest"),
+            models.Index(fields=["status", "created_at"], name="ticket_queue"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.subject}"
+
+
+class TicketEvent(models.Model):
+    """One entry in a ticket's history. Status changes and assignments are written by the service that makes
+    them, in the same transaction; internal notes are never shown to the team."""
+
+    REPLY, INTERNAL_NOTE, STATUS_CHANGE, ASSIGNMENT = "reply", "internal_note", "status_change", "assignment"
+    KINDS = [(REPLY, "Reply"), (INTERNAL_NOTE, "Internal note"), (STATUS_CHANGE, "Status change"),
+             (ASSIGNMENT, "Assignment")]
+    TEAM_VISIBLE = (REPLY, STATUS_CHANGE)
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    by_staff = models.BooleanField(default=False)      # written by platform support, not by the team
+    kind = models.CharField(max_length=16, choices=KINDS)
+    body = models.TextField(blank=True)
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10, blank=True)
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["ticket", "kind", "created_at"], name="ticketevent_ticket_kind")]
