@@ -15,11 +15,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Sum
 
 from gateway_site import shared_cache
+from gateway_site.db import db_call
 
 # Each check: kind, key, limit, amount, aux key. Kinds: rate (counter in a window), conc (in flight),
 # budget (spent key + hold aux key, limit), balance (available key + hold aux key, no limit).
@@ -239,6 +239,18 @@ def rebuild(check: Check) -> None:
         shared_cache._memory.set(check.key, str(value).encode(), ttl)
 
 
+_scripts: dict = {}
+
+
+def _script(client, source: str):
+    """A registered script per client: EVALSHA, so the script's text is not sent with every request."""
+    key = (id(client), source)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = client.register_script(source)
+    return script
+
+
 async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str = "-") -> tuple[int, list[int]]:
     """Atomically check every limit and take the holds; returns the hold and, per check, the count after
     this request (rate and concurrency checks). Raises LimitExceeded."""
@@ -248,14 +260,14 @@ async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str
             args = [worst, minimum, request_id, int(time.time() + settings.TOLLGATE_HOLD_SWEEP_SECONDS)]
             for c in checks:
                 args += [c.kind, c.key, c.limit, c.amount, c.aux or "-"]
-            status, value, extra = await client.eval(RESERVE_LUA, 0, *args)
+            status, value, extra = await _script(client, RESERVE_LUA)(args=args)
         else:
             status, value, extra = _local_reserve(worst, minimum, checks)
         if status == 1:
             return int(value), [int(u) for u in extra]
         if status == 0:
             raise LimitExceeded(checks[int(value)], int(extra))
-        await sync_to_async(rebuild)(checks[int(value)])
+        await db_call(rebuild)(checks[int(value)])
     raise RuntimeError("limit counters could not be rebuilt")
 
 
@@ -279,7 +291,7 @@ async def settle(res: Reservation, cost: int, tokens_used: int) -> None:
         _local_settle(hold, cost, delta, triples)
         return
     args = [res.request_id, cost, delta] + [x for kind, key, _ in triples if kind != "conc" for x in (kind, key)]
-    await client.eval(SETTLE_LUA, 0, *args)
+    await _script(client, SETTLE_LUA)(args=args)
 
 
 def sweep_stale_holds(batch: int = 500) -> int:

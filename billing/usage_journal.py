@@ -15,9 +15,11 @@ import uuid
 from pathlib import Path
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from psycopg.types.json import Jsonb
+
+from gateway_site.db import db_call
 
 log = logging.getLogger(__name__)
 ROTATE_BYTES = 16 * 1024 * 1024
@@ -75,7 +77,7 @@ class Journal:
             self.retired.append((self.fd, self.path))
             self.fd = None
         try:
-            await sync_to_async(insert_records)(batch)
+            await db_call(insert_records)(batch)
         except Exception:
             self.pending[:0] = batch
             raise
@@ -107,13 +109,14 @@ def insert_records(records: list[dict]) -> None:
         return
     for start in range(0, len(records), BATCH):
         chunk = records[start:start + BATCH]
-        rows = [UsageRecord(**{**r, "created_at": dt.datetime.fromtimestamp(r["created_at"], dt.UTC)})
-                for r in chunk]
         try:
             with transaction.atomic():
-                UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
+                if connection.vendor == "postgresql":
+                    _copy_insert(chunk)
+                else:
+                    UsageRecord.objects.bulk_create(_rows(chunk), ignore_conflicts=True)
         except IntegrityError:
-            _insert_one_by_one(rows)
+            _insert_one_by_one(_rows(chunk))
         # last_used_at rides on the batch instead of a write per request.
         last_used: dict[int, float] = {}
         for r in chunk:
@@ -121,6 +124,29 @@ def insert_records(records: list[dict]) -> None:
                 last_used[r["api_key_id"]] = max(last_used.get(r["api_key_id"], 0), r["created_at"])
         for key_id, ts in last_used.items():
             ApiKey.objects.filter(pk=key_id).update(last_used_at=dt.datetime.fromtimestamp(ts, dt.UTC))
+
+
+def _rows(chunk: list[dict]) -> list:
+    from billing.models import UsageRecord
+
+    return [UsageRecord(**{**r, "created_at": dt.datetime.fromtimestamp(r["created_at"], dt.UTC)}) for r in chunk]
+
+
+def _copy_insert(chunk: list[dict]) -> None:
+    """COPY into a temporary table, then one INSERT … ON CONFLICT DO NOTHING: about a tenth of the ORM's
+    CPU per record, which matters because the flush runs inside the gateway process (`make bench`)."""
+    columns = list(chunk[0])
+    names = ", ".join(columns)
+    with connection.cursor() as cursor:
+        # Every column (no constraints come with CREATE … AS): journal lines of any version fit.
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS usage_in ON COMMIT DELETE ROWS AS "
+                       "SELECT * FROM billing_usagerecord WITH NO DATA")
+        with cursor.cursor.copy(f"COPY usage_in ({names}) FROM STDIN") as copy:
+            for r in chunk:
+                copy.write_row([dt.datetime.fromtimestamp(r[c], dt.UTC) if c == "created_at"
+                                else Jsonb(r[c]) if c == "attempts" else r[c] for c in columns])
+        cursor.execute(f"INSERT INTO billing_usagerecord ({names}) SELECT {names} FROM usage_in "
+                       "ON CONFLICT (request_id) DO NOTHING")
 
 
 def _insert_one_by_one(rows) -> None:
@@ -184,7 +210,7 @@ def append(record: dict) -> None:
 
 
 async def start() -> None:
-    await sync_to_async(replay_orphans)()
+    await db_call(replay_orphans)()
 
 
 async def stop() -> None:

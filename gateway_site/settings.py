@@ -104,6 +104,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stale-holds": {"task": "billing.tasks.sweep_stale_holds", "schedule": 60.0},
     "expire-credit-bundles": {"task": "billing.tasks.expire_credit_bundles", "schedule": 3600.0},
     "check-budget-alerts": {"task": "billing.tasks.check_budget_alerts", "schedule": 300.0},
+    "probe-channels": {"task": "routing.tasks.probe_channels",
+                       "schedule": env.float("TOLLGATE_PROBE_INTERVAL_SECONDS", default=60.0)},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -174,6 +176,18 @@ TOLLGATE_AUTO_LONG_PROMPT_TOKENS = env.int("TOLLGATE_AUTO_LONG_PROMPT_TOKENS", d
 TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE = env.int("TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE", default=1_024)
 # A hold not settled after this long belongs to a dead process: the sweep task gives it back.
 TOLLGATE_HOLD_SWEEP_SECONDS = env.int("TOLLGATE_HOLD_SWEEP_SECONDS", default=900)
+# Channel health (routing/breaker.py): consecutive failures or an error rate within a window open a
+# channel's breaker; cool-downs grow on repeated trips up to the maximum.
+TOLLGATE_BREAKER_FAILURES = env.int("TOLLGATE_BREAKER_FAILURES", default=3)
+TOLLGATE_BREAKER_ERROR_RATE = env.float("TOLLGATE_BREAKER_ERROR_RATE", default=0.5)
+TOLLGATE_BREAKER_WINDOW_SECONDS = env.int("TOLLGATE_BREAKER_WINDOW_SECONDS", default=60)
+TOLLGATE_BREAKER_MIN_REQUESTS = env.int("TOLLGATE_BREAKER_MIN_REQUESTS", default=10)
+TOLLGATE_BREAKER_COOLDOWN_SECONDS = env.float("TOLLGATE_BREAKER_COOLDOWN_SECONDS", default=5.0)
+TOLLGATE_BREAKER_MAX_COOLDOWN_SECONDS = env.float("TOLLGATE_BREAKER_MAX_COOLDOWN_SECONDS", default=300.0)
+TOLLGATE_PROBE_TIMEOUT_SECONDS = env.float("TOLLGATE_PROBE_TIMEOUT_SECONDS", default=15.0)
+# GET /metrics wants "Authorization: Bearer <token>" when set. With several workers set
+# PROMETHEUS_MULTIPROC_DIR (an empty directory, emptied before the server starts).
+TOLLGATE_METRICS_TOKEN = env("TOLLGATE_METRICS_TOKEN", default="")
 TOLLGATE_BENCH_BARE_RELAY = env.bool("TOLLGATE_BENCH_BARE_RELAY", default=False)
 TOLLGATE_PUBLIC_BASE_URL = env("TOLLGATE_PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from routing.relay import metrics as relay_metrics
 from routing.relay import views as relay
 
 urlpatterns = [
@@ -15,12 +16,14 @@ urlpatterns = [
     path("v1/generation", relay.generation),
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),
+    path("metrics", relay_metrics.metrics_view, name="metrics"),
     # Console, management API, admin.
     path("", include("accounts.urls")),
     path("", include("keys.urls")),
     path("", include("billing.urls")),
     path("", include("billing.api_urls")),
     path("", include("routing.urls")),
+    path("", include("routing.health_urls")),
     path("", include("support.urls")),
     path("admin/", admin.site.urls),
     # Anything else under an API-looking path answers JSON naming the right base URL.

@@ -9,10 +9,10 @@ import time
 from dataclasses import asdict, dataclass
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from gateway_site import shared_cache
+from gateway_site.db import db_call
 from keys.secrets import hash_secret
 
 CACHE_TTL = 300
@@ -117,7 +117,7 @@ async def authenticate(secret: str | None) -> KeyContext:
     if ctx is None:
         raw = await shared_cache.aget(cache_key(secret_hash))
         if raw is None:
-            ctx = await sync_to_async(_load_from_db)(secret_hash)
+            ctx = await db_call(_load_from_db)(secret_hash)
             await shared_cache.aset(cache_key(secret_hash), encode(ctx), CACHE_TTL if ctx else 5)
         else:
             ctx = _decode(raw)

@@ -250,7 +250,8 @@ class LocalStore:
             self.data.get(key, {}).pop(f, None)
 
     def hgetall(self, key):
-        return {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in list(self.data.get(key, {}).items())}
+        items = list(self.data.get(key, {}).items())
+        return {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in items}
 
     def expire(self, key, ttl):
         pass

@@ -138,7 +138,8 @@ def channel_health(*, channels, stats: dict | None = None) -> list[dict]:
                     "status": c.status, "needs_attention": c.needs_attention,
                     "attention_reason": c.attention_reason, "models": [m.public_id for m in models],
                     "test_model": c.test_model.public_id if c.test_model_id else None, "breaker": breaker,
-                    **_figures(stats, [br.channel_scope(c.pk)], probe_keys), "last_probe": probe_summary(last.get(c.pk))})
+                    **_figures(stats, [br.channel_scope(c.pk)], probe_keys),
+                    "last_probe": probe_summary(last.get(c.pk))})
     return out
 
 

@@ -164,13 +164,18 @@ def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
                                      "content": content if isinstance(content, str) else _blocks(content)}]
         else:
             role, blocks = "user", _blocks(message.get("content"))
-        if not blocks:
-            continue
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"] += blocks
-        else:
-            turns.append({"role": role, "content": blocks})
+        append_turn(turns, role, "content", blocks)
     return system, turns
+
+
+def append_turn(turns: list[dict], role: str, key: str, items: list) -> None:
+    """Add a turn's blocks/parts; both providers want alternating roles, so a same-role turn is merged."""
+    if not items:
+        return
+    if turns and turns[-1]["role"] == role:
+        turns[-1][key] += items
+    else:
+        turns.append({"role": role, key: items})
 
 
 def _tool(fn: dict) -> dict:

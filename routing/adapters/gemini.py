@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from routing.adapters.anthropic import (completion, data_url, error_of, json_object, load_json, max_tokens_of,
-                                        parts_of, sse_json, stops_of, text_of, tool_call)
+                                        parts_of, sse_json, stops_of, text_of, tool_call, append_turn)
 from routing.adapters.base import (Adapter, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
                                    UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
 
@@ -132,12 +132,7 @@ def _contents(messages: list[dict], signing: bool) -> tuple[list[dict], list[dic
             role, parts = "user", [_function_response(message, names)]
         else:
             role, parts = "user", _parts(message.get("content"))
-        if not parts:
-            continue
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"] += parts
-        else:
-            contents.append({"role": role, "parts": parts})
+        append_turn(contents, role, "parts", parts)
     return system, contents
 
 

@@ -1,11 +1,11 @@
 """Channel health on the hot path: the circuit breaker's verdict (`allow`) and every attempt's outcome
 (`report`). Both are in-process and cheap (no await, no ORM, no Redis); the state machine is routing/breaker.py.
 
-Shared state moves in a background task of this process, started from these calls at most once per
-TOLLGATE_LOCAL_TTL_SECONDS (and at once after a transition): one pipelined Redis round trip adds the
-passive counters gathered since the last one, publishes this process's transitions and reads back every
-process's, so a breaker opened anywhere is honoured everywhere within about a second. Transitions are then
-recorded as ChannelHealthEvent rows from a thread. A half-open breaker lets one trial through per process.
+Shared state moves in a background task of this process (started by the first call): every
+TOLLGATE_LOCAL_TTL_SECONDS, and at once after a transition, one pipelined Redis round trip adds the passive
+counters gathered since the last one, publishes this process's transitions and reads back every process's,
+so a breaker opened anywhere is honoured everywhere within about a second. Transitions are then recorded as
+ChannelHealthEvent rows from a thread. A half-open breaker lets one trial through per process.
 """
 import asyncio
 import bisect
@@ -13,10 +13,10 @@ import logging
 import time
 from contextvars import ContextVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from gateway_site import shared_cache
+from gateway_site.db import db_call
 from routing import breaker as br
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,8 @@ _breakers: dict[str, br.Breaker] = {}      # scope → breaker, every scope that
 _tripped: dict[str, br.Breaker] = {}       # the ones not closed: all `allow` ever looks at
 _counters: dict[str, list[int]] = {}       # passive stats since the last sync, scope → STAT_FIELDS values
 _outbox: list[br.Transition] = []          # transitions to publish and record
-_next_sync = 0.0
-_syncing = False
-_tasks: set = set()
+_task: asyncio.Task | None = None           # the sync loop
+_wake: asyncio.Event | None = None          # set: sync now (a transition is waiting)
 # Upstream time of the current call's attempts (ms), for the gateway-overhead metric.
 _upstream_ms: ContextVar[list | None] = ContextVar("tollgate_upstream_ms", default=None)
 
@@ -42,11 +41,10 @@ def policy() -> br.Policy:
 
 def allow(channel_id: int, model_id: int) -> bool:
     """May this channel (for this model) take a request now? False while its breaker is open."""
-    now = time.time()
-    if now >= _next_sync:
-        _schedule_sync(now)
+    _ensure_sync()
     if not _tripped:
         return True
+    now = time.time()
     pair = [b for b in (_tripped.get(br.channel_scope(channel_id)), _tripped.get(br.model_scope(channel_id, model_id)))
             if b is not None]
     if not pair:
@@ -92,14 +90,18 @@ def report(channel_id: int, model_id: int, *, ok: bool, status: int | None, code
         transition = breaker.record(ok, now, p, reason, fatal=kind == br.FATAL)
         if transition is not None:
             _note(breaker, transition)
-    if _outbox or now >= _next_sync:
-        _schedule_sync(now)
+    _ensure_sync()
+    if _outbox and _wake is not None:
+        _wake.set()
 
 
-def upstream_ms() -> int | None:
-    """Time this call spent waiting on upstreams (all attempts), or None before any attempt."""
+def take_upstream_ms() -> int | None:
+    """Time the current call spent waiting on upstreams (all its attempts), or None; then starts over."""
     spent = _upstream_ms.get()
-    return sum(spent) if spent else None
+    if spent is None:
+        return None
+    _upstream_ms.set(None)
+    return sum(spent)
 
 
 def _note(breaker: br.Breaker, transition: br.Transition) -> None:
@@ -112,39 +114,38 @@ def _note(breaker: br.Breaker, transition: br.Transition) -> None:
                 f" for {transition.cooldown:g}s" if transition.cooldown else "", transition.reason)
 
 
-def _schedule_sync(now: float) -> None:
-    global _next_sync, _syncing
-    if _syncing:
-        return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    _syncing, _next_sync = True, now + settings.TOLLGATE_LOCAL_TTL_SECONDS
-    task = loop.create_task(_sync())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+def _ensure_sync() -> None:
+    """Start the sync loop on this event loop if it is not running (off an event loop: nothing to share)."""
+    global _task, _wake
+    loop = asyncio._get_running_loop()
+    if loop is not None and (_task is None or _task.done() or _task.get_loop() is not loop):
+        _wake = asyncio.Event()
+        _task = loop.create_task(_sync_forever())
 
 
-async def _sync() -> None:
-    global _counters, _outbox, _syncing
+async def _sync_forever() -> None:
+    while True:
+        _wake.clear()
+        await sync_once()
+        try:
+            await asyncio.wait_for(_wake.wait(), settings.TOLLGATE_LOCAL_TTL_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def sync_once() -> None:
+    global _counters, _outbox
+    counters, _counters = _counters, {}
+    transitions, _outbox = _outbox, []
     try:
-        while True:
-            counters, _counters = _counters, {}
-            transitions, _outbox = _outbox, []
-            try:
-                _merge(await _exchange(counters, transitions, time.time()))
-            except Exception:  # Redis away: this process keeps its own verdicts; the counts are lost
-                log.warning("could not sync channel health", exc_info=True)
-            if transitions:
-                try:
-                    await sync_to_async(br.save_transitions)(transitions)
-                except Exception:
-                    log.warning("could not record breaker transitions", exc_info=True)
-            if not _outbox:
-                return
-    finally:
-        _syncing = False
+        _merge(await _exchange(counters, transitions, time.time()))
+    except Exception:  # Redis away: this process keeps its own verdicts; the counts are lost
+        log.warning("could not sync channel health", exc_info=True)
+    if transitions:
+        try:
+            await db_call(br.save_transitions)(transitions)
+        except Exception:
+            log.warning("could not record breaker transitions", exc_info=True)
 
 
 async def _exchange(counters, transitions, now) -> dict[str, dict]:
@@ -178,6 +179,8 @@ def _merge(remote: dict[str, dict]) -> None:
 
 def reset() -> None:
     """Forget every breaker and counter of this process (tests)."""
-    global _policy, _next_sync
+    global _policy, _task
+    if _task is not None and not _task.done():
+        _task.cancel()
     _breakers.clear(), _tripped.clear(), _counters.clear(), _outbox.clear()
-    _policy, _next_sync = None, 0.0
+    _policy, _task = None, None

@@ -84,7 +84,7 @@ def observe(call, cost: int | None = None) -> None:
     _child(DURATION, endpoint, model, stream).observe(total_ms / 1000)
     if call.ttfb_ms is not None:
         _child(TTFB, endpoint, model, stream).observe(call.ttfb_ms / 1000)
-    upstream = health.upstream_ms()
+    upstream = health.take_upstream_ms()
     if upstream is not None:
         _child(UPSTREAM, model, channel).observe(upstream / 1000)
         if not call.stream:

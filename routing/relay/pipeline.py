@@ -165,8 +165,8 @@ class RelayCall:
                 self.route_plan.models = [self.route_plan.downgrade]
                 self.route_plan.skipped.append(f"route '{rule.name}' past its soft limit: downgraded")
 
-    async def open_upstream(self, request: dict, *, stream: bool,
-                            embeddings: bool = False) -> tuple[aiohttp.ClientResponse, bytes | None]:
+    async def open_upstream(self, request: dict, *, stream: bool, embeddings: bool = False,
+                            last_resort: bool = False) -> tuple[aiohttp.ClientResponse, bytes | None]:
         """Try candidates (model × channel) until one answers, only before any byte reached the client.
 
         429, 5xx, timeouts, connection errors and the channel's own credential/balance errors move to the
@@ -177,7 +177,7 @@ class RelayCall:
         models = plan.models + ([plan.downgrade] if plan.downgrade and plan.downgrade not in plan.models else [])
         deadline = self.started + settings.TOLLGATE_ROUTE_DEADLINE_SECONDS
         max_attempts = settings.TOLLGATE_MAX_ATTEMPTS
-        tried = timeouts = 0
+        tried = timeouts = cooling = 0
         model_error = None   # the last "this model cannot" answer, returned if nothing else serves
         for model in models:
             channels = router.order_channels(self.snap.channels_for(model, self.ctx.team_id), self.ctx.team_id)
@@ -186,8 +186,9 @@ class RelayCall:
             for channel in channels:
                 if tried >= max_attempts or time.perf_counter() > deadline:
                     break
-                if not health.allow(channel.id, model.id):
+                if not last_resort and not health.allow(channel.id, model.id):
                     self.skip(model, channel, "circuit open (cooling down)")
+                    cooling += 1
                     continue
                 if channel.max_concurrency and _in_flight.get(channel.id, 0) >= channel.max_concurrency:
                     self.skip(model, channel, "at its concurrency cap")
@@ -257,6 +258,9 @@ class RelayCall:
                     break
                 model_error = None
         self.channel = None
+        if not tried and cooling:  # every candidate is cooling down: try them anyway rather than fail fast
+            self.attempts.clear()
+            return await self.open_upstream(request, stream=stream, embeddings=embeddings, last_resort=True)
         if model_error is not None:
             raise model_error
         if tried and timeouts == tried:
@@ -324,7 +328,7 @@ class RelayCall:
                                              self.ctx.group_multiplier_ppm)
             cost = usage_cost(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
                               cached_tokens=usage.cached_tokens, price=model.price, multiplier_ppm=multiplier)
-        metrics.observe(self)
+        metrics.observe(self, cost)
         if self.reservation is not None:
             # Release the holds and count the real spend; off the response path.
             settle = _settle_quietly(self.reservation, cost, usage.prompt_tokens + usage.completion_tokens)

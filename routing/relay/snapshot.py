@@ -7,11 +7,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from gateway_site import shared_cache
+from gateway_site.db import db_call
 from routing.catalog import VERSION_KEY
 
 
@@ -149,7 +149,7 @@ async def current() -> Snapshot:
         version = uuid.uuid4().hex.encode()  # cache was emptied: start a new version everyone reloads
         await shared_cache.aset(VERSION_KEY, version)
     if version != _current.version:
-        _current = await sync_to_async(_load)(version)
+        _current = await db_call(_load)(version)
     return _current
 
 

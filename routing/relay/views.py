@@ -1,11 +1,12 @@
-"""OpenAI-format inbound routes: /v1/chat/completions, /v1/models, plus health and base-URL hints."""
+"""The relay's routes: /v1/chat/completions (OpenAI format), /v1/messages (Anthropic format), embeddings,
+models, key and generation self-service, health, and JSON hints for wrong base URLs."""
 import asyncio
 import datetime as dt
 from decimal import Decimal
+from functools import wraps
 
 import aiohttp
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q, Sum
@@ -15,10 +16,11 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import limits
 from billing.money import MICRO
 from gateway_site import shared_cache
+from gateway_site.db import db_call
 from keys.selectors import allowed_models
-from routing.adapters.registry import adapter_for
 from routing import tokens
 from routing.adapters.base import ReasoningDelta, TextDelta, ToolCallDelta, UsageEvent
+from routing.adapters.registry import adapter_for
 from routing.relay import errors, snapshot
 from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats import openai as openai_format
@@ -159,29 +161,20 @@ def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: d
             include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
 
     async def events():
-        try:
-            async for event in adapter.stream_events(_lines(resp)):
-                if isinstance(event, UsageEvent):
-                    call.usage = event.usage
-                elif isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
-                    call.produced += tokens.text_tokens(getattr(event, "text", "") or getattr(event, "arguments", ""))
-                out = renderer.render(event)
-                if out:
-                    if call.ttfb_ms is None:
-                        call.ttfb_ms = call.latency_ms()
-                    yield b"".join(out)
-            call.record()  # durable before the client sees the end of the stream
-            yield b"".join(renderer.finish())
-        except STREAM_FAILURES as exc:
-            yield b"".join(renderer.error(_broken(call, exc), call.request_id))
-        except (asyncio.CancelledError, GeneratorExit):  # the client went away (cancel or aclose)
-            call.client_closed()
-            raise
-        finally:
-            resp.release()
-            call.record()
+        async for event in adapter.stream_events(_lines(resp)):
+            if isinstance(event, UsageEvent):
+                call.usage = event.usage
+            elif isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
+                call.produced += tokens.text_tokens(getattr(event, "text", "") or getattr(event, "arguments", ""))
+            out = renderer.render(event)
+            if out:
+                if call.ttfb_ms is None:
+                    call.ttfb_ms = call.latency_ms()
+                yield b"".join(out)
+        call.record()  # durable before the client sees the end of the stream
+        yield b"".join(renderer.finish())
 
-    return _stream_http(call, events())
+    return _stream_http(call, _guarded(call, resp, renderer, events()))
 
 
 def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
@@ -196,44 +189,53 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
     async def events():
         upstream_id = upstream_model = None
         finished = False
-        try:
-            async for line in _lines(resp):
-                if line == b"data: [DONE]":
-                    finished = True
-                    call.record()  # durable before the client sees the end of the stream
-                    yield b"data: [DONE]\n\n"
-                    continue
-                out, usage = adapter.passthrough(line)
-                if out is None:
-                    continue
-                if upstream_id is None and out.startswith(b"data: {"):
-                    first = orjson.loads(out[6:])
-                    upstream_id = b'"id":' + orjson.dumps(first.get("id", ""))
-                    upstream_model = b'"model":' + orjson.dumps(first.get("model", ""))
-                if usage is not None:
-                    call.usage = usage
-                    if not wants_usage and b'"choices":[]' in out:
-                        continue  # the client did not ask for the usage chunk
-                if not wants_usage:
-                    out = out.replace(b',"usage":null', b"")
-                out = out.replace(upstream_id, our_id, 1).replace(upstream_model, our_model, 1)
-                if call.ttfb_ms is None:
-                    call.ttfb_ms = call.latency_ms()
-                if b'"content":"' in out or b'"arguments":"' in out:
-                    call.produced += 1  # OpenAI streams about one token a chunk: the count if the client aborts
-                yield out + b"\n\n"
-            if not finished:
-                raise aiohttp.ClientPayloadError("the upstream closed the stream before [DONE]")
-        except STREAM_FAILURES as exc:
-            yield b"".join(renderer.error(_broken(call, exc), call.request_id))
-        except (asyncio.CancelledError, GeneratorExit):  # the client went away (cancel or aclose)
-            call.client_closed()
-            raise
-        finally:
-            resp.release()
-            call.record()
+        async for line in _lines(resp):
+            if line == b"data: [DONE]":
+                finished = True
+                call.record()  # durable before the client sees the end of the stream
+                yield b"data: [DONE]\n\n"
+                continue
+            out, usage = adapter.passthrough(line)
+            if out is None:
+                continue
+            if upstream_id is None and out.startswith(b"data: {"):
+                first = orjson.loads(out[6:])
+                upstream_id = b'"id":' + orjson.dumps(first.get("id", ""))
+                upstream_model = b'"model":' + orjson.dumps(first.get("model", ""))
+            if usage is not None:
+                call.usage = usage
+                if not wants_usage and b'"choices":[]' in out:
+                    continue  # the client did not ask for the usage chunk
+            if not wants_usage:
+                out = out.replace(b',"usage":null', b"")
+            out = out.replace(upstream_id, our_id, 1).replace(upstream_model, our_model, 1)
+            if call.ttfb_ms is None:
+                call.ttfb_ms = call.latency_ms()
+            if b'"content":"' in out or b'"arguments":"' in out:
+                call.produced += 1  # OpenAI streams about one token a chunk: the count if the client aborts
+            yield out + b"\n\n"
+        if not finished:
+            raise aiohttp.ClientPayloadError("the upstream closed the stream before [DONE]")
 
-    return _stream_http(call, events())
+    return _stream_http(call, _guarded(call, resp, renderer, events()))
+
+
+async def _guarded(call: RelayCall, resp: aiohttp.ClientResponse, renderer, events):
+    """The end every stream shares: a broken upstream ends the stream with an error in the client's format
+    (bytes already went out, so no retry); a client that went away is billed for what it got; the upstream
+    connection is released and the call recorded, whatever happened."""
+    try:
+        async for chunk in events:
+            yield chunk
+    except STREAM_FAILURES as exc:
+        yield b"".join(renderer.error(_broken(call, exc), call.request_id))
+    except (asyncio.CancelledError, GeneratorExit):  # the client went away (cancel or aclose)
+        call.client_closed()
+        raise
+    finally:
+        await events.aclose()
+        resp.release()
+        call.record()
 
 
 @csrf_exempt
@@ -311,16 +313,27 @@ def _key_report(ctx) -> dict:
     }}
 
 
-async def key_info(request):
+def key_get(view):
+    """A GET endpoint that needs only the caller's key: `view(call, ctx)` runs after method and key checks."""
+
+    @wraps(view)
+    async def wrapper(request):
+        call = RelayCall(request)
+        if request.method != "GET":
+            return method_not_allowed(request, "GET", call.request_id)
+        try:
+            ctx = await call.authenticate()
+            return await view(call, ctx)
+        except errors.RelayError as err:
+            return errors.openai_response(err, call.request_id)
+
+    return wrapper
+
+
+@key_get
+async def key_info(call, ctx):
     """GET /v1/key (OpenRouter-style): the calling key's limits and spend."""
-    call = RelayCall(request)
-    if request.method != "GET":
-        return method_not_allowed(request, "GET", call.request_id)
-    try:
-        ctx = await call.authenticate()
-    except errors.RelayError as err:
-        return errors.openai_response(err, call.request_id)
-    return json_response(await sync_to_async(_key_report)(ctx), request_id=call.request_id)
+    return json_response(await db_call(_key_report)(ctx), request_id=call.request_id)
 
 
 def _generation(team_id: int, ident: str) -> dict | None:
@@ -343,32 +356,22 @@ def _generation(team_id: int, ident: str) -> dict | None:
     }}
 
 
-async def generation(request):
+@key_get
+async def generation(call, ctx):
     """GET /v1/generation?id= — one request's record, by request id or response id; team-scoped."""
-    call = RelayCall(request)
-    try:
-        ctx = await call.authenticate()
-        ident = request.GET.get("id", "")
-        if not ident:
-            raise errors.missing_field("id")
-        data = await sync_to_async(_generation)(ctx.team_id, ident)
-        if data is None:
-            raise errors.RelayError(404, "invalid_request_error", "not_found",
-                                    f"No generation `{redact(ident)}` for this key's team (records appear "
-                                    "about a second after the response).", param="id")
-    except errors.RelayError as err:
-        return errors.openai_response(err, call.request_id)
+    ident = call.request.GET.get("id", "")
+    if not ident:
+        raise errors.missing_field("id")
+    data = await db_call(_generation)(ctx.team_id, ident)
+    if data is None:
+        raise errors.RelayError(404, "invalid_request_error", "not_found",
+                                f"No generation `{redact(ident)}` for this key's team (records appear "
+                                "about a second after the response).", param="id")
     return json_response(data, request_id=call.request_id)
 
 
-async def list_models(request):
-    call = RelayCall(request)
-    if request.method != "GET":
-        return method_not_allowed(request, "GET", call.request_id)
-    try:
-        ctx = await call.authenticate()
-    except errors.RelayError as err:
-        return errors.openai_response(err, call.request_id)
+@key_get
+async def list_models(call, ctx):
     snap = await snapshot.current()
     allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models, key_models=ctx.key_models)
     data = [{"id": m.public_id, "object": "model", "created": m.created, "owned_by": m.provider}
@@ -407,7 +410,7 @@ async def readyz(request):
     checks = {}
     for name, check in (("database", _check_db), ("cache", shared_cache.ping)):
         try:
-            checks[name] = bool(await sync_to_async(check)())
+            checks[name] = bool(await db_call(check)())
         except Exception as exc:  # readiness reports, it does not raise
             checks[name] = False
             checks[f"{name}_error"] = type(exc).__name__

@@ -125,15 +125,16 @@ def test_relay_hooks_route_faults_to_the_right_breaker(fresh_health):
 
 
 def test_report_and_allow_never_wait(fresh_health):
-    """Outside an event loop nothing is scheduled; inside one the sync runs as a task after the call."""
+    """Off an event loop nothing is scheduled; on one a background task syncs after the call returned."""
     health.report(9, 1, ok=True, status=200, code=None, error_class="", latency_ms=12)
-    assert health._counters["c:9"][:3] == [1, 0, 12]
+    assert health._counters["c:9"][:3] == [1, 0, 12] and health._task is None
 
     async def call():
         health.report(9, 1, ok=True, status=200, code=None, error_class="", latency_ms=3)
-        assert health._syncing                        # scheduled, not awaited
-        await asyncio.sleep(0.2)
-        return health._syncing
+        assert health._counters["c:9"][:3] == [2, 0, 15]     # not flushed yet: nothing was awaited
+        await asyncio.sleep(0.1)
+        buckets = br.read_buckets(br.MINUTE_BUCKETS, 2)   # (the minute may have just turned)
+        return dict(health._counters), [sum(b.get("c:9", [0] * 3)[i] for b in buckets) for i in range(3)]
 
-    assert asyncio.run(call()) is False
-    assert health._counters == {}                     # flushed to the shared cache
+    counters, shared = asyncio.run(call())
+    assert counters == {} and shared == [2, 0, 15]

@@ -2,6 +2,7 @@
 the breaker opens and traffic moves with no client-visible error, a half-open trial closes it, a 401 opens
 it at once and flags the channel, an admin-disabled channel stays disabled, probes run on a real Celery
 worker with a Redis broker."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from django.db import connection
 
+from billing.models import UsageRecord
 from routing import breaker as br
 from routing import probes, tasks
 from routing.catalog import bump_version
@@ -31,7 +33,21 @@ def fast_gateway(gateway_factory):
 
 
 @pytest.fixture
-def live(transactional_db, fast_gateway, simulator):
+def settled(transactional_db):
+    """On teardown, wait until the gateways' background writes (usage journal, breaker events) are done:
+    the database flush after the test must not race them."""
+    yield
+    counts = (lambda: (UsageRecord.objects.count(), ChannelHealthEvent.objects.count()))
+    before = counts()
+    for _ in range(20):
+        time.sleep(0.6)      # longer than the journal's flush interval
+        if (after := counts()) == before:
+            return
+        before = after
+
+
+@pytest.fixture
+def live(settled, fast_gateway, simulator):
     return make_live_setup(fast_gateway, simulator)
 
 
@@ -107,6 +123,23 @@ def test_breaker_opens_traffic_moves_then_a_half_open_trial_closes_it(live, sim)
     assert primary.status == Channel.ENABLED and not primary.needs_attention
 
 
+def test_a_breaker_opened_in_one_gateway_process_is_honoured_by_another(settled, gateway_factory, simulator, sim):
+    one, other = (gateway_factory(TOLLGATE_BREAKER_COOLDOWN_SECONDS="30") for _ in range(2))
+    live = make_live_setup(one, simulator)
+    live_other = dataclasses.replace(live, base_url=f"{other.url}/v1", server=other)
+    primary, key = primary_channel(live, sim)
+    assert wait_for(lambda: served_by(live_other, sim, key))
+    sim.fault(key, "status:503")
+    run = uuid.uuid4().hex
+    assert all(chat(live, f"{run}-{i}").status_code == 200 for i in range(3))
+    assert sum(sim.calls(key, f"{run}-{i}") for i in range(3)) == 3           # opened in the first process
+    time.sleep(1.0)                                                            # the other syncs every 0.5 s
+    answers = [chat(live_other, f"{run}-other-{i}") for i in range(3)]
+    assert all(r.status_code == 200 for r in answers)
+    assert sum(sim.calls(key, f"{run}-other-{i}") for i in range(3)) == 0     # … and skipped in the other
+    assert "circuit open" in answers[0].headers["x-tollgate-route"]
+
+
 def test_a_401_opens_the_channel_at_once_and_flags_it_for_an_admin(live, sim):
     primary, key = primary_channel(live, sim)
     sim.fault(key, "status:401")
@@ -145,8 +178,6 @@ def test_an_admin_disabled_channel_is_never_re_enabled(live, sim, settings):
     run = uuid.uuid4().hex
     assert all(chat(live, f"{run}-{i}").status_code == 200 for i in range(3))
     assert sum(sim.calls(key, f"{run}-{i}") for i in range(3)) == 0   # the gateway never routes to it
-    channel_update(channel=disabled, status=Channel.ENABLED)          # only an admin turns it back on
-    assert disabled in probes.channels_to_probe()
 
 
 @pytest.fixture
