@@ -32,6 +32,7 @@ TEAM_NAV = [
     (gettext_lazy("Key groups"), "console-key-groups"),
     (gettext_lazy("Request logs"), "console-logs"),
     (gettext_lazy("Billing"), "console-billing"),
+    (gettext_lazy("Status"), "console-status"),
     (gettext_lazy("Support tickets"), "console-tickets"),
     (gettext_lazy("Members"), "console-members"),
 ]
@@ -39,6 +40,7 @@ OPERATOR_NAV = [
     (gettext_lazy("Model catalog"), "operator-catalog"),
     (gettext_lazy("Platform channels"), "operator-channels"),
     (gettext_lazy("Teams"), "operator-teams"),
+    (gettext_lazy("Channel status"), "operator-status"),
     (gettext_lazy("Support queue"), "support-queue"),
 ]
 

@@ -6,7 +6,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import roles
 from accounts.edge import team_view
-from accounts.views import platform_view
+from accounts.views import platform_view, render_operator, render_team
 from routing import probes, selectors
 from routing.models import Channel
 
@@ -57,3 +57,22 @@ def platform_channel_health(request, platform, pk):
     if channel is None:
         raise Http404("No such channel.")
     return _detail(request, channel)
+
+
+@team_view(get=(roles.CHANNELS_MANAGE, roles.USAGE_OWN))
+def team_status_page(request, access):
+    """The console's status page: platform health per model, and the team's own channels for its admins."""
+    stats = selectors.health_stats()
+    channels = (selectors.channel_health(channels=selectors.channels(team=access.team), stats=stats)
+                if access.can(roles.CHANNELS_MANAGE) else [])
+    return render_team(request, access, "console/status.html", {
+        "models": selectors.model_health(team=access.team, stats=stats), "channels": channels})
+
+
+@platform_view(get=roles.PLATFORM_READ)
+def platform_status_page(request, platform):
+    """Every model and every channel, for operators and support staff."""
+    stats = selectors.health_stats()
+    return render_operator(request, platform, "console/status.html", {
+        "models": selectors.model_health(stats=stats),
+        "channels": selectors.channel_health(channels=Channel.objects.order_by("team_id", "pk"), stats=stats)})

@@ -27,3 +27,15 @@ def test_format_money():
     assert format_money(1_234_567_890, "USD") == "$1,234.56789"
     assert format_money(2 * MICRO, "CNY") == "¥2.00"
     assert format_money(-1, "USD") == "-$0.000001"
+
+
+def test_team_and_group_multipliers_round_once():
+    from billing.money import combined_multiplier
+
+    # 80% team discount × 150% group markup = 1.2; 1000 prompt + 500 completion at 0.15/0.6 = 450 → 540.
+    m = combined_multiplier(800_000, 1_500_000)
+    assert m == 1_200_000
+    assert usage_cost(prompt_tokens=1000, completion_tokens=500, cached_tokens=0, price=PRICE, multiplier_ppm=m) == 540
+    # Rounded once on the whole: 3 × 0.15 × 1.2 + 1 × 0.6 × 1.2 = 1.26 → 1 (not 1 + 1).
+    assert usage_cost(prompt_tokens=3, completion_tokens=1, cached_tokens=0, price=PRICE, multiplier_ppm=m) == 1
+    assert combined_multiplier(None, None) == 1_000_000

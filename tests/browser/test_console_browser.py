@@ -6,6 +6,7 @@ import os
 import random
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from django.utils import timezone
@@ -101,6 +102,27 @@ def test_owner_journey(live, page):
         assert text in page.content(), text
     assert secret not in page.content()
     shot(page, "log-detail")
+
+    # A failed call whose error text carries a provider key pasted by mistake → a ticket opened from the
+    # logs: the troubleshooting fields come pre-filled, and no secret reaches the page or the ticket.
+    leaked = "sk-proj-" + "Zq7Lm2" * 7
+    failed = httpx.post(f"{live.base_url}/chat/completions", headers={"Authorization": f"Bearer {secret}"},
+                        json={"model": f"gpt-4o-mini {leaked}", "messages": [{"role": "user", "content": "hi"}]})
+    failed_id = failed.headers["x-request-id"]
+    assert failed.status_code == 404
+    assert wait_for(lambda: UsageRecord.objects.filter(request_id=failed_id).exists())
+    page.click("nav >> text=Request logs")
+    page.locator("[data-testid=logs] tr", has_text=failed_id).locator("a.rid").click()
+    page.click("text=Open a ticket")
+    for text in (failed_id, "404", "model_not_found", "/v1/chat/completions", "sk-tg-…" + secret[-4:]):
+        assert text in page.content(), text
+    assert leaked not in page.content() and secret not in page.content()
+    page.fill("input[name=subject]", f"Model not found with {leaked}")
+    page.click("[data-testid=open-ticket] button[type=submit]")
+    page.wait_for_load_state()
+    assert failed_id in page.content() and "REDACTED" in page.content()
+    assert leaked not in page.content() and secret not in page.content()
+    shot(page, "ticket")
 
     # And on today's bar of the dashboard's chart.
     page.click("nav >> text=Dashboard")

@@ -84,18 +84,22 @@ def test_backup_without_tools_is_skipped(live, simulator, sim_faults):
     assert not any(k.endswith(no_tools_key[-4:]) for k in keys_used)   # the no-tools model was never called
 
 
-def test_context_length_error_moves_to_long_context_backup(live, simulator):
-    short, _ = model_with_channel(simulator, "test/short", context_length=128_000)
+def test_context_length_error_moves_to_long_context_backup(live, simulator, sim_faults):
+    short, short_key = model_with_channel(simulator, "test/short", context_length=128_000)
     long_model, _ = model_with_channel(simulator, "test/long", context_length=1_000_000)
     routing_rule_upsert(team=live.team, name="long-review", default_model=short,
                         backup_models=[long_model.public_id])
     ready(live)
+    sim_faults(short_key, "context_length")   # only the short model's upstream says the prompt is too long
+    resp = chat(live, "route:long-review", "review this")
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["model"] == "test/long"
+    assert "test/short via platform channel #" in resp.headers["x-tollgate-route"]
+    assert "context_length_exceeded" in resp.headers["x-tollgate-route"]
+    # When every model says so, the upstream's own 400 comes back (after both were tried).
     resp = chat(live, "route:long-review", "[[sim:fault=context_length]] review this")
-    # The fault fires on every upstream call, so the backup gets it too: the upstream's 400 comes back after
-    # both models were tried, proving the move happened.
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "context_length_exceeded"
-    route = resp.headers["x-tollgate-route"]
-    assert "test/short via" in route and "test/long via" in route
+    assert "test/long via" in resp.headers["x-tollgate-route"]
 
 
 def test_context_length_skip_before_calling(live, simulator):
