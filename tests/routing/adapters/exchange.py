@@ -105,3 +105,17 @@ def last_request_body(sim) -> dict:
 
 def sse_data(lines) -> list[dict]:
     return [orjson.loads(line[5:]) for line in lines if line.startswith(b"data:")]
+
+
+async def aiter_lines(lines):
+    for line in lines:
+        yield line
+
+
+def events_of(adapter, frames: list[dict]) -> list:
+    """An adapter's canonical events for SSE `data:` frames given as dicts (no network)."""
+    lines = [b"data: " + orjson.dumps(f) for f in frames]
+
+    async def collect():
+        return [e async for e in adapter.stream_events(aiter_lines(lines))]
+    return asyncio.run(collect())

@@ -7,6 +7,7 @@ import pytest
 from routing.adapters.anthropic import AnthropicAdapter
 from routing.adapters.base import (Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
                                    UpstreamFormatError, Usage, UsageEvent)
+from tests.routing.adapters import exchange
 from tests.routing.adapters.exchange import PNG, WEATHER, call, post_raw, sse_data
 
 ADAPTER = AnthropicAdapter()
@@ -24,17 +25,8 @@ def user(text="Hi"):
     return {"messages": [{"role": "user", "content": text}]}
 
 
-async def _aiter(lines):
-    for line in lines:
-        yield line
-
-
 def events_of(frames: list[dict]) -> list:
-    lines = [b"data: " + orjson.dumps(f) for f in frames]
-
-    async def collect():
-        return [e async for e in ADAPTER.stream_events(_aiter(lines))]
-    return asyncio.run(collect())
+    return exchange.events_of(ADAPTER, frames)
 
 
 # --- request translation -------------------------------------------------------------------------------------
@@ -243,7 +235,7 @@ def test_stream_json_tool_becomes_text_and_errors_and_truncation():
 
 
 async def _drain(lines):
-    return [e async for e in ADAPTER.stream_events(_aiter(lines))]
+    return [e async for e in ADAPTER.stream_events(exchange.aiter_lines(lines))]
 
 
 def test_error_detail():

@@ -7,6 +7,7 @@ import pytest
 from routing.adapters.base import (Finish, ReasoningDelta, StreamError, TextDelta, UpstreamFormatError, Usage,
                                    UsageEvent)
 from routing.adapters.gemini import SKIP_SIGNATURE, GeminiAdapter
+from tests.routing.adapters import exchange
 from tests.routing.adapters.exchange import PNG, WEATHER, call, last_request_body, post_raw, sse_data
 
 ADAPTER = GeminiAdapter()
@@ -26,17 +27,8 @@ def tool_call(call_id, name="get_weather", arguments='{"city":"Paris"}', **extra
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}, **extra}
 
 
-async def _aiter(lines):
-    for line in lines:
-        yield line
-
-
 def events_of(frames: list[dict]) -> list:
-    lines = [b"data: " + orjson.dumps(f) for f in frames]
-
-    async def collect():
-        return [e async for e in ADAPTER.stream_events(_aiter(lines))]
-    return asyncio.run(collect())
+    return exchange.events_of(ADAPTER, frames)
 
 
 # --- request translation -------------------------------------------------------------------------------------
