@@ -10,7 +10,9 @@ Redis keeps nothing on disk here: a missing spend or balance counter is rebuilt 
 records, ledger) before the script runs again, so a Redis restart never resets a budget to zero. The
 embedded default (no Redis) runs the same algorithm in-process under a lock.
 """
+import asyncio
 import datetime as dt
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from django.conf import settings
 from django.db.models import Sum
 
 from gateway_site import shared_cache
+
+log = logging.getLogger(__name__)
 from gateway_site.db import db_call
 
 # Each check: kind, key, limit, amount, aux key. Kinds: rate (counter in a window), conc (in flight),
@@ -290,8 +294,54 @@ async def settle(res: Reservation, cost: int, tokens_used: int) -> None:
     if client is None:
         _local_settle(hold, cost, delta, triples)
         return
-    args = [res.request_id, cost, delta] + [x for kind, key, _ in triples if kind != "conc" for x in (kind, key)]
-    await _script(client, SETTLE_LUA)(args=args)
+    await _script(client, SETTLE_LUA)(args=_settle_redis_args(res, cost, delta, triples))
+
+
+def _settle_redis_args(res: Reservation, cost: int, delta: int, triples) -> list:
+    return [res.request_id, cost, delta] + [x for kind, key, _ in triples if kind != "conc" for x in (kind, key)]
+
+
+def settle_soon(res: Reservation, cost: int, tokens_used: int) -> None:
+    """`settle`, off the response path: the settles of the last few milliseconds go to Redis together in one
+    pipelined round trip instead of one each (`make bench`). Must be called from the event loop."""
+    hold, cost, delta, triples = settle_args(res, cost, tokens_used)
+    client = shared_cache.async_client()
+    if client is None:
+        _local_settle(hold, cost, delta, triples)
+        return
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(loop)
+    if batcher is None:
+        batcher = _batchers[loop] = _SettleBatcher(client)
+    batcher.add(_settle_redis_args(res, cost, delta, triples))
+
+
+class _SettleBatcher:
+    WAIT = 0.002
+
+    def __init__(self, client):
+        self.client, self.pending, self.task = client, [], None
+
+    def add(self, args: list) -> None:
+        self.pending.append(args)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.WAIT)
+        script = _script(self.client, SETTLE_LUA)
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                pipe = self.client.pipeline(transaction=False)
+                for args in batch:
+                    await script(args=args, client=pipe)
+                await pipe.execute()
+            except Exception:  # Redis away: holds come back through the sweep, spend is rebuilt from usage
+                log.warning("could not settle %d requests' limits", len(batch), exc_info=True)
+
+
+_batchers: dict = {}
 
 
 def sweep_stale_holds(batch: int = 500) -> int:

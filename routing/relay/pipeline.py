@@ -1,7 +1,6 @@
 """One relayed call, from key to usage record. Every inbound route goes through `RelayCall`, so no route can
 skip auth, the allowed-model rule or recording."""
 import asyncio
-import logging
 import os
 import time
 
@@ -21,7 +20,6 @@ from routing.relay import errors, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
 from support.redaction import redact
 
-log = logging.getLogger(__name__)
 
 
 NEXT_CHANNEL, NEXT_MODEL, FATAL = "channel", "model", "fatal"
@@ -30,15 +28,7 @@ _MODEL_CODES = frozenset({"context_length_exceeded", "content_filter", "content_
                           "model_not_found", "not_found_error", "NOT_FOUND"})
 _CHANNEL_CODES = frozenset({"API_KEY_INVALID", "authentication_error", "permission_error", "billing_error",
                             "insufficient_quota", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "overloaded_error"})
-_background: set = set()          # settle tasks in flight (a reference keeps them from being collected)
 _in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
-
-
-async def _settle_quietly(reservation, cost: int, tokens_used: int) -> None:
-    try:
-        await limits.settle(reservation, cost, tokens_used)
-    except Exception:  # Redis away: holds expire by TTL; the spend is rebuilt from usage records
-        log.warning("could not settle limits for a request", exc_info=True)
 
 
 def classify(status: int, code: str | None) -> str:
@@ -330,10 +320,8 @@ class RelayCall:
                               cached_tokens=usage.cached_tokens, price=model.price, multiplier_ppm=multiplier)
         metrics.observe(self, cost)
         if self.reservation is not None:
-            # Release the holds and count the real spend; off the response path.
-            settle = _settle_quietly(self.reservation, cost, usage.prompt_tokens + usage.completion_tokens)
-            _background.add(task := asyncio.get_running_loop().create_task(settle))
-            task.add_done_callback(_background.discard)
+            # Release the holds and count the real spend; off the response path, batched.
+            limits.settle_soon(self.reservation, cost, usage.prompt_tokens + usage.completion_tokens)
         meta = self.request.META
         usage_journal.append({
             "request_id": self.request_id, "team_id": self.ctx.team_id, "api_key_id": self.ctx.key_id,
