@@ -287,23 +287,14 @@ def settle_args(res: Reservation, cost: int, tokens_used: int) -> tuple[int, int
     return res.hold, cost, tokens_used - res.estimate_tokens, triples
 
 
-async def settle(res: Reservation, cost: int, tokens_used: int) -> None:
-    """Release the reservation's holds and slots (unless the sweep already did) and count the real spend."""
-    hold, cost, delta, triples = settle_args(res, cost, tokens_used)
-    client = shared_cache.async_client()
-    if client is None:
-        _local_settle(hold, cost, delta, triples)
-        return
-    await _script(client, SETTLE_LUA)(args=_settle_redis_args(res, cost, delta, triples))
-
-
 def _settle_redis_args(res: Reservation, cost: int, delta: int, triples) -> list:
     return [res.request_id, cost, delta] + [x for kind, key, _ in triples if kind != "conc" for x in (kind, key)]
 
 
 def settle_soon(res: Reservation, cost: int, tokens_used: int) -> None:
-    """`settle`, off the response path: the settles of the last few milliseconds go to Redis together in one
-    pipelined round trip instead of one each (`make bench`). Must be called from the event loop."""
+    """Release the reservation's holds and slots (unless the sweep already did) and count the real spend, off
+    the response path: the settles of the last few milliseconds go to Redis together in one pipelined round
+    trip instead of one each (`make bench`). Must be called from the event loop."""
     hold, cost, delta, triples = settle_args(res, cost, tokens_used)
     client = shared_cache.async_client()
     if client is None:
