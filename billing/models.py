@@ -124,13 +124,22 @@ class TeamBalance(models.Model):
         return f"{self.team_id}: {self.balance}"
 
 
+def default_alert_thresholds() -> list[int]:
+    return [80, 100]
+
+
 class TeamBillingPolicy(models.Model):
-    """Per-team billing terms: an optional monthly spend cap and a price multiplier (a per-customer
-    discount or markup on catalog prices, in parts per million; 1_000_000 = catalog price)."""
+    """Per-team billing terms: an optional monthly spend cap, a price multiplier (a per-customer
+    discount or markup on catalog prices, in parts per million; 1_000_000 = catalog price), and who is
+    told, at which percentages, that a budget is being used up."""
 
     team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="billing_policy")
     monthly_cap = models.BigIntegerField(null=True, blank=True)
     price_multiplier_ppm = models.PositiveIntegerField(default=1_000_000)
+    # Percentages of a budget at which an alert fires (each once per period), ascending.
+    alert_thresholds = models.JSONField(default=default_alert_thresholds, blank=True)
+    # Addresses budget alerts go to; empty: the team's owners and billing members (billing.emails).
+    alert_recipients = models.JSONField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
 
