@@ -1,4 +1,5 @@
 """Money: integer micro-units (10⁻⁶ of the deployment currency). One rounding rule: half up, per record."""
+import re
 
 MICRO = 1_000_000
 
@@ -33,3 +34,19 @@ def format_money(micro: int, currency: str) -> str:
     whole, frac = divmod(abs(micro), MICRO)
     symbol = {"USD": "$", "CNY": "¥"}.get(currency, "")
     return f"{sign}{symbol}{whole:,}.{frac:06d}".rstrip("0").rstrip(".") if frac else f"{sign}{symbol}{whole:,}.00"
+
+
+_PLAIN_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:\.(\d*))?$|^([+-]?)\.(\d+)$", re.ASCII)
+
+
+def parse_money(text: str) -> int:
+    """A plain decimal typed by a person ("12.50", "-3", "0.000001") → integer micro-units, exactly. Refuses
+    (ValueError) exponents (1e3), NaN/Infinity, thousands separators and more decimals than micro-units."""
+    match = _PLAIN_DECIMAL.match(text.strip()) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"not a plain decimal amount: {text!r}")
+    sign, whole, frac = (match[1], match[2], match[3] or "") if match[2] is not None else (match[4], "0", match[5])
+    if len(frac) > 6:
+        raise ValueError(f"more than 6 decimals: {text!r}")
+    micro = int(whole) * MICRO + int(frac.ljust(6, "0"))
+    return -micro if sign == "-" else micro
