@@ -29,11 +29,44 @@ def combined_multiplier(*multipliers_ppm: int | None) -> int:
     return result
 
 
+SYMBOLS = {"USD": "$", "CNY": "¥", "EUR": "€", "GBP": "£"}
+
+
 def format_money(micro: int, currency: str) -> str:
+    """The one display format: exact (every micro-unit shown), at least cents, thousands separated, the
+    currency's symbol: $1,234.56789, $7.50, -$0.000045, ¥2.00. Cards, tables, mails and error messages
+    all use it (through `money_display` / the `money` template filter), so one figure reads the same."""
     sign = "-" if micro < 0 else ""
-    whole, frac = divmod(abs(micro), MICRO)
-    symbol = {"USD": "$", "CNY": "¥"}.get(currency, "")
-    return f"{sign}{symbol}{whole:,}.{frac:06d}".rstrip("0").rstrip(".") if frac else f"{sign}{symbol}{whole:,}.00"
+    whole, frac = divmod(abs(int(micro)), MICRO)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{SYMBOLS.get(currency, '')}{whole:,}.{digits}"
+
+
+def money_display(micro: int | None) -> str:
+    """format_money in the deployment's currency; "" for None (no amount)."""
+    if micro is None:
+        return ""
+    from django.conf import settings  # read at call time: the relay imports this module early
+
+    return format_money(int(micro), settings.TOLLGATE_CURRENCY)
+
+
+def money_plain(micro: int | None) -> str:
+    """An amount as typed into a form (no symbol, no separators, no trailing zeros): 12.5, -3, 0.000001."""
+    if micro is None:
+        return ""
+    whole, frac = divmod(abs(int(micro)), MICRO)
+    text = f"{whole}.{frac:06d}".rstrip("0").rstrip(".")
+    return f"-{text}" if micro < 0 else text
+
+
+class MoneyParseError(ValueError):
+    """Why a typed amount was refused: `reason` is "format" (not a plain decimal) or "precision" (more
+    decimals than micro-units)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 _PLAIN_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:\.(\d*))?$|^([+-]?)\.(\d+)$", re.ASCII)
@@ -41,12 +74,13 @@ _PLAIN_DECIMAL = re.compile(r"^([+-]?)(\d+)(?:\.(\d*))?$|^([+-]?)\.(\d+)$", re.A
 
 def parse_money(text: str) -> int:
     """A plain decimal typed by a person ("12.50", "-3", "0.000001") → integer micro-units, exactly. Refuses
-    (ValueError) exponents (1e3), NaN/Infinity, thousands separators and more decimals than micro-units."""
+    (MoneyParseError, a ValueError) exponents (1e3), NaN/Infinity, thousands separators and more decimals
+    than micro-units. Signs are parsed; whether one is allowed is the caller's rule (billing.forms.MoneyField)."""
     match = _PLAIN_DECIMAL.match(text.strip()) if isinstance(text, str) else None
     if match is None:
-        raise ValueError(f"not a plain decimal amount: {text!r}")
+        raise MoneyParseError("format", f"not a plain decimal amount: {text!r}")
     sign, whole, frac = (match[1], match[2], match[3] or "") if match[2] is not None else (match[4], "0", match[5])
     if len(frac) > 6:
-        raise ValueError(f"more than 6 decimals: {text!r}")
+        raise MoneyParseError("precision", f"more than 6 decimals: {text!r}")
     micro = int(whole) * MICRO + int(frac.ljust(6, "0"))
     return -micro if sign == "-" else micro
