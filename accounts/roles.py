@@ -18,6 +18,7 @@ CHANNELS_MANAGE = "channels.manage"  # the team's own (bring-your-own-key) chann
 LOGS_READ = "logs.read"            # every usage record of the team
 USAGE_OWN = "usage.own"            # usage of one's own keys
 TICKETS_WRITE = "tickets.write"
+TICKETS_BILLING = "tickets.billing"  # open and follow billing tickets (and one's own), without the rest
 BILLING_READ = "billing.read"
 BILLING_REDEEM = "billing.redeem"
 MEMBERS_MANAGE = "members.manage"
@@ -27,7 +28,7 @@ ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
                       TICKETS_WRITE, BILLING_READ, BILLING_REDEEM, MEMBERS_MANAGE}),
     ADMIN: frozenset({KEYS_READ, KEYS_MANAGE, KEYS_OWN, ROUTES_MANAGE, CHANNELS_MANAGE, LOGS_READ, USAGE_OWN,
                       TICKETS_WRITE}),
-    BILLING: frozenset({KEYS_READ, USAGE_OWN, BILLING_READ, BILLING_REDEEM}),
+    BILLING: frozenset({KEYS_READ, USAGE_OWN, BILLING_READ, BILLING_REDEEM, TICKETS_BILLING}),
     MEMBER: frozenset({KEYS_OWN, USAGE_OWN, TICKETS_WRITE}),
     # Platform staff, when looking at a team: operators may do everything, support may read logs and
     # write tickets (secrets are redacted everywhere they look).

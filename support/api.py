@@ -162,13 +162,17 @@ class TicketOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Ticket
-        fields = ["id", "subject", "status", "priority", "request_id", "troubleshooting", "owner", "environment",
+        fields = ["id", "subject", "status", "priority", "category", "request_id", "troubleshooting", "owner",
+                  "environment",
                   "selected_capability", "last_known_good", "observed_symptom", "evidence", "next_review_at",
                   "opened_by", "created_at", "updated_at"]
 
 
+TEAM_TICKETS = (roles.TICKETS_WRITE, roles.TICKETS_BILLING)
+
+
 class TicketListApi(TeamAPIView):
-    permissions_by_method = {"GET": roles.TICKETS_WRITE, "POST": roles.TICKETS_WRITE}
+    permissions_by_method = {"GET": TEAM_TICKETS, "POST": TEAM_TICKETS}
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=Ticket.STATUSES, required=False)
@@ -178,6 +182,8 @@ class TicketListApi(TeamAPIView):
                                            help_text="req_… or chatcmpl-…: pre-fills the ticket from that request")
         subject = serializers.CharField(max_length=200, required=False)
         priority = serializers.ChoiceField(choices=Ticket.PRIORITIES, default=Ticket.NORMAL)
+        category = serializers.ChoiceField(choices=Ticket.CATEGORIES, required=False,
+                                           help_text="technical (default) or billing; billing members open billing")
         owner = serializers.CharField(max_length=120, required=False)
         environment = serializers.CharField(max_length=200, required=False)
         selected_capability = serializers.CharField(max_length=200, required=False)
@@ -191,8 +197,9 @@ class TicketListApi(TeamAPIView):
     def get(self, request, team):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        return Response(TicketOutput(selectors.tickets(team=self.access.team, **filters.validated_data),
-                                     many=True).data)
+        reader = selectors.ticket_reader(access=self.access, user=request.user)
+        return Response(TicketOutput(selectors.tickets(team=self.access.team, reader=reader,
+                                                       **filters.validated_data), many=True).data)
 
     @extend_schema(tags=["tickets"], request=InputSerializer,
                    responses={201: TicketOutput, **errors(400, 401, 403, 404)})
@@ -200,6 +207,10 @@ class TicketListApi(TeamAPIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         fields, record = dict(data.validated_data), None
+        billing_only = selectors.ticket_reader(access=self.access, user=request.user) is not None
+        category = fields.pop("category", Ticket.BILLING if billing_only else Ticket.TECHNICAL)
+        if billing_only and category != Ticket.BILLING:
+            raise serializers.ValidationError({"category": ["Your role opens billing tickets only."]})
         if request_id := fields.pop("request_id", ""):
             record = selectors.usage_record(team=self.access.team, request_id=request_id,
                                             owner=selectors.usage_owner(access=self.access, user=request.user))
@@ -211,14 +222,14 @@ class TicketListApi(TeamAPIView):
         if not fields.get("subject"):
             raise serializers.ValidationError({"subject": ["Give a subject (or a request_id to pre-fill it)."]})
         ticket = services.ticket_open(team=self.access.team, opened_by=request.user, record=record,
-                                      by_staff=self.access.role is None, **fields)
+                                      by_staff=self.access.role is None, category=category, **fields)
         return Response(TicketOutput(ticket).data, status=201)
 
 
 class TicketDetailApi(TeamAPIView):
     """A ticket with its history as the team sees it (internal notes are never included)."""
 
-    permissions_by_method = {"GET": roles.TICKETS_WRITE}
+    permissions_by_method = {"GET": TEAM_TICKETS}
     team_object_model = Ticket
 
     class OutputSerializer(TicketOutput):
@@ -232,11 +243,11 @@ class TicketDetailApi(TeamAPIView):
 
     @extend_schema(tags=["tickets"], responses={200: OutputSerializer, **errors(401, 403, 404)})
     def get(self, request, team, pk):
-        return Response(self.OutputSerializer(selectors.ticket(team=self.access.team, pk=pk)).data)
+        return Response(self.OutputSerializer(_team_ticket(self.access, request.user, pk)).data)
 
 
 class TicketReplyApi(TeamAPIView):
-    permissions_by_method = {"POST": roles.TICKETS_WRITE}
+    permissions_by_method = {"POST": TEAM_TICKETS}
     team_object_model = Ticket
 
     class InputSerializer(serializers.Serializer):
@@ -245,7 +256,7 @@ class TicketReplyApi(TeamAPIView):
     @extend_schema(tags=["tickets"], request=InputSerializer,
                    responses={201: TicketEventOutput, **errors(400, 401, 403, 404)})
     def post(self, request, team, pk):
-        ticket = selectors.ticket(team=self.access.team, pk=pk)
+        ticket = _team_ticket(self.access, request.user, pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -254,6 +265,22 @@ class TicketReplyApi(TeamAPIView):
         except services.TicketError as exc:
             raise serializers.ValidationError({exc.field or "body": [exc.message]}) from None
         return Response(TicketEventOutput(event).data, status=201)
+
+
+class TicketCloseApi(TeamAPIView):
+    """The team closes its own ticket."""
+
+    permissions_by_method = {"POST": TEAM_TICKETS}
+    team_object_model = Ticket
+
+    @extend_schema(tags=["tickets"], request=None, responses={200: TicketOutput, **errors(401, 403, 404)})
+    def post(self, request, team, pk):
+        ticket = services.ticket_close(ticket=_team_ticket(self.access, request.user, pk), actor=request.user)
+        return Response(TicketOutput(ticket).data)
+
+
+def _team_ticket(access, user, pk) -> Ticket:
+    return selectors.ticket(team=access.team, pk=pk, reader=selectors.ticket_reader(access=access, user=user))
 
 
 # --- Personal access tokens (the caller's own; not team-scoped) -----------------------------------------

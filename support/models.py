@@ -5,17 +5,21 @@ themselves hold no logic beyond choices and ordering.
 """
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
 
 
 class Ticket(models.Model):
     OPEN, PENDING, RESOLVED, CLOSED = "open", "pending", "resolved", "closed"
-    STATUSES = [(OPEN, "Open"), (PENDING, "Pending (waiting on the team)"), (RESOLVED, "Resolved"),
-                (CLOSED, "Closed")]
+    STATUSES = [(OPEN, _("Open")), (PENDING, _("Pending (waiting on the team)")), (RESOLVED, _("Resolved")),
+                (CLOSED, _("Closed"))]
     ACTIVE_STATUSES = (OPEN, PENDING)
     LOW, NORMAL, HIGH, URGENT = "low", "normal", "high", "urgent"
-    PRIORITIES = [(LOW, "Low"), (NORMAL, "Normal"), (HIGH, "High"), (URGENT, "Urgent")]
+    PRIORITIES = [(LOW, _("Low")), (NORMAL, _("Normal")), (HIGH, _("High")), (URGENT, _("Urgent"))]
+    # Billing members (roles.TICKETS_BILLING) open and follow billing tickets; the rest need tickets.write.
+    TECHNICAL, BILLING = "technical", "billing"
+    CATEGORIES = [(TECHNICAL, _("Technical")), (BILLING, _("Billing"))]
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="tickets")
     opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL,
@@ -23,6 +27,7 @@ class Ticket(models.Model):
     subject = models.CharField(max_length=200)
     status = models.CharField(max_length=10, choices=STATUSES, default=OPEN)
     priority = models.CharField(max_length=10, choices=PRIORITIES, default=NORMAL)
+    category = models.CharField(max_length=10, choices=CATEGORIES, default=TECHNICAL)
     # Support staff (a StaffRole holder) working the ticket.
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="assigned_tickets")
@@ -55,8 +60,8 @@ class TicketEvent(models.Model):
     them, in the same transaction; internal notes are never shown to the team."""
 
     REPLY, INTERNAL_NOTE, STATUS_CHANGE, ASSIGNMENT = "reply", "internal_note", "status_change", "assignment"
-    KINDS = [(REPLY, "Reply"), (INTERNAL_NOTE, "Internal note"), (STATUS_CHANGE, "Status change"),
-             (ASSIGNMENT, "Assignment")]
+    KINDS = [(REPLY, _("Reply")), (INTERNAL_NOTE, _("Internal note")), (STATUS_CHANGE, _("Status change")),
+             (ASSIGNMENT, _("Assignment"))]
     TEAM_VISIBLE = (REPLY, STATUS_CHANGE)
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="events")
@@ -69,6 +74,12 @@ class TicketEvent(models.Model):
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    def from_status_label(self) -> str:
+        return dict(Ticket.STATUSES).get(self.from_status, self.from_status)
+
+    def to_status_label(self) -> str:
+        return dict(Ticket.STATUSES).get(self.to_status, self.to_status)
 
     class Meta:
         ordering = ["created_at", "id"]

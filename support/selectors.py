@@ -10,6 +10,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Case, DateTimeField, F, IntegerField, Max, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.http import Http404
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
 
 from accounts import roles
 from billing import selectors as billing_selectors
@@ -82,13 +84,13 @@ def redact_value(value, secrets=()):
 
 # The troubleshooting snapshot's fields, in display order.
 SNAPSHOT_FIELDS = [
-    ("request_id", "Request id"), ("response_id", "Response id"), ("requested_at", "Request time"),
-    ("user_agent", "Client user-agent"), ("sdk", "SDK and version"), ("path", "Path the client called"),
-    ("path_hint", "Base URL check"), ("requested_model", "Model requested"), ("served_model", "Model served"),
-    ("status_code", "Status code"), ("error_code", "Error code"), ("error_text", "Error text"),
-    ("key_mask", "Key (masked)"), ("key_name", "Key name"), ("stream", "Streaming"),
-    ("latency_ms", "Latency (ms)"), ("ttfb_ms", "Time to first byte (ms)"), ("route", "Route"),
-    ("attempts", "Attempts"),
+    ("request_id", _("Request id")), ("response_id", _("Response id")), ("requested_at", _("Request time")),
+    ("user_agent", _("Client user-agent")), ("sdk", _("SDK and version")), ("path", _("Path the client called")),
+    ("path_hint", _("Base URL check")), ("requested_model", _("Model requested")),
+    ("served_model", _("Model served")), ("status_code", _("Status code")), ("error_code", _("Error code")),
+    ("error_text", _("Error text")), ("key_mask", _("Key (masked)")), ("key_name", _("Key name")),
+    ("stream", _("Streaming")), ("latency_ms", _("Latency (ms)")), ("ttfb_ms", _("Time to first byte (ms)")),
+    ("route", _("Route")), ("attempts", _("Attempts")),
 ]
 
 
@@ -114,23 +116,45 @@ def troubleshooting_snapshot(*, record: UsageRecord | None, secrets=None) -> dic
     return {k: redact_value(v, secrets) for k, v in snapshot.items() if v not in ("", None, [])}
 
 
+def _readable(key: str, value):
+    """A snapshot value as a person reads it: Yes/No for booleans, times without the ISO clutter."""
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    if key == "requested_at" and isinstance(value, str):
+        parsed = parse_datetime(value)
+        return parsed.strftime("%Y-%m-%d %H:%M:%S UTC") if parsed else value
+    return "\n".join(map(str, value)) if isinstance(value, list) else value
+
+
 def snapshot_rows(snapshot: dict) -> list[tuple[str, object, bool]]:
     """(label, value, is_block) for display; unknown keys (older snapshots) come last under their own name."""
     labels = dict(SNAPSHOT_FIELDS)
-    shown = {k: "\n".join(map(str, v)) if isinstance(v, list) else v for k, v in snapshot.items()}
-    order = [k for k, _ in SNAPSHOT_FIELDS if k in shown] + [k for k in shown if k not in labels]
+    shown = {k: _readable(k, v) for k, v in snapshot.items()}
+    order = [k for k, _label in SNAPSHOT_FIELDS if k in shown] + [k for k in shown if k not in labels]
     return [(labels.get(k, k), shown[k], isinstance(shown[k], str) and (len(shown[k]) > 80 or "\n" in shown[k]))
             for k in order]
 
 
 # --- Tickets, team side -------------------------------------------------------------------------------
-def tickets(*, team, status: str | None = None) -> QuerySet[Ticket]:
-    qs = Ticket.objects.filter(team=team).select_related("opened_by").order_by("-created_at", "-id")
+def ticket_reader(*, access, user):
+    """Whose tickets a caller follows: None (every ticket of the team) with tickets.write; a billing member
+    (tickets.billing only) follows billing tickets and the ones they opened."""
+    return None if access.can(roles.TICKETS_WRITE) else user
+
+
+def _team_tickets(*, team, reader=None) -> QuerySet[Ticket]:
+    qs = Ticket.objects.filter(team=team)
+    return qs if reader is None else qs.filter(Q(category=Ticket.BILLING) | Q(opened_by=reader))
+
+
+def tickets(*, team, status: str | None = None, reader=None) -> QuerySet[Ticket]:
+    qs = _team_tickets(team=team, reader=reader).select_related("opened_by").order_by("-created_at", "-id")
     return qs.filter(status=status) if status else qs
 
 
-def ticket(*, team, pk) -> Ticket:
-    found = Ticket.objects.filter(team=team, pk=pk).select_related("team", "opened_by", "assignee").first()
+def ticket(*, team, pk, reader=None) -> Ticket:
+    found = _team_tickets(team=team, reader=reader).filter(pk=pk).select_related(
+        "team", "opened_by", "assignee").first()
     if found is None:
         raise Http404("No such ticket.")
     return found

@@ -41,7 +41,8 @@ def ticket_prefill(*, record: UsageRecord | None, user=None, secrets=None) -> di
 
 @transaction.atomic
 def ticket_open(*, team, opened_by, subject: str, priority: str = Ticket.NORMAL, record: UsageRecord | None = None,
-                request_id: str = "", next_review_at=None, by_staff: bool = False, **handoff) -> Ticket:
+                request_id: str = "", next_review_at=None, by_staff: bool = False,
+                category: str = Ticket.TECHNICAL, **handoff) -> Ticket:
     """Open a ticket, pre-filled with the redacted troubleshooting fields of `record` (the team's own)."""
     unknown = set(handoff) - set(HANDOFF_FIELDS)
     if unknown:
@@ -51,7 +52,7 @@ def ticket_open(*, team, opened_by, subject: str, priority: str = Ticket.NORMAL,
     secrets = selectors.team_secrets(team=team)
     snapshot = selectors.troubleshooting_snapshot(record=record, secrets=secrets)
     ticket = Ticket.objects.create(
-        team=team, opened_by=opened_by, subject=redact(subject, secrets)[:200], priority=priority,
+        team=team, opened_by=opened_by, subject=redact(subject, secrets)[:200], priority=priority, category=category,
         request_id=record.request_id if record else redact(request_id, secrets)[:40], troubleshooting=snapshot,
         next_review_at=next_review_at, **{k: redact(v or "", secrets) for k, v in handoff.items()})
     TicketEvent.objects.create(ticket=ticket, author=opened_by, by_staff=by_staff, kind=TicketEvent.STATUS_CHANGE,
@@ -77,6 +78,15 @@ def ticket_set_status(*, ticket: Ticket, status: str, actor, by_staff: bool) -> 
     ticket = _locked(ticket)
     if ticket.status != status:
         _status_change(ticket, status=status, actor=actor, by_staff=by_staff)
+    return ticket
+
+
+@transaction.atomic
+def ticket_close(*, ticket: Ticket, actor) -> Ticket:
+    """The team closes its own ticket (the problem is gone or was theirs); staff use ticket_set_status."""
+    ticket = _locked(ticket)
+    if ticket.status != Ticket.CLOSED:
+        _status_change(ticket, status=Ticket.CLOSED, actor=actor, by_staff=False)
     return ticket
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path(T, views.ticket_list, name="console-tickets"),
     path(T + "new/", views.ticket_new, name="console-ticket-new"),
     path(T + "<int:pk>/", views.ticket_detail, name="console-ticket"),
+    path(T + "<int:pk>/close/", views.ticket_close, name="console-ticket-close"),
     # The support staff queue (all teams).
     path(S, views.queue, name="support-queue"),
     path(S + "tickets/<int:pk>/", views.staff_ticket, name="support-ticket"),
@@ -26,6 +27,7 @@ urlpatterns = [
     path(A + "tickets/", api.TicketListApi.as_view(), name="api-tickets"),
     path(A + "tickets/<int:pk>/", api.TicketDetailApi.as_view(), name="api-ticket-detail"),
     path(A + "tickets/<int:pk>/replies/", api.TicketReplyApi.as_view(), name="api-ticket-replies"),
+    path(A + "tickets/<int:pk>/close/", api.TicketCloseApi.as_view(), name="api-ticket-close"),
     path("api/tokens/", api.TokenListApi.as_view(), name="api-tokens"),
     path("api/tokens/<int:pk>/", api.TokenDetailApi.as_view(), name="api-token-detail"),
     # OpenAPI schema and its docs page (Swagger UI from drf-spectacular-sidecar: served locally, no CDN).

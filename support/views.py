@@ -5,6 +5,7 @@ Views are thin: resolve access, validate a form, call one service or selector, r
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect
+from django.utils.translation import gettext as _
 
 from accounts import roles
 from accounts.edge import team_view
@@ -14,24 +15,37 @@ from support.models import Ticket
 
 # Support staff and operators both hold platform.read; team roles get 403 on every /console/support/ page.
 STAFF = roles.PLATFORM_READ
+# Team side: tickets.write follows every ticket of the team; tickets.billing (billing members) billing ones.
+TEAM_TICKETS = (roles.TICKETS_WRITE, roles.TICKETS_BILLING)
+
+
+def _log_record_pk(access, user, ticket) -> int | None:
+    """The usage record a ticket came from, when this viewer may open it in the request logs."""
+    if not ticket.request_id or not access.can((roles.LOGS_READ, roles.USAGE_OWN)):
+        return None
+    record = selectors.usage_record(team=access.team, owner=selectors.usage_owner(access=access, user=user),
+                                    request_id=ticket.request_id)
+    return record.pk if record else None
 
 
 # --- Team side -------------------------------------------------------------------------------------------
-@team_view(get=roles.TICKETS_WRITE)
+@team_view(get=TEAM_TICKETS)
 def ticket_list(request, access):
     status = request.GET.get("status", "")
-    tickets = selectors.tickets(team=access.team, status=status if status in dict(Ticket.STATUSES) else None)
+    tickets = selectors.tickets(team=access.team, status=status if status in dict(Ticket.STATUSES) else None,
+                                reader=selectors.ticket_reader(access=access, user=request.user))
     return render_team(request, access, "support/ticket_list.html", {
         "tickets": tickets, "statuses": Ticket.STATUSES, "status": status})
 
 
-@team_view(get=roles.TICKETS_WRITE, post=roles.TICKETS_WRITE)
+@team_view(get=TEAM_TICKETS, post=TEAM_TICKETS)
 def ticket_new(request, access):
     """Open a ticket; `?request_id=` (or the response id) pre-fills it from that request of the team."""
     owner = selectors.usage_owner(access=access, user=request.user)
+    billing_only = selectors.ticket_reader(access=access, user=request.user) is not None
     lookup_error = ""
     if request.method == "POST":
-        form = forms.TicketOpenForm(request.POST, team=access.team, usage_owner=owner)
+        form = forms.TicketOpenForm(request.POST, team=access.team, usage_owner=owner, billing_only=billing_only)
         if form.is_valid():
             ticket = services.ticket_open(team=access.team, opened_by=request.user, record=form.record,
                                           by_staff=access.role is None, **form.ticket_fields())
@@ -41,18 +55,19 @@ def ticket_new(request, access):
         request_id = request.GET.get("request_id", "").strip()
         record = selectors.usage_record(team=access.team, owner=owner, request_id=request_id)
         if request_id and record is None:
-            lookup_error = "No request with this id in this team."
+            lookup_error = _("No request with this id in this team.")
         form = forms.TicketOpenForm(initial=services.ticket_prefill(record=record, user=request.user),
-                                    team=access.team, usage_owner=owner)
+                                    team=access.team, usage_owner=owner, billing_only=billing_only)
     return render_team(request, access, "support/ticket_new.html", {
         "form": form, "lookup_error": lookup_error,
         "rows": selectors.snapshot_rows(selectors.troubleshooting_snapshot(record=record))},
         status=400 if form.errors else 200)
 
 
-@team_view(get=roles.TICKETS_WRITE, post=roles.TICKETS_WRITE, model=Ticket)
+@team_view(get=TEAM_TICKETS, post=TEAM_TICKETS, model=Ticket)
 def ticket_detail(request, access, pk):
-    ticket = selectors.ticket(team=access.team, pk=pk)
+    ticket = selectors.ticket(team=access.team, pk=pk,
+                              reader=selectors.ticket_reader(access=access, user=request.user))
     form = forms.ReplyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -63,8 +78,19 @@ def ticket_detail(request, access, pk):
             form.add_error("body", exc.message)
     return render_team(request, access, "support/ticket_detail.html", {
         "ticket": ticket, "form": form, "rows": selectors.snapshot_rows(ticket.troubleshooting),
-        "events": selectors.ticket_events(ticket=ticket, include_internal=False)},
+        "events": selectors.ticket_events(ticket=ticket, include_internal=False),
+        "log_pk": _log_record_pk(access, request.user, ticket)},
         status=400 if form.errors else 200)
+
+
+@team_view(get=TEAM_TICKETS, post=TEAM_TICKETS, model=Ticket)
+def ticket_close(request, access, pk):
+    ticket = selectors.ticket(team=access.team, pk=pk,
+                              reader=selectors.ticket_reader(access=access, user=request.user))
+    if request.method == "POST" and ticket.status != Ticket.CLOSED:
+        services.ticket_close(ticket=ticket, actor=request.user)
+        messages.success(request, _("Ticket #%(pk)s closed.") % {"pk": ticket.pk})
+    return redirect("console-ticket", team=access.team.slug, pk=ticket.pk)
 
 
 # --- Support staff ---------------------------------------------------------------------------------------
