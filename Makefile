@@ -32,6 +32,9 @@ bench: install
 
 # Production processes (environment: DATABASE_URL, REDIS_URL, SECRET_KEY, TOLLGATE_ENCRYPTION_KEY, PORT).
 serve: install
+	@if [ "$${WORKERS:-2}" -gt 1 ] && [ -z "$${REDIS_URL:-}" ] && ! grep -qs '^REDIS_URL=.' .env; then \
+	  echo "make serve: WORKERS=$${WORKERS:-2} needs REDIS_URL (limits, holds and live configuration are shared" \
+	    "through Redis); without Redis run one process: WORKERS=1 make serve, or make run" >&2; exit 1; fi
 	$(BIN)/granian --interface asgi --loop uvloop --host 0.0.0.0 --port $(PORT) --workers $${WORKERS:-2} \
 		gateway_site.asgi:application
 
@@ -48,4 +51,4 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 clean:
-	rm -rf $(VENV) db.sqlite3 var
+	rm -rf $(VENV) db.sqlite3* var

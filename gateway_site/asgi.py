@@ -3,9 +3,15 @@
 Two Django handlers share one process: the relay's paths (/v1/…, health) run through a handler with no
 middleware, because every middleware costs on the hot path and the relay needs none of the console's
 (sessions, CSRF, messages); everything else runs the full stack. The wrapper also answers ASGI lifespan
-events, which Django does not, to start and stop the usage-journal flusher.
+events, which Django does not, to start and stop the usage-journal flusher and, in the embedded default, the
+periodic work (gateway_site/periodic.py).
+
+The embedded default (no REDIS_URL) keeps the shared cache — limits, holds, key contexts, the catalog
+version — in this process, so it serves from exactly one process: a second one (`WORKERS=2 make serve`
+without Redis, or a second `make run` on the same database) refuses to start, with a message saying why.
 """
 import asyncio
+import fcntl
 import gc
 import os
 
@@ -19,6 +25,33 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_site.settings")
 django.setup(set_prefix=False)
 
 RELAY_PREFIXES = ("/v1/", "/v1beta/", "/healthz", "/readyz", "/bare/")
+_embedded_lock_fd: int | None = None
+
+
+def _embedded_lock_path():
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3") and str(db["NAME"]) != ":memory:":
+        return f"{db['NAME']}.gateway.lock"
+    return str(settings.TOLLGATE_JOURNAL_DIR / "gateway.lock")
+
+
+def claim_embedded_process() -> str | None:
+    """Without Redis, take the one-gateway-process lock; returns why not when another process holds it."""
+    global _embedded_lock_fd
+    if settings.REDIS_URL or _embedded_lock_fd is not None:
+        return None
+    path = _embedded_lock_path()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return (f"another gateway process already serves this database without Redis ({path} is locked). "
+                "The embedded default keeps limits, holds and live-configuration versions in one process: "
+                "run one worker (make run), or set REDIS_URL to run several (WORKERS=4 make serve).")
+    _embedded_lock_fd = fd
+    return None
 
 
 class RelayASGIHandler(ASGIHandler):
@@ -80,6 +113,7 @@ def build_application():
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
     from billing import usage_journal
+    from gateway_site import periodic
 
     relay = RelayASGIHandler()
     console = ASGIStaticFilesHandler(ASGIHandler()) if settings.TOLLGATE_SERVE_STATIC else ASGIHandler()
@@ -95,9 +129,15 @@ def build_application():
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    refused = claim_embedded_process()
+                    if refused:   # the server prints the message and stops
+                        await send({"type": "lifespan.startup.failed", "message": refused})
+                        return
                     await usage_journal.start()
+                    await periodic.start()
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    await periodic.stop()
                     await usage_journal.stop()
                     await send({"type": "lifespan.shutdown.complete"})
                     return

@@ -85,6 +85,13 @@ ASGI_APPLICATION = "gateway_site.asgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The embedded default writes from several threads of one process (journal flush, periodic tasks,
+    # console): WAL lets readers run beside a writer, IMMEDIATE transactions queue writers on the busy
+    # timeout instead of failing when a read lock cannot be upgraded.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 30, "transaction_mode": "IMMEDIATE",
+         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
@@ -107,6 +114,16 @@ CELERY_BEAT_SCHEDULE = {
     "probe-channels": {"task": "routing.tasks.probe_channels",
                        "schedule": env.float("TOLLGATE_PROBE_INTERVAL_SECONDS", default=60.0)},
 }
+# With no broker (the embedded default) nothing runs Celery beat: the gateway process runs the schedule above
+# itself (gateway_site/periodic.py). Production (REDIS_URL set) keeps `make worker` + `make beat`.
+TOLLGATE_EMBEDDED_PERIODIC = env.bool("TOLLGATE_EMBEDDED_PERIODIC", default=not REDIS_URL)
+# For tests and demos only: every embedded interval multiplied by this (0.1: reconcile every 6 s).
+TOLLGATE_PERIODIC_SCALE = env.float("TOLLGATE_PERIODIC_SCALE", default=1.0)
+# Each embedded task first runs this soon after start-up (or after its interval, if shorter).
+TOLLGATE_PERIODIC_FIRST_RUN_SECONDS = env.float("TOLLGATE_PERIODIC_FIRST_RUN_SECONDS", default=5.0)
+# `ledger_audit` reports usage unbilled for longer than this; unset: derived from the schedule (two reconcile
+# intervals plus one journal replay interval, see gateway_site.periodic.unbilled_window).
+TOLLGATE_UNBILLED_WINDOW_SECONDS = env.float("TOLLGATE_UNBILLED_WINDOW_SECONDS", default=None)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
@@ -153,6 +170,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TicketStatusEnum": "support.models.Ticket.STATUSES",
         "TicketPriorityEnum": "support.models.Ticket.PRIORITIES",
+        "TicketCategoryEnum": "support.models.Ticket.CATEGORIES",
         "KeyStatusEnum": "keys.models.ApiKey.STATUSES",
     },
 }
@@ -199,8 +217,11 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tollgate@localhost")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "support.redaction.RedactingFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["redact"]}},
+    "filters": {"redact": {"()": "support.redaction.RedactingFilter"},
+                "client_error": {"()": "gateway_site.logfilters.ClientErrorWithoutTraceback"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["client_error", "redact"]}},
+    # A refused request (403, 400) is logged as one line, without a traceback, by every handler.
+    "loggers": {"django.request": {"filters": ["client_error"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="WARNING")},
 }
 # Serve /static/ from the ASGI process (no separate web server in the one-command setup).

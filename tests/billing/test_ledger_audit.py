@@ -91,7 +91,7 @@ def test_usage_left_unbilled_past_the_window_is_reported(books):
     UsageRecordFactory(team=books[0], cost=5)                                  # recent: still in the window
     with pytest.raises(CommandError, match="1 problem") as exc:
         audit()
-    assert "team globex" in exc.value.report and "unbilled for over 600s" in exc.value.report
+    assert "team globex" in exc.value.report and "unbilled for over 150s" in exc.value.report
     assert audit("--max-unbilled-age", "3600").strip() == "ledger OK"
 
 

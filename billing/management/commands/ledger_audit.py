@@ -10,6 +10,7 @@ from django.utils import timezone
 from accounts.models import Team
 from billing import limits
 from billing.models import LedgerEntry, TeamBalance, UsageRecord
+from gateway_site import periodic
 
 
 class Command(BaseCommand):
@@ -17,10 +18,14 @@ class Command(BaseCommand):
             "usage left unbilled too long. Exits non-zero with a report on any mismatch.")
 
     def add_arguments(self, parser):
-        parser.add_argument("--max-unbilled-age", type=int, default=600, metavar="SECONDS",
-                            help="usage older than this and still unbilled is a problem (default 600)")
+        parser.add_argument("--max-unbilled-age", type=float, default=None, metavar="SECONDS",
+                            help="usage older than this and still unbilled is a problem (default: the reconcile "
+                                 "window, two reconcile intervals plus a journal replay interval; "
+                                 "TOLLGATE_UNBILLED_WINDOW_SECONDS overrides)")
 
-    def handle(self, *args, max_unbilled_age: int, **options):
+    def handle(self, *args, max_unbilled_age: float | None, **options):
+        if max_unbilled_age is None:
+            max_unbilled_age = periodic.unbilled_window()
         outermost = not connection.in_atomic_block   # inside a caller's transaction (tests) it is too late
         with transaction.atomic():
             if outermost and connection.vendor == "postgresql":
