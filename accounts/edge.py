@@ -2,10 +2,37 @@
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.http import urlencode
 from rest_framework.views import APIView
 
-from accounts.selectors import team_access
+from accounts.selectors import password_change_required, team_access
+
+
+def password_change_redirect(request):
+    """To the change-password page, coming back here afterwards (a GET's own address)."""
+    url = reverse("console-account")
+    if request.method == "GET":
+        url += "?" + urlencode({"next": request.get_full_path()})
+    return redirect(url)
+
+
+def console_login_required(view):
+    """`login_required`, and a user still on an invite's one-time password is sent to change it first.
+
+    Every console page goes through this (team_view, platform_view, the team list and the account pages);
+    only the change-password page itself, sign-in, sign-out and the language switch do not."""
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if password_change_required(user=request.user):
+            return password_change_redirect(request)
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def team_view(*, get, post=None, model=None):
@@ -16,7 +43,7 @@ def team_view(*, get, post=None, model=None):
     permissions = {"GET": get, "HEAD": get, "POST": post or get}
 
     def decorate(view):
-        @login_required
+        @console_login_required
         @wraps(view)
         def wrapper(request, team, *args, **kwargs):
             access = team_access(user=request.user, team_slug=team)
@@ -39,6 +66,8 @@ class TeamAPIView(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
+        if request.auth is None and password_change_required(user=request.user):  # a console session
+            raise PermissionDenied("Change your one-time password in the console first.")
         self.access = team_access(user=request.user, team_slug=kwargs["team"])
         permission = self.permissions_by_method.get(request.method)
         if permission is not None:  # other methods fall through to DRF's 405

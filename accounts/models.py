@@ -35,10 +35,12 @@ class StaffRole(models.Model):
 
 
 class UserPreference(models.Model):
-    """Per-user console settings that follow the user across browsers (the language, for now)."""
+    """Per-user console settings that follow the user across browsers: the language, and whether the user
+    still signs in with a one-time password (from an invite) that must be changed before anything else."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="preference")
     language = models.CharField(max_length=10, blank=True)   # a code from settings.LANGUAGES; blank: browser's
+    password_change_required = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
 

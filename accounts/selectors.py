@@ -100,3 +100,22 @@ def team_member(*, team, pk: int) -> Membership:
 def user_language(*, user) -> str:
     """The console language a user chose ('' when they never chose: the browser's decides)."""
     return UserPreference.objects.filter(user=user).values_list("language", flat=True).first() or ""
+
+
+def password_change_required(*, user) -> bool:
+    """True while the user still has the one-time password of an invite (every console page sends them to
+    change it first)."""
+    return user.is_authenticated and UserPreference.objects.filter(
+        user=user, password_change_required=True).exists()
+
+
+def staff_members():
+    """Every platform staff account (operators first), active or not."""
+    return StaffRole.objects.select_related("user").order_by("role", "user__username")
+
+
+def staff_member(*, pk: int) -> StaffRole:
+    staff = StaffRole.objects.select_related("user").filter(pk=pk).first()
+    if staff is None:
+        raise Http404("No such staff account.")
+    return staff

@@ -14,7 +14,7 @@ from rest_framework import authentication, exceptions
 
 from accounts import roles
 from accounts.models import Membership, PersonalAccessToken
-from accounts.selectors import platform_role
+from accounts.selectors import password_change_required, platform_role
 
 PREFIX = "tgp_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)   # last_used_at is written at most once a minute per token
@@ -33,6 +33,8 @@ def personal_access_token_create(*, user, name: str, expires_at=None) -> tuple[P
     """Create a token; the plain secret is returned once and never stored."""
     if not token_create_allowed(user=user):
         raise PermissionDenied("Only team owners and admins may create personal access tokens.")
+    if password_change_required(user=user):
+        raise PermissionDenied("Change your one-time password before creating a personal access token.")
     secret = PREFIX + secrets.token_urlsafe(32)
     token = PersonalAccessToken.objects.create(user=user, name=name, token_hash=_hash(secret),
                                                mask=f"{PREFIX}…{secret[-4:]}", expires_at=expires_at)
@@ -44,6 +46,11 @@ def personal_access_token_revoke(*, token: PersonalAccessToken) -> PersonalAcces
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
     return token
+
+
+def personal_access_tokens_revoke_all(*, user) -> int:
+    """Revoke every live token of a user (a deactivated account); returns how many."""
+    return PersonalAccessToken.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=timezone.now())
 
 
 def personal_access_tokens(*, user) -> QuerySet[PersonalAccessToken]:

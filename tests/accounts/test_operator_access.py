@@ -5,7 +5,7 @@ from django.test import Client
 from django.urls import get_resolver, reverse
 
 from accounts import roles
-from accounts.models import Team
+from accounts.models import StaffRole, Team
 from routing.models import Channel, Model
 from tests import factories
 from tests.accounts.test_tenancy import _walk
@@ -15,6 +15,7 @@ OBJECT_FACTORIES = {
     Channel: lambda: factories.channel(models=[], base_url="http://127.0.0.1:1/v1",
                                        api_key="sk-upstream-never-shown-0001"),
     Team: lambda: factories.TeamFactory(),
+    StaffRole: lambda: factories.StaffRoleFactory(role=roles.SUPPORT),
 }
 
 

@@ -63,10 +63,10 @@ def test_token_acts_as_its_user_with_their_roles(admin):
     # No CSRF token needed: the Bearer token is the credential.
     assert client.post(f"/api/teams/{team}/key-groups/", {"name": "ci"}, format="json").status_code == 201
     assert client.get(f"/api/teams/{team}/tickets/").status_code == 200
-    # Another team: invisible. A team where the user is only billing: the role decides.
+    # Another team: invisible. A team where the user is only a member: the role decides.
     assert client.get(f"/api/teams/{factories.TeamFactory().slug}/tickets/").status_code == 404
-    billing = factories.MembershipFactory(user=admin.user, role=roles.BILLING).team
-    response = client.get(f"/api/teams/{billing.slug}/tickets/")
+    other = factories.MembershipFactory(user=admin.user, role=roles.MEMBER).team
+    response = client.post(f"/api/teams/{other.slug}/key-groups/", {"name": "ci"}, format="json")
     assert response.status_code == 403 and response.json()["error"]["type"] == "permission_error"
     assert PersonalAccessToken.objects.get(user=admin.user).last_used_at is not None
 
