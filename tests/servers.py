@@ -76,10 +76,14 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
-def start_gateway(*, settings_dict: dict, log_dir: Path, journal_dir: Path, extra_env: dict | None = None) -> Server:
+def start_gateway(*, settings_dict: dict | None, log_dir: Path, journal_dir: Path, extra_env: dict | None = None
+                  ) -> Server:
+    """A granian worker on the test database (`settings_dict`), or on whatever DATABASE_URL `extra_env` names;
+    a None value in `extra_env` removes that variable (REDIS_URL=None: the embedded default)."""
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=database_url(settings_dict), TOLLGATE_JOURNAL_DIR=str(journal_dir),
-               PORT=str(port), LOG_LEVEL="INFO", **(extra_env or {}))
+    env = dict(os.environ, TOLLGATE_JOURNAL_DIR=str(journal_dir), PORT=str(port), LOG_LEVEL="INFO",
+               **({"DATABASE_URL": database_url(settings_dict)} if settings_dict else {}), **(extra_env or {}))
+    env = {name: value for name, value in env.items() if value is not None}
     argv = [str(VENV_BIN / "granian"), "--interface", "asgi", "--loop", "uvloop", "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1", "gateway_site.asgi:application"]
     return Server("gateway", argv, port, env, log_dir / f"gateway-{port}.log", "/healthz")
