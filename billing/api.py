@@ -155,16 +155,53 @@ class RedemptionBatchApi(OperatorAPIView):
         credit_valid_days = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1,
                                                      help_text="Redeemed credit expires this many days later")
 
-    class OutputSerializer(InputSerializer):
+    class RedemptionBatchOutput(serializers.Serializer):
+        batch = serializers.CharField()
+        name = serializers.CharField()
+        amount = serializers.IntegerField(help_text="Micro-units per code")
+        expires_at = serializers.DateTimeField(allow_null=True)
+        credit_valid_days = serializers.IntegerField(allow_null=True)
+        created_at = serializers.DateTimeField()
+        created_by = serializers.CharField(allow_null=True)
+        total = serializers.IntegerField()
+        used = serializers.IntegerField()
+        unused = serializers.IntegerField()
+        disabled = serializers.IntegerField(help_text="Voided")
+
+    class RedemptionBatchCreatedOutput(InputSerializer):
+        batch = serializers.CharField()
         codes = serializers.ListField(child=serializers.CharField(), help_text="Shown once: store them now")
 
+    @extend_schema(tags=["operator"], responses={200: RedemptionBatchOutput(many=True), **errors(401, 403)})
+    def get(self, request):
+        """Every batch, newest first, with its used / unused / voided counts (never the codes)."""
+        return Response(self.RedemptionBatchOutput(selectors.redemption_batches()[:500], many=True).data)
+
     @extend_schema(tags=["operator"], request=InputSerializer,
-                   responses={201: OutputSerializer, **errors(400, 401, 403)})
+                   responses={201: RedemptionBatchCreatedOutput, **errors(400, 401, 403)})
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         codes = services.redemption_batch_create(created_by=request.user, **data.validated_data)
-        return Response(self.OutputSerializer({**data.validated_data, "codes": codes}).data, status=201)
+        batch = services.redemption_batch_of(code=codes[0])
+        return Response(self.RedemptionBatchCreatedOutput({**data.validated_data, "batch": batch, "codes": codes}
+                                                          ).data, status=201)
+
+
+class RedemptionBatchVoidApi(OperatorAPIView):
+    """Void (disable) the batch's codes that are still unused; redeemed ones keep their history."""
+
+    class RedemptionBatchVoidOutput(serializers.Serializer):
+        batch = serializers.CharField()
+        voided = serializers.IntegerField(help_text="Codes disabled by this call")
+
+    @extend_schema(tags=["operator"], request=None,
+                   responses={200: RedemptionBatchVoidOutput, **errors(401, 403, 404)})
+    def post(self, request, batch):
+        if selectors.redemption_batch(batch=batch) is None:
+            raise Http404("No such batch.")
+        voided = services.redemption_batch_void(batch=batch)
+        return Response(self.RedemptionBatchVoidOutput({"batch": batch, "voided": voided}).data)
 
 
 class TeamCreditApi(OperatorAPIView):

@@ -12,5 +12,7 @@ urlpatterns = [
     path(T + "alerts/", api.AlertListApi.as_view(), name="api-billing-alerts"),
     path(T + "redeem/", api.RedeemApi.as_view(), name="api-billing-redeem"),
     path(O + "redemption-batches/", api.RedemptionBatchApi.as_view(), name="api-operator-redemption-batches"),
+    path(O + "redemption-batches/<slug:batch>/void/", api.RedemptionBatchVoidApi.as_view(),
+         name="api-operator-redemption-batch-void"),
     path(O + "teams/<int:team_id>/credit/", api.TeamCreditApi.as_view(), name="api-operator-team-credit"),
 ]

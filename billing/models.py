@@ -250,3 +250,29 @@ class BudgetAlert(models.Model):
 
     def __str__(self):
         return f"{self.label}: {self.threshold}%"
+
+
+class PriceOverride(models.Model):
+    """A team's own price for one catalog model from a date on (a negotiated rate), in place of the
+    catalog price; the team's and key group's multipliers still apply on top. Like catalog prices, usage is
+    costed at the override in effect when the request was made, so a new override never reprices the past."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="price_overrides")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="price_overrides")
+    input_per_m = models.BigIntegerField()
+    output_per_m = models.BigIntegerField()
+    cached_input_per_m = models.BigIntegerField()
+    request_fee = models.BigIntegerField(default=0)
+    effective_from = models.DateTimeField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "model", "effective_from"], name="priceoverride_unique_from"),
+            models.CheckConstraint(condition=models.Q(input_per_m__gte=0, output_per_m__gte=0,
+                                                      cached_input_per_m__gte=0, request_fee__gte=0),
+                                   name="priceoverride_not_negative"),
+        ]
+        ordering = ["team", "model", "-effective_from"]

@@ -2,12 +2,13 @@ import datetime
 import math
 from dataclasses import dataclass
 
-from django.db.models import BigIntegerField, Count, F, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import BigIntegerField, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, NullIf, TruncDate
 from django.utils import timezone
 
 from accounts.models import Team
-from billing.models import LedgerEntry, Price, TeamBalance, UsageRecord
+from billing.models import (LedgerEntry, Price, PriceOverride, RedemptionCode, TeamBalance, TeamBillingPolicy,
+                            UsageRecord)
 from routing.models import Model
 
 
@@ -147,3 +148,104 @@ def teams_with_balances() -> QuerySet[Team]:
     return Team.objects.order_by("name").annotate(
         balance_value=Coalesce(F("balance__balance"), Value(0, output_field=BigIntegerField())),
         member_count=Count("memberships", distinct=True))
+
+
+# --- operator: code batches, cross-team logs, prices per customer -------------------------------------------
+
+def redemption_batches() -> QuerySet:
+    """One row per code batch, newest first: label, amount, code and credit expiry, and how many of its
+    codes are used, unused and disabled (voided)."""
+    return (RedemptionCode.objects.order_by().values("batch")
+            .annotate(name=Max("name"), amount=Max("amount"), expires_at=Max("expires_at"),
+                      credit_valid_days=Max("credit_valid_days"), created_at=Min("created_at"),
+                      created_by=Max("created_by__username"), total=Count("id"),
+                      used=Count("id", filter=Q(status="used")), unused=Count("id", filter=Q(status="unused")),
+                      disabled=Count("id", filter=Q(status="disabled")))
+            .order_by("-created_at", "batch"))
+
+
+def redemption_batch(*, batch: str) -> dict | None:
+    return redemption_batches().filter(batch=batch).first()
+
+
+def redemption_batch_codes(*, batch: str) -> QuerySet:
+    """A batch's codes (masks and status only: the plain codes were never stored)."""
+    return (RedemptionCode.objects.filter(batch=batch).select_related("redeemed_by_team", "redeemed_by_user")
+            .order_by("pk"))
+
+
+def platform_usage_search(*, team_id=None, since=None, until=None, model: str = "", status: str = "",
+                          request_id: str = "") -> QuerySet[UsageRecord]:
+    """Every team's usage records for the operator's cross-team logs, newest first; the same filters as
+    usage_search, with an optional team instead of a key."""
+    qs = UsageRecord.objects.select_related("team", "api_key", "channel").order_by("-created_at", "-id")
+    if team_id:
+        qs = qs.filter(team_id=team_id)
+    if request_id:
+        return qs.filter(request_id="req_" + request_id.removeprefix("chatcmpl-").removeprefix("req_"))
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    if model:
+        qs = qs.filter(Q(requested_model=model) | Q(served_model=model))
+    if status == "ok":
+        qs = qs.filter(status_code__lt=400)
+    elif status == "error":
+        qs = qs.filter(status_code__gte=400)
+    elif status in ("4xx", "5xx"):
+        low = int(status[0]) * 100
+        qs = qs.filter(status_code__gte=low, status_code__lt=low + 100)
+    elif status.isdigit():
+        qs = qs.filter(status_code=int(status))
+    return qs
+
+
+def price_overrides(*, team) -> QuerySet:
+    return PriceOverride.objects.filter(team=team).select_related("model", "created_by").order_by(
+        "model__public_id", "-effective_from")
+
+
+def team_multiplier_ppm(*, team) -> int:
+    return TeamBillingPolicy.objects.filter(team=team).values_list(
+        "price_multiplier_ppm", flat=True).first() or 1_000_000
+
+
+@dataclass
+class TeamModelPrice:
+    model: Model
+    list_price: Price | None          # the catalog price in force
+    override: object | None           # the team's PriceOverride in force, if any
+    multiplier_ppm: int               # the team's
+    input_per_m: int | None = None    # "your price": override or list price, times the multiplier
+    output_per_m: int | None = None
+    cached_input_per_m: int | None = None
+    request_fee: int | None = None
+
+
+def _times(micro: int, ppm: int) -> int:
+    return (micro * ppm + 500_000) // 1_000_000
+
+
+def team_model_prices(*, team, at=None) -> list[TeamModelPrice]:
+    """Each enabled catalog model with its list price and the team's price: its override in force (else the
+    list price), times the team's multiplier — what relay/snapshot.py charges, before any key-group
+    multiplier. Three queries."""
+    at = at or timezone.now()
+    models = list(catalog_with_prices(at=at).filter(enabled=True))
+    prices = {}
+    for p in Price.objects.filter(effective_from__lte=at, model__enabled=True).order_by("model_id", "-effective_from"):
+        prices.setdefault(p.model_id, p)
+    overrides = {}
+    for o in PriceOverride.objects.filter(team=team, effective_from__lte=at).order_by("model_id", "-effective_from"):
+        overrides.setdefault(o.model_id, o)
+    multiplier = team_multiplier_ppm(team=team)
+    rows = []
+    for model in models:
+        row = TeamModelPrice(model, prices.get(model.pk), overrides.get(model.pk), multiplier)
+        source = row.override or row.list_price
+        if source is not None:
+            for f in ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee"):
+                setattr(row, f, _times(getattr(source, f), multiplier))
+        rows.append(row)
+    return rows

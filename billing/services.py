@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from accounts.models import Team
 from billing import emails, limits
-from billing.models import (BudgetAlert, CreditBundle, CreditBundleCursor, LedgerEntry, Price, RedemptionCode,
-                            TeamBalance, TeamBillingPolicy, UsageRecord)
+from billing.models import (BudgetAlert, CreditBundle, CreditBundleCursor, LedgerEntry, Price, PriceOverride,
+                            RedemptionCode, TeamBalance, TeamBillingPolicy, UsageRecord)
 from keys.models import ApiKey, KeyGroup
 from routing.catalog import bump_version
 from routing.models import RoutingRule
@@ -206,6 +206,12 @@ def redemption_batch_create(*, created_by, count: int, amount: int, expires_at=N
                        expires_at=expires_at, credit_valid_days=credit_valid_days, created_by=created_by)
         for body in bodies])
     return ["TG-" + "-".join(body[i:i + 4] for i in range(0, CODE_LENGTH, 4)) for body in bodies]
+
+
+def redemption_batch_of(*, code: str) -> str | None:
+    """The batch a plain code belongs to (for the page that shows a new batch's codes once)."""
+    return RedemptionCode.objects.filter(code_hash=_code_hash(_code_body(code))).values_list(
+        "batch", flat=True).first()
 
 
 def redemption_redeem(*, team, user, code: str) -> LedgerEntry:
@@ -507,3 +513,84 @@ def active_alerts(*, team, now=None) -> list[BudgetAlert]:
 def credit_bundles_open(*, team):
     """The team's bundles not yet expired, soonest expiry first (`remaining` as of the last drawdown)."""
     return CreditBundle.objects.filter(team=team, expired_at__isnull=True).order_by("expires_at", "pk")
+
+
+# --- operator: redemption-code batches, teams, prices per customer -----------------------------------------
+
+def redemption_batch_void(*, batch: str) -> int:
+    """Disable the codes of a batch that are still unused; used codes keep their history. A redemption
+    racing this either committed first (its code is used, so it is skipped) or finds the code disabled.
+    Returns the number of codes voided (0 for an unknown or fully used batch)."""
+    return RedemptionCode.objects.filter(batch=batch, status=RedemptionCode.UNUSED).update(
+        status=RedemptionCode.DISABLED)
+
+
+@transaction.atomic
+def team_create(*, name: str, slug: str, owner: str) -> tuple[Team, str | None]:
+    """A new team with its owner, named by username or email (accounts.services.member_invite: an unknown
+    one becomes a new user with a one-time password, returned once; None for an existing user)."""
+    from django.core.exceptions import ValidationError
+    from django.utils.translation import gettext as _
+
+    from accounts import roles
+    from accounts.services import member_invite
+
+    name, slug = name.strip(), slug.strip().lower()
+    if not name or not slug:
+        raise ValidationError(_("A team needs a name and a slug."))
+    if Team.objects.filter(slug=slug).exists():
+        raise ValidationError(_("The slug “%(slug)s” is taken.") % {"slug": slug})
+    team = Team.objects.create(name=name, slug=slug)
+    TeamBalance.objects.create(team=team)
+    _membership, password = member_invite(team=team, identifier=owner, role=roles.OWNER)
+    return team, password
+
+
+def team_multiplier_set(*, team, multiplier_ppm: int) -> TeamBillingPolicy:
+    """The team's price multiplier (parts per million of its price), for calls from now on."""
+    if type(multiplier_ppm) is not int or multiplier_ppm < 0:
+        raise ValueError("a multiplier is a non-negative integer of parts per million")
+    with transaction.atomic():
+        policy, _ = TeamBillingPolicy.objects.update_or_create(team=team,
+                                                               defaults={"price_multiplier_ppm": multiplier_ppm})
+        transaction.on_commit(bump_version)
+    return policy
+
+
+def group_multiplier_set(*, group: KeyGroup, multiplier_ppm: int | None) -> KeyGroup:
+    """A key group's own price multiplier (None: none, the team's applies alone); its keys' cached
+    contexts are republished, so gateways use it at once."""
+    from keys.services import key_limits_set
+
+    if multiplier_ppm is not None and (type(multiplier_ppm) is not int or multiplier_ppm < 0):
+        raise ValueError("a multiplier is a non-negative integer of parts per million")
+    return key_limits_set(target=group, price_multiplier_ppm=multiplier_ppm)
+
+
+def price_override_set(*, team, model, input_per_m: int, output_per_m: int, cached_input_per_m: int,
+                       request_fee: int = 0, effective_from=None, created_by=None) -> PriceOverride:
+    """The team's own price for a model from a date on (now by default), in place of the catalog price.
+    Usage already recorded keeps the cost it was recorded with; gateways pick the new price up within a
+    second of the commit (the catalog version is bumped)."""
+    amounts = (input_per_m, output_per_m, cached_input_per_m, request_fee)
+    if any(type(v) is not int or v < 0 for v in amounts):
+        raise ValueError("prices are non-negative integers of micro-units")
+    effective_from = effective_from or timezone.now()
+    if effective_from < timezone.now() - dt.timedelta(minutes=5):
+        raise ValueError("an override cannot start in the past: past usage was costed already")
+    with transaction.atomic():
+        override, _ = PriceOverride.objects.update_or_create(
+            team=team, model=model, effective_from=effective_from,
+            defaults={"input_per_m": input_per_m, "output_per_m": output_per_m,
+                      "cached_input_per_m": cached_input_per_m, "request_fee": request_fee,
+                      "created_by": created_by})
+        transaction.on_commit(bump_version)
+    return override
+
+
+def price_override_delete(*, override: PriceOverride) -> None:
+    """Remove an override: later calls pay the catalog price again (or an older override still in
+    force). Recorded usage keeps its cost."""
+    with transaction.atomic():
+        override.delete()
+        transaction.on_commit(bump_version)

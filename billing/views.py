@@ -20,6 +20,7 @@ from billing import selectors, services
 from billing.forms import BalanceChangeForm, LogFilterForm, PriceForm
 from billing.models import UsageRecord
 from billing.money import MICRO, format_money
+from billing.operator_forms import balance_confirmed
 from keys.selectors import api_keys
 from routing.forms import CatalogModelForm
 from routing.models import Model
@@ -295,6 +296,10 @@ def operator_team(request, platform, pk):
     team = get_object_or_404(selectors.teams_with_balances(), pk=pk)
     form = BalanceChangeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if not balance_confirmed(team=team, data=form.cleaned_data, token=request.POST.get("confirm")):
+            # Nothing is posted before the operator has seen the team, amount, new balance and reason.
+            from billing.operator_views import operator_balance_confirm
+            return operator_balance_confirm(request, platform, team, form)
         change = services.balance_credit if form.cleaned_data["kind"] == form.CREDIT else services.balance_adjust
         try:
             entry = change(team=team, amount=form.cleaned_data["amount"], reason=form.cleaned_data["reason"],

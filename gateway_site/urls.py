@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("keys.urls")),
     path("", include("billing.urls")),
+    path("", include("billing.operator_urls")),
     path("", include("billing.api_urls")),
     path("", include("routing.urls")),
     path("", include("routing.health_urls")),

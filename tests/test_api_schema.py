@@ -15,6 +15,8 @@ ENDPOINTS = {
     "/api/teams/{team}/tickets/": {"get", "post"},
     "/api/teams/{team}/tickets/{id}/": {"get"},
     "/api/teams/{team}/tickets/{id}/replies/": {"post"},
+    "/api/operator/redemption-batches/": {"get", "post"},
+    "/api/operator/redemption-batches/{batch}/void/": {"post"},
     "/api/tokens/": {"get", "post"},
     "/api/tokens/{id}/": {"delete"},
 }

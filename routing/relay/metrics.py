@@ -62,12 +62,15 @@ def _cost(call) -> int:
     from billing.money import combined_multiplier, usage_cost
 
     model, usage = call.model, call.usage
-    if model is None or model.price is None or usage is None or call.snap is None or call.ctx is None:
+    if model is None or usage is None or call.snap is None or call.ctx is None:
+        return 0
+    price = call.snap.price_for(model, call.ctx.team_id)
+    if price is None:
         return 0
     multiplier = combined_multiplier(call.snap.policy(call.ctx.team_id).multiplier_ppm,
                                      call.ctx.group_multiplier_ppm)
     return usage_cost(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                      cached_tokens=usage.cached_tokens, price=model.price, multiplier_ppm=multiplier)
+                      cached_tokens=usage.cached_tokens, price=price, multiplier_ppm=multiplier)
 
 
 def observe(call, cost: int | None = None) -> None:

@@ -313,11 +313,12 @@ class RelayCall:
         usage = self.usage or Usage()
         model = self.model
         cost = 0
-        if model is not None and model.price is not None and self.usage is not None:
+        price = self.snap.price_for(model, self.ctx.team_id) if model is not None else None
+        if price is not None and self.usage is not None:
             multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
                                              self.ctx.group_multiplier_ppm)
             cost = usage_cost(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                              cached_tokens=usage.cached_tokens, price=model.price, multiplier_ppm=multiplier)
+                              cached_tokens=usage.cached_tokens, price=price, multiplier_ppm=multiplier)
         metrics.observe(self, cost)
         if self.reservation is not None:
             # Release the holds and count the real spend; off the response path, batched.

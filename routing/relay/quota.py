@@ -41,10 +41,11 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     policy = snap.policy(ctx.team_id)
     multiplier = combined_multiplier(policy.multiplier_ppm, ctx.group_multiplier_ppm)
     worst = minimum = 0
-    if model.price is not None:
-        worst = usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0, price=model.price,
+    price = snap.price_for(model, ctx.team_id)
+    if price is not None:
+        worst = usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0, price=price,
                            multiplier_ppm=multiplier)
-        minimum = usage_cost(prompt_tokens=prompt, completion_tokens=0, cached_tokens=0, price=model.price,
+        minimum = usage_cost(prompt_tokens=prompt, completion_tokens=0, cached_tokens=0, price=price,
                              multiplier_ppm=multiplier)
     checks: list[limits.Check] = []
     for scope, label, values, ident, field in (

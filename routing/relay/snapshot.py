@@ -81,9 +81,23 @@ class Snapshot:
     channels: dict[str, list[ChannelEntry]] = field(default_factory=dict)  # public id → channels
     rules: dict[int, dict[tuple[int | None, str], RuleEntry]] = field(default_factory=dict)  # team → rules
     policies: dict[int, TeamPolicy] = field(default_factory=dict)       # team → billing terms
+    # (team, model id) → the team's price overrides, newest first: (effective from as unix time, price), the
+    # one in force now and any announced for later (chosen per request, so one starts without a reload).
+    overrides: dict[tuple[int, int], tuple[tuple[float, PriceEntry], ...]] = field(default_factory=dict)
 
     def policy(self, team_id: int) -> TeamPolicy:
         return self.policies.get(team_id, DEFAULT_POLICY)
+
+    def price_for(self, model: ModelEntry, team_id: int, at: float | None = None) -> PriceEntry | None:
+        """The price a team pays for a model (before multipliers): its override in force, else the catalog
+        price."""
+        overrides = self.overrides.get((team_id, model.id)) if self.overrides else None
+        if overrides:
+            at = time.time() if at is None else at
+            for starts, price in overrides:
+                if starts <= at:
+                    return price
+        return model.price
 
     def resolve(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
@@ -101,7 +115,7 @@ class Snapshot:
 
 
 def _load(version: bytes | None) -> Snapshot:
-    from billing.models import Price, TeamBillingPolicy
+    from billing.models import Price, PriceOverride, TeamBillingPolicy
     from routing.models import Channel, Model, RoutingRule
 
     now = timezone.now()
@@ -131,6 +145,13 @@ def _load(version: bytes | None) -> Snapshot:
             r.budget_limit, r.budget_period, r.soft_limit)
     for p in TeamBillingPolicy.objects.all():
         snap.policies[p.team_id] = TeamPolicy(p.monthly_cap, p.price_multiplier_ppm)
+    overrides: dict[tuple[int, int], list] = {}
+    for o in PriceOverride.objects.order_by("team_id", "model_id", "-effective_from"):
+        found = overrides.setdefault((o.team_id, o.model_id), [])
+        if not found or found[-1][0] > now.timestamp():  # older than the one in force: never used again
+            found.append((o.effective_from.timestamp(), PriceEntry(o.input_per_m, o.output_per_m,
+                                                                   o.cached_input_per_m, o.request_fee)))
+    snap.overrides = {pair: tuple(entries) for pair, entries in overrides.items()}
     return snap
 
 

@@ -72,12 +72,14 @@ def test_teams_list_with_balances_and_credit():
     form = client.get(url).context["form"]
     key = form.initial["idempotency_key"]
     data = {"kind": "credit", "amount": "25.50", "reason": "Invoice 42 paid", "idempotency_key": key}
+    data["confirm"] = client.post(url, data).context["token"]  # the first POST asks for confirmation
     assert client.post(url, data).status_code == 302
     assert client.post(url, data).status_code == 302  # a double submit posts one entry
     entry = LedgerEntry.objects.get(team=team)
     assert (entry.kind, entry.amount, entry.reason, entry.created_by) == ("topup", 25_500_000, "Invoice 42 paid",
                                                                           operator)
     adjust = {"kind": "adjustment", "amount": "-0.5", "reason": "duplicate charge", "idempotency_key": "k2"}
+    adjust["confirm"] = client.post(url, adjust).context["token"]
     assert client.post(url, adjust).status_code == 302
     assert team_balance(team=team) == 25_000_000
     listing = client.get(reverse("operator-teams"))
