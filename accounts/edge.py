@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from rest_framework.views import APIView
 
-from accounts.selectors import password_change_required, team_access
+from accounts import roles
+from accounts.selectors import password_change_required, require_platform, team_access
 
 
 def password_change_redirect(request):
@@ -58,6 +59,22 @@ def team_view(*, get, post=None, model=None):
     return decorate
 
 
+def _refuse_one_time_password_session(request) -> None:
+    if request.auth is None and password_change_required(user=request.user):  # a console session
+        raise PermissionDenied("Change your one-time password in the console first.")
+
+
+class PlatformAPIView(APIView):
+    """DRF base for operator endpoints: the caller's platform role must grant `platform_permission`."""
+
+    platform_permission = roles.PLATFORM_MANAGE
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        _refuse_one_time_password_session(request)
+        require_platform(user=request.user, permission=self.platform_permission)
+
+
 class TeamAPIView(APIView):
     """DRF base: `self.access` is the caller's access to the team in the URL; `permission` per method."""
 
@@ -66,8 +83,7 @@ class TeamAPIView(APIView):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if request.auth is None and password_change_required(user=request.user):  # a console session
-            raise PermissionDenied("Change your one-time password in the console first.")
+        _refuse_one_time_password_session(request)
         self.access = team_access(user=request.user, team_slug=kwargs["team"])
         permission = self.permissions_by_method.get(request.method)
         if permission is not None:  # other methods fall through to DRF's 405

@@ -1,7 +1,7 @@
 from django.contrib.auth.views import LogoutView
 from django.urls import path
 
-from accounts import views
+from accounts import api, views
 
 urlpatterns = [
     path("console/login/", views.LoginView.as_view(), name="login"),
@@ -16,6 +16,11 @@ urlpatterns = [
          name="operator-staff-deactivate"),
     path("console/operator/staff/<int:pk>/reactivate/", views.operator_staff_reactivate,
          name="operator-staff-reactivate"),
+    path("api/operator/staff/", api.StaffListApi.as_view(), name="api-operator-staff"),
+    path("api/operator/staff/<int:pk>/deactivate/", api.StaffDeactivateApi.as_view(),
+         name="api-operator-staff-deactivate"),
+    path("api/operator/staff/<int:pk>/reactivate/", api.StaffReactivateApi.as_view(),
+         name="api-operator-staff-reactivate"),
     path("console/t/<slug:team>/members/", views.members, name="console-members"),
     path("console/t/<slug:team>/members/<int:pk>/role/", views.member_role, name="console-member-role"),
     path("console/t/<slug:team>/members/<int:pk>/remove/", views.member_remove, name="console-member-remove"),

@@ -19,6 +19,9 @@ ENDPOINTS = {
     "/api/operator/redemption-batches/{batch}/void/": {"post"},
     "/api/tokens/": {"get", "post"},
     "/api/tokens/{id}/": {"delete"},
+    "/api/operator/staff/": {"get", "post"},
+    "/api/operator/staff/{id}/deactivate/": {"post"},
+    "/api/operator/staff/{id}/reactivate/": {"post"},
 }
 
 

@@ -318,3 +318,52 @@ def test_staff_page_is_in_the_operator_nav_only_for_operators():
     support = client_for(staff(roles.SUPPORT))
     nav = {link["url"] for link in support.get(reverse("operator-catalog")).context["nav"]}
     assert STAFF not in nav
+
+
+def test_staff_api_is_the_pages_twin():
+    me = staff(roles.OPERATOR)
+    api = APIClient()
+    api.force_login(me)
+    made = api.post("/api/operator/staff/", {"username": "sue", "email": "sue@example.com", "role": "support"},
+                    format="json")
+    assert made.status_code == 201
+    body = made.json()
+    assert body["username"] == "sue" and body["role"] == "support" and body["is_active"] is True
+    sue = staff_row("sue")
+    assert sue.user.check_password(body["password"])
+    assert UserPreference.objects.get(user=sue.user).password_change_required
+    listed = api.get("/api/operator/staff/").json()
+    assert {row["username"] for row in listed} == {me.username, "sue"} and "password" not in listed[0]
+    taken = api.post("/api/operator/staff/", {"username": "Sue", "email": "x@example.com", "role": "support"},
+                     format="json")
+    assert taken.status_code == 400 and taken.json()["error"]["message"] == "The username Sue is taken."
+    bad = api.post("/api/operator/staff/", {"username": "sue 2", "email": "x", "role": "owner"}, format="json")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] in ("username", "email", "role")
+    # Deactivate and reactivate; not oneself.
+    off = api.post(f"/api/operator/staff/{sue.pk}/deactivate/")
+    assert off.status_code == 200 and off.json()["is_active"] is False
+    assert sign_in("sue", body["password"])[1].status_code == 200  # refused: the form again
+    assert api.post(f"/api/operator/staff/{sue.pk}/reactivate/").json()["is_active"] is True
+    mine = StaffRole.objects.get(user=me)
+    refused = api.post(f"/api/operator/staff/{mine.pk}/deactivate/")
+    assert refused.status_code == 400 and "your own account" in refused.json()["error"]["message"]
+    assert api.post("/api/operator/staff/999999/deactivate/").status_code == 404
+
+
+def test_staff_api_refuses_everyone_but_operators():
+    assert APIClient().get("/api/operator/staff/").status_code in (401, 403)
+    for user in (staff(roles.SUPPORT), member(factories.TeamFactory(), roles.OWNER)):
+        api = APIClient()
+        api.force_login(user)
+        assert api.get("/api/operator/staff/").status_code == 403
+        assert api.post("/api/operator/staff/", {"username": "eve", "email": "eve@example.com",
+                                                 "role": "operator"}, format="json").status_code == 403
+    assert not get_user_model().objects.filter(username="eve").exists()
+    # A personal access token of an operator works; an operator still on a one-time password's session does not.
+    operator = staff(roles.OPERATOR)
+    _, secret = personal_access_token_create(user=operator, name="ops")
+    assert bearer(secret).get("/api/operator/staff/").status_code == 200
+    UserPreference.objects.create(user=operator, password_change_required=True)
+    api = APIClient()
+    api.force_login(operator)
+    assert api.get("/api/operator/staff/").status_code == 403
