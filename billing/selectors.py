@@ -249,3 +249,191 @@ def team_model_prices(*, team, at=None) -> list[TeamModelPrice]:
                 setattr(row, f, _times(getattr(source, f), multiplier))
         rows.append(row)
     return rows
+
+
+# --- keys: spend against their budgets (keys/views.py) -------------------------------------------------------
+
+def key_period_spend(*, team, keys, now=None) -> dict[int, int]:
+    """What each key has spent in its own budget period so far (the window billing.limits counts: from its
+    period_start to now; all time for a period without reset), by key id. One grouped query per period."""
+    from billing.limits import period_start
+
+    now = now or timezone.now()
+    by_start: dict = {}
+    for key in keys:
+        by_start.setdefault(period_start(key.budget_period, now), []).append(key.pk)
+    spend = {pk: 0 for pks in by_start.values() for pk in pks}
+    for start, pks in by_start.items():
+        qs = UsageRecord.objects.filter(team=team, api_key_id__in=pks)
+        if start is not None:
+            qs = qs.filter(created_at__gte=start)
+        for row in qs.order_by().values("api_key_id").annotate(total=Sum("cost")):
+            spend[row["api_key_id"]] = row["total"] or 0
+    return spend
+
+
+@dataclass
+class KeySpend:
+    since: datetime.datetime
+    days: list[dict]       # oldest first: day, requests, spend
+    by_model: list[dict]   # model, requests, spend; highest spend first
+    spend: int
+    requests: int
+
+
+def key_spend_breakdown(*, key, days: int = 30, now=None) -> KeySpend:
+    """A key's spend per day (UTC) and per model over the last `days` days."""
+    now = now or timezone.now()
+    first_day = now.date() - datetime.timedelta(days=days - 1)
+    since = datetime.datetime.combine(first_day, datetime.time.min, tzinfo=datetime.UTC)
+    qs = UsageRecord.objects.filter(team_id=key.team_id, api_key=key, created_at__gte=since).order_by()
+    metrics = {"requests": Count("id"), "spend": Coalesce(Sum("cost"), 0)}
+    per_day = {row["day"]: row for row in
+               qs.annotate(day=TruncDate("created_at")).values("day").annotate(**metrics)}
+    series = []
+    for offset in range(days):
+        day = first_day + datetime.timedelta(days=offset)
+        row = per_day.get(day, {})
+        series.append({"day": day, "requests": row.get("requests", 0), "spend": row.get("spend", 0)})
+    by_model = list(qs.annotate(model=Coalesce(NullIf("served_model", Value("")), "requested_model"))
+                    .values("model").annotate(**metrics).order_by("-spend", "-requests"))
+    return KeySpend(since=since, days=series, by_model=by_model, spend=sum(d["spend"] for d in series),
+                    requests=sum(d["requests"] for d in series))
+
+
+# --- operator: code batches, cross-team logs, prices per customer -------------------------------------------
+
+def redemption_batches() -> QuerySet:
+    """One row per code batch, newest first: label, amount, code and credit expiry, and how many of its
+    codes are used, unused and disabled (voided)."""
+    return (RedemptionCode.objects.order_by().values("batch")
+            .annotate(name=Max("name"), amount=Max("amount"), expires_at=Max("expires_at"),
+                      credit_valid_days=Max("credit_valid_days"), created_at=Min("created_at"),
+                      created_by=Max("created_by__username"), total=Count("id"),
+                      used=Count("id", filter=Q(status="used")), unused=Count("id", filter=Q(status="unused")),
+                      disabled=Count("id", filter=Q(status="disabled")))
+            .order_by("-created_at", "batch"))
+
+
+def redemption_batch(*, batch: str) -> dict | None:
+    return redemption_batches().filter(batch=batch).first()
+
+
+def redemption_batch_codes(*, batch: str) -> QuerySet:
+    """A batch's codes (masks and status only: the plain codes were never stored)."""
+    return (RedemptionCode.objects.filter(batch=batch).select_related("redeemed_by_team", "redeemed_by_user")
+            .order_by("pk"))
+
+
+def platform_usage_search(*, team_id=None, since=None, until=None, model: str = "", status: str = "",
+                          request_id: str = "") -> QuerySet[UsageRecord]:
+    """Every team's usage records for the operator's cross-team logs, newest first; the same filters as
+    usage_search, with an optional team instead of a key."""
+    qs = UsageRecord.objects.select_related("team", "api_key", "channel").order_by("-created_at", "-id")
+    if team_id:
+        qs = qs.filter(team_id=team_id)
+    if request_id:
+        return qs.filter(request_id="req_" + request_id.removeprefix("chatcmpl-").removeprefix("req_"))
+    if since is not None:
+        qs = qs.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    if model:
+        qs = qs.filter(Q(requested_model=model) | Q(served_model=model))
+    if status == "ok":
+        qs = qs.filter(status_code__lt=400)
+    elif status == "error":
+        qs = qs.filter(status_code__gte=400)
+    elif status in ("4xx", "5xx"):
+        low = int(status[0]) * 100
+        qs = qs.filter(status_code__gte=low, status_code__lt=low + 100)
+    elif status.isdigit():
+        qs = qs.filter(status_code=int(status))
+    return qs
+
+
+def price_overrides(*, team) -> QuerySet:
+    return PriceOverride.objects.filter(team=team).select_related("model", "created_by").order_by(
+        "model__public_id", "-effective_from")
+
+
+def team_multiplier_ppm(*, team) -> int:
+    return TeamBillingPolicy.objects.filter(team=team).values_list(
+        "price_multiplier_ppm", flat=True).first() or 1_000_000
+
+
+@dataclass
+class TeamModelPrice:
+    model: Model
+    list_price: Price | None          # the catalog price in force
+    override: object | None           # the team's PriceOverride in force, if any
+    multiplier_ppm: int               # the team's
+    input_per_m: int | None = None    # "your price": override or list price, times the multiplier
+    output_per_m: int | None = None
+    cached_input_per_m: int | None = None
+    request_fee: int | None = None
+
+
+def _times(micro: int, ppm: int) -> int:
+    return (micro * ppm + 500_000) // 1_000_000
+
+
+def team_model_prices(*, team, at=None) -> list[TeamModelPrice]:
+    """Each enabled catalog model with its list price and the team's price: its override in force (else the
+    list price), times the team's multiplier — what relay/snapshot.py charges, before any key-group
+    multiplier. Three queries."""
+    at = at or timezone.now()
+    models = list(catalog_with_prices(at=at).filter(enabled=True))
+    prices = {}
+    for p in Price.objects.filter(effective_from__lte=at, model__enabled=True).order_by("model_id", "-effective_from"):
+        prices.setdefault(p.model_id, p)
+    overrides = {}
+    for o in PriceOverride.objects.filter(team=team, effective_from__lte=at).order_by("model_id", "-effective_from"):
+        overrides.setdefault(o.model_id, o)
+    multiplier = team_multiplier_ppm(team=team)
+    rows = []
+    for model in models:
+        row = TeamModelPrice(model, prices.get(model.pk), overrides.get(model.pk), multiplier)
+        source = row.override or row.list_price
+        if source is not None:
+            for f in ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee"):
+                setattr(row, f, _times(getattr(source, f), multiplier))
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class BudgetUse:
+    source: str            # "key" | "group" | "team": whose budget
+    limit: int
+    period: str            # keys.models.Limits periods
+    spent: int             # recorded usage cost since the period started
+    resets_at: datetime.datetime | None
+
+    @property
+    def left(self) -> int:
+        return self.limit - self.spent
+
+
+def key_budgets(*, key, now=None) -> list[BudgetUse]:
+    """Every budget a key's requests are held against — its own, its group's, the team's monthly cap — with
+    what each has spent this period, counted as billing.limits does (the same periods and scopes)."""
+    from billing.limits import period_end, period_start
+    from billing.models import TeamBillingPolicy
+
+    now = now or timezone.now()
+    cap = TeamBillingPolicy.objects.filter(team_id=key.team_id).values_list("monthly_cap", flat=True).first()
+    scopes = [("key", key.budget_limit, key.budget_period, Q(api_key_id=key.pk)),
+              ("group", key.group.budget_limit, key.group.budget_period, Q(api_key__group_id=key.group_id)),
+              ("team", cap, "month", Q())]
+    result = []
+    for source, limit, period, scope in scopes:
+        if limit is None:
+            continue
+        start = period_start(period, now)
+        qs = UsageRecord.objects.filter(scope, team_id=key.team_id)
+        if start is not None:
+            qs = qs.filter(created_at__gte=start)
+        result.append(BudgetUse(source, limit, period, qs.aggregate(s=Coalesce(Sum("cost"), 0))["s"],
+                                period_end(period, now)))
+    return result

@@ -172,6 +172,7 @@ SPECTACULAR_SETTINGS = {
         "TicketPriorityEnum": "support.models.Ticket.PRIORITIES",
         "TicketCategoryEnum": "support.models.Ticket.CATEGORIES",
         "KeyStatusEnum": "keys.models.ApiKey.STATUSES",
+        "BudgetPeriodEnum": "keys.models.Limits.PERIODS",
     },
 }
 

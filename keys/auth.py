@@ -39,6 +39,8 @@ class KeyContext:
     key_limits: tuple = (None, "month", None, None, None)
     group_limits: tuple = (None, "month", None, None, None)
     group_multiplier_ppm: int | None = None
+    # The group's keys may only call `route:NAME` or `auto` (no model named directly).
+    group_routes_only: bool = False
 
     def ip_allowed(self, ip: str) -> bool:
         if not self.allowed_ips:
@@ -71,7 +73,7 @@ def context_for(api_key) -> KeyContext:
         team_models=tuple(api_key.team.allowed_models), group_models=tuple(api_key.group.allowed_models),
         key_models=tuple(api_key.allowed_models), allowed_ips=tuple(api_key.allowed_ips),
         group_name=api_key.group.name, key_limits=api_key.limits_tuple(), group_limits=api_key.group.limits_tuple(),
-        group_multiplier_ppm=api_key.group.price_multiplier_ppm,
+        group_multiplier_ppm=api_key.group.price_multiplier_ppm, group_routes_only=api_key.group.routes_only,
     )
 
 
@@ -83,8 +85,12 @@ def _decode(raw: bytes) -> KeyContext | None:
     if raw == _UNKNOWN:
         return None
     data = orjson.loads(raw)
+    known = KeyContext.__dataclass_fields__
+    # An entry written by an older or newer release: missing fields take their defaults, unknown ones are dropped.
+    data = {name: value for name, value in data.items() if name in known}
     for name in ("team_models", "group_models", "key_models", "allowed_ips", "key_limits", "group_limits"):
-        data[name] = tuple(data[name])  # JSON gives lists; the context is hashable and frozen
+        if name in data:
+            data[name] = tuple(data[name])  # JSON gives lists; the context is hashable and frozen
     return KeyContext(**data)
 
 

@@ -1,12 +1,13 @@
 import ipaddress
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from keys import selectors
-from keys.models import KeyGroup
+from keys.models import KeyGroup, Limits
 
 
 class ModelsField(forms.MultipleChoiceField):
@@ -50,6 +51,86 @@ class IpListField(forms.CharField):
         return networks
 
 
+MICRO = 1_000_000  # billing.money.MICRO (billing sits above keys: its helpers are imported where they are used)
+MAX_BUDGET = 10**12 * MICRO  # fits keys.models.Limits.budget_limit (a bigint) with room to spare
+
+
+class BudgetField(forms.CharField):
+    """A budget typed as a plain decimal in the team's currency (12.50), cleaned to integer micro-units;
+    empty means no budget. No exponent, NaN, sign or more decimals than micro-units."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", _("Budget (%(currency)s)") % {"currency": settings.TOLLGATE_CURRENCY})
+        kwargs.setdefault("help_text", _("Spend allowed per period, e.g. 25 or 12.50; empty for no budget."))
+        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "placeholder": _("no limit")}))
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        from billing.money import money_plain
+
+        return money_plain(value) if isinstance(value, int) else value
+
+    def to_python(self, value):
+        from billing.money import MoneyParseError, parse_money
+
+        text = (value or "").strip()
+        if not text:
+            return None
+        try:
+            micro = parse_money(text)
+        except MoneyParseError as exc:
+            if exc.reason == "precision":
+                raise ValidationError(_("Use at most 6 decimals (the smallest amount is 0.000001)."),
+                                      code="precision") from None
+            raise ValidationError(_("Enter a plain amount such as 12.50: digits and a decimal point, no exponent "
+                                    "or separators."), code="invalid") from None
+        if micro < 0:
+            raise ValidationError(_("A budget cannot be negative."), code="min_value")
+        if micro > MAX_BUDGET:
+            raise ValidationError(_("That budget is too large."), code="max_value")
+        return micro
+
+
+def _count_field(label, help_text):
+    return forms.IntegerField(label=label, help_text=help_text, required=False, min_value=1,
+                              max_value=2_147_483_647,
+                              widget=forms.NumberInput(attrs={"placeholder": _("no limit")}))
+
+
+class LimitsFormMixin:
+    """Budget, its period, rpm, tpm and concurrency: cleaned to the fields of keys.models.Limits (None = no
+    limit at this level)."""
+
+    LIMIT_FIELDS = ("budget_limit", "budget_period", "rpm_limit", "tpm_limit", "max_concurrency")
+
+    @staticmethod
+    def limit_fields() -> dict:
+        return {
+            "budget_limit": BudgetField(),
+            "budget_period": forms.TypedChoiceField(
+                label=_("Budget period"), initial=Limits.MONTH, required=False, empty_value=Limits.MONTH,
+                choices=[(Limits.DAY, _("Daily")), (Limits.WEEK, _("Weekly")), (Limits.MONTH, _("Monthly")),
+                         (Limits.NONE, _("No reset"))],
+                help_text=_("Periods start at 00:00 UTC (weeks on Monday, months on the 1st).")),
+            "rpm_limit": _count_field(_("Requests per minute"), _("Empty for no limit.")),
+            "tpm_limit": _count_field(_("Tokens per minute"), _("Prompt and output tokens; empty for no limit.")),
+            "max_concurrency": _count_field(_("Concurrent requests"), _("Requests in flight; empty for no limit.")),
+        }
+
+    def add_limit_fields(self, target=None):
+        for name, field in self.limit_fields().items():
+            self.fields[name] = field
+            if target is not None:
+                self.initial.setdefault(name, getattr(target, name))
+
+    def limit_bound_fields(self):
+        return [self[name] for name in self.LIMIT_FIELDS if name in self.fields]
+
+    def non_limit_fields(self):
+        return [field for field in self.visible_fields() if field.name not in self.LIMIT_FIELDS]
+
+
 class KeyFormMixin:
     """Shared by the create and edit forms: group choices from the team, models from the catalog."""
 
@@ -64,7 +145,7 @@ class KeyFormMixin:
         return expires_at
 
 
-class KeyCreateForm(KeyFormMixin, forms.Form):
+class KeyCreateForm(KeyFormMixin, LimitsFormMixin, forms.Form):
     name = forms.CharField(label=_("Name"), max_length=80)
     group = forms.ModelChoiceField(label=_("Group"), queryset=KeyGroup.objects.none(),
                                    empty_label=None)
@@ -74,16 +155,19 @@ class KeyCreateForm(KeyFormMixin, forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
     allowed_ips = IpListField()
 
-    def __init__(self, *args, team, model_choices, **kwargs):
+    def __init__(self, *args, team, model_choices, api_key=None, with_limits=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.setup(team=team, model_choices=model_choices)
+        if with_limits:  # limits are a team admin's control; a member's own key keeps the ones it has
+            self.add_limit_fields(api_key)
 
 
 class KeyEditForm(KeyCreateForm):
     def __init__(self, *args, api_key, model_choices, **kwargs):
         initial = {"name": api_key.name, "group": api_key.group_id, "allowed_models": api_key.allowed_models,
                    "expires_at": api_key.expires_at, "allowed_ips": api_key.allowed_ips}
-        super().__init__(*args, team=api_key.team, model_choices=model_choices, initial=initial, **kwargs)
+        super().__init__(*args, team=api_key.team, model_choices=model_choices, initial=initial, api_key=api_key,
+                         **kwargs)
         self.fields["allowed_models"].choices = _with_current(model_choices, api_key.allowed_models)
 
     def clean_expires_at(self):  # an existing key may keep an expiry that has passed (it just stays expired)
@@ -93,16 +177,22 @@ class KeyEditForm(KeyCreateForm):
         return expires_at
 
 
-class KeyGroupForm(forms.Form):
+class KeyGroupForm(LimitsFormMixin, forms.Form):
     name = forms.CharField(label=_("Name"), max_length=80)
     allowed_models = ModelsField(help_text=_("Leave all unchecked to allow every model the team allows."))
+    routes_only = forms.BooleanField(
+        label=_("Routes only"), required=False,
+        help_text=_("Keys of this group may only call route:NAME or auto, so they cannot bypass a route's "
+                    "forbidden models by naming a model directly."))
 
     def __init__(self, *args, team, model_choices, group=None, **kwargs):
         if group is not None:
-            kwargs["initial"] = {"name": group.name, "allowed_models": group.allowed_models}
+            kwargs["initial"] = {"name": group.name, "allowed_models": group.allowed_models,
+                                 "routes_only": group.routes_only}
         super().__init__(*args, **kwargs)
         self.team, self.group = team, group
         self.fields["allowed_models"].choices = _with_current(model_choices, group.allowed_models if group else ())
+        self.add_limit_fields(group)
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

@@ -33,6 +33,9 @@ class KeyGroup(Limits):
     allowed_models = models.JSONField(default=list, blank=True)
     # Price multiplier for this group's traffic, in parts per million (1_000_000 = catalog price).
     price_multiplier_ppm = models.PositiveIntegerField(null=True, blank=True)
+    # Keys of this group may only call `route:NAME` or `auto`, so they cannot bypass a route's forbidden
+    # models by naming a model directly (enforced by the router).
+    routes_only = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta(Limits.Meta):

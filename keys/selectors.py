@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 from django.db.models import QuerySet
 
 from keys.models import ApiKey, KeyGroup
@@ -33,3 +35,32 @@ def api_keys(*, team, owner=None) -> QuerySet[ApiKey]:
 
 def key_groups(*, team) -> QuerySet[KeyGroup]:
     return KeyGroup.objects.filter(team=team).order_by("name")
+
+
+@dataclass(frozen=True)
+class LimitRow:
+    """One limit on the key detail page: the key's own value, its group's, and the one that binds."""
+
+    name: str             # budget | rpm | tpm | concurrency
+    key: object           # the key's value (budget: (limit, period)); None = not set
+    group: object
+    effective: object     # the binding value (budget: billing.selectors.BudgetUse, the least left)
+    source: str           # key | group | team | "" (no limit anywhere)
+
+
+def limit_rows(*, key: ApiKey, budgets=()) -> list[LimitRow]:
+    """Key, group and effective limits. Every level that sets a limit is checked (billing/limits.py), so the
+    effective rate is the smallest; the effective budget is the one with the least left (`budgets`: the
+    key's budget uses from billing.selectors.key_budgets, which also counts the team's monthly cap)."""
+    group = key.group
+    binding = min(budgets, key=lambda use: use.left, default=None)
+    rows = [LimitRow("budget",
+                     (key.budget_limit, key.budget_period) if key.budget_limit is not None else None,
+                     (group.budget_limit, group.budget_period) if group.budget_limit is not None else None,
+                     binding, binding.source if binding else "")]
+    for name, field in (("rpm", "rpm_limit"), ("tpm", "tpm_limit"), ("concurrency", "max_concurrency")):
+        mine, theirs = getattr(key, field), getattr(group, field)
+        candidates = [(value, source) for value, source in ((mine, "key"), (theirs, "group")) if value]
+        value, source = min(candidates, default=(None, ""), key=lambda c: c[0])
+        rows.append(LimitRow(name, mine, theirs, value, source))
+    return rows

@@ -2,25 +2,44 @@ from django.db import transaction
 from django.utils import timezone
 
 from keys import auth
-from keys.models import ApiKey, KeyGroup
+from keys.models import ApiKey, KeyGroup, Limits
 from keys.secrets import hash_secret, mask_secret, new_secret
 
 
-def key_group_create(*, team, name: str, allowed_models=()) -> KeyGroup:
-    return KeyGroup.objects.create(team=team, name=name, allowed_models=list(allowed_models))
+LIMIT_FIELDS = ("budget_limit", "budget_period", "rpm_limit", "tpm_limit", "max_concurrency")
+
+
+def _checked_limits(limits: dict) -> dict:
+    """Limits (fields of keys.models.Limits) as given, refused if out of range: None means "no limit"; money is
+    integer micro-units ≥ 0; rates and concurrency are whole numbers ≥ 1."""
+    for name, value in limits.items():
+        if name not in LIMIT_FIELDS:
+            raise ValueError(f"unknown limit {name}")
+        if name == "budget_period":
+            if value not in dict(Limits.PERIODS):
+                raise ValueError(f"unknown budget period {value!r}")
+        elif value is not None and (type(value) is not int or value < (0 if name == "budget_limit" else 1)):
+            raise ValueError(f"{name} must be None or a whole number ≥ {0 if name == 'budget_limit' else 1}")
+    return limits
+
+
+def key_group_create(*, team, name: str, allowed_models=(), routes_only: bool = False, **limits) -> KeyGroup:
+    return KeyGroup.objects.create(team=team, name=name, allowed_models=list(allowed_models),
+                                   routes_only=routes_only, **_checked_limits(limits))
 
 
 @transaction.atomic
 def api_key_create(*, team, owner, group, name: str, allowed_models=(), allowed_ips=(), expires_at=None,
-                   secret: str | None = None) -> tuple[ApiKey, str]:
-    """Create a key; the plain secret is returned once and never stored."""
+                   secret: str | None = None, **limits) -> tuple[ApiKey, str]:
+    """Create a key (with optional limits: fields of keys.models.Limits); the plain secret is returned once
+    and never stored."""
     if group.team_id != team.id:
         raise ValueError("group belongs to another team")
     secret = secret or new_secret()
     api_key = ApiKey.objects.create(
         team=team, owner=owner, group=group, name=name, prefix=secret[:10], secret_hash=hash_secret(secret),
         mask=mask_secret(secret), allowed_models=list(allowed_models), allowed_ips=list(allowed_ips),
-        expires_at=expires_at,
+        expires_at=expires_at, **_checked_limits(limits),
     )
     transaction.on_commit(lambda: auth.publish(api_key))
     return api_key, secret
@@ -40,13 +59,16 @@ def _publish_after_commit(*api_keys: ApiKey) -> None:
 
 @transaction.atomic
 def api_key_update(*, api_key: ApiKey, name: str, group: KeyGroup, allowed_models=(), allowed_ips=(),
-                   expires_at=None) -> ApiKey:
-    """Change a key's boundaries; every gateway process sees the change within the local TTL."""
+                   expires_at=None, **limits) -> ApiKey:
+    """Change a key's boundaries (limits given are set, the others kept); every gateway process sees the
+    change within the local TTL."""
     if group.team_id != api_key.team_id:
         raise ValueError("group belongs to another team")
+    for field, value in _checked_limits(limits).items():
+        setattr(api_key, field, value)
     api_key.name, api_key.group, api_key.expires_at = name, group, expires_at
     api_key.allowed_models, api_key.allowed_ips = list(allowed_models), list(allowed_ips)
-    api_key.save(update_fields=["name", "group", "expires_at", "allowed_models", "allowed_ips"])
+    api_key.save(update_fields=["name", "group", "expires_at", "allowed_models", "allowed_ips", *limits])
     _publish_after_commit(api_key)
     return api_key
 
@@ -59,7 +81,8 @@ def api_key_rotate(*, api_key: ApiKey) -> tuple[ApiKey, str]:
         raise ValueError("only an active key can be rotated")
     new_key, secret = api_key_create(
         team=api_key.team, owner=api_key.owner, group=api_key.group, name=api_key.name,
-        allowed_models=api_key.allowed_models, allowed_ips=api_key.allowed_ips, expires_at=api_key.expires_at)
+        allowed_models=api_key.allowed_models, allowed_ips=api_key.allowed_ips, expires_at=api_key.expires_at,
+        **{field: getattr(api_key, field) for field in LIMIT_FIELDS})
     api_key_revoke(api_key=api_key)
     return new_key, secret
 
@@ -75,10 +98,16 @@ def api_keys_revoke_owned(*, team, owner) -> int:
 
 
 @transaction.atomic
-def key_group_update(*, group: KeyGroup, name: str, allowed_models=()) -> KeyGroup:
-    """Rename a group or change its models; its keys' cached contexts are republished."""
+def key_group_update(*, group: KeyGroup, name: str, allowed_models=(), routes_only: bool | None = None,
+                     **limits) -> KeyGroup:
+    """Rename a group, change its models, "routes only" or limits (those given; the others are kept); its
+    keys' cached contexts are republished."""
+    for field, value in _checked_limits(limits).items():
+        setattr(group, field, value)
+    if routes_only is not None:
+        group.routes_only = routes_only
     group.name, group.allowed_models = name, list(allowed_models)
-    group.save(update_fields=["name", "allowed_models"])
+    group.save(update_fields=["name", "allowed_models", "routes_only", *limits])
     _publish_after_commit(*ApiKey.objects.select_related("team", "group").filter(group=group))
     return group
 

@@ -11,4 +11,7 @@ urlpatterns = [
     path("console/t/<slug:team>/key-groups/<int:pk>/", views.key_group_detail, name="console-key-group-detail"),
     path("api/teams/<slug:team>/keys/", views.KeyListApi.as_view(), name="api-keys"),
     path("api/teams/<slug:team>/keys/<int:pk>/", views.KeyDetailApi.as_view(), name="api-key-detail"),
+    path("api/teams/<slug:team>/key-groups/", views.KeyGroupListApi.as_view(), name="api-key-groups"),
+    path("api/teams/<slug:team>/key-groups/<int:pk>/", views.KeyGroupDetailApi.as_view(),
+         name="api-key-group-detail"),
 ]

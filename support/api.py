@@ -4,7 +4,6 @@ TeamAPIView with per-method permissions) and the caller's own personal access to
 One APIView per resource, nested Input/Output serializers, one service or selector call per method. Errors
 take the project's `{"error": {...}}` shape (gateway_site.api.exception_handler).
 """
-from django.db import IntegrityError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -17,9 +16,6 @@ from accounts.edge import TeamAPIView
 from accounts.models import PersonalAccessToken
 from billing import selectors as billing_selectors
 from billing.models import UsageRecord
-from keys import selectors as key_selectors
-from keys import services as key_services
-from keys.models import KeyGroup
 from support import selectors, services
 from support.models import Ticket, TicketEvent
 from support.redaction import redact
@@ -37,39 +33,6 @@ class ErrorOutput(serializers.Serializer):
 
 def errors(*codes) -> dict:
     return {code: OpenApiResponse(ErrorOutput, description="Error") for code in codes}
-
-
-# --- Key groups ---------------------------------------------------------------------------------------
-class KeyGroupListApi(TeamAPIView):
-    permissions_by_method = {"GET": (roles.KEYS_READ, roles.KEYS_OWN), "POST": roles.KEYS_MANAGE}
-
-    class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=80)
-        allowed_models = serializers.ListField(child=serializers.CharField(max_length=120), required=False,
-                                               default=list)
-
-    class OutputSerializer(serializers.ModelSerializer):
-        class Meta:
-            model = KeyGroup
-            fields = ["id", "name", "allowed_models", "created_at"]
-
-    @extend_schema(tags=["key groups"], responses={200: OutputSerializer(many=True), **errors(401, 403, 404)})
-    def get(self, request, team):
-        return Response(self.OutputSerializer(key_selectors.key_groups(team=self.access.team), many=True).data)
-
-    @extend_schema(tags=["key groups"], request=InputSerializer,
-                   responses={201: OutputSerializer, **errors(400, 401, 403, 404)})
-    def post(self, request, team):
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        taken = serializers.ValidationError({"name": ["A key group with this name exists in this team."]})
-        if key_selectors.key_groups(team=self.access.team).filter(name=data.validated_data["name"]).exists():
-            raise taken
-        try:
-            group = key_services.key_group_create(team=self.access.team, **data.validated_data)
-        except IntegrityError:
-            raise taken from None
-        return Response(self.OutputSerializer(group).data, status=201)
 
 
 # --- Usage records ------------------------------------------------------------------------------------

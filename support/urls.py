@@ -21,7 +21,6 @@ urlpatterns = [
     path(S + "tickets/<int:pk>/status/", views.staff_status, name="support-ticket-status"),
     path(S + "tickets/<int:pk>/assign/", views.staff_assign, name="support-ticket-assign"),
     # Management API.
-    path(A + "key-groups/", api.KeyGroupListApi.as_view(), name="api-key-groups"),
     path(A + "usage/", api.UsageListApi.as_view(), name="api-usage"),
     path(A + "usage/<str:pk>/", api.UsageDetailApi.as_view(), name="api-usage-detail"),
     path(A + "tickets/", api.TicketListApi.as_view(), name="api-tickets"),

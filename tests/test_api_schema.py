@@ -8,8 +8,9 @@ from django.core.management import call_command
 
 ENDPOINTS = {
     "/api/teams/{team}/keys/": {"get", "post"},
-    "/api/teams/{team}/keys/{id}/": {"get", "delete"},
+    "/api/teams/{team}/keys/{id}/": {"get", "patch", "delete"},
     "/api/teams/{team}/key-groups/": {"get", "post"},
+    "/api/teams/{team}/key-groups/{id}/": {"get", "patch"},
     "/api/teams/{team}/usage/": {"get"},
     "/api/teams/{team}/usage/{id}/": {"get"},
     "/api/teams/{team}/tickets/": {"get", "post"},
