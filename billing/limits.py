@@ -36,18 +36,26 @@ local n = #ARGV
 local worst, minimum, rid, sweep_at = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local hold = worst
 local used_list = {}
+-- On a refusal: every rate counter as it stands (this request not counted), for the x-ratelimit-* headers.
+local function counts()
+  local out = {}
+  for j = 5, n, 5 do
+    out[#out + 1] = (ARGV[j] == 'rate') and tonumber(redis.call('GET', ARGV[j+1]) or '0') or 0
+  end
+  return out
+end
 for i = 5, n, 5 do
   local kind, key, limit, amount, aux = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), tonumber(ARGV[i+3]), ARGV[i+4]
   if kind == 'rate' or kind == 'conc' then
     local used = tonumber(redis.call('GET', key) or '0')
-    if used + amount > limit then return {0, (i - 5) / 5, used} end
+    if used + amount > limit then return {0, (i - 5) / 5, used, counts()} end
     used_list[#used_list + 1] = used + amount
   else
     local base = redis.call('GET', key)
     if not base then return {2, (i - 5) / 5, 0} end
     local held = tonumber(redis.call('GET', aux) or '0')
     local left = (kind == 'budget') and (limit - tonumber(base) - held) or (tonumber(base) - held)
-    if left < minimum then return {0, (i - 5) / 5, left} end
+    if left < minimum then return {0, (i - 5) / 5, left, counts()} end
     if left < hold then hold = left end
     used_list[#used_list + 1] = 0
   end
@@ -131,9 +139,10 @@ class Reservation:
 
 
 class LimitExceeded(Exception):
-    def __init__(self, check: Check, left: int):
+    def __init__(self, check: Check, left: int, counts: list[int] | None = None):
         super().__init__(check.label)
-        self.check, self.left = check, left
+        # counts: per check, the rate counter as it stands (0 for other kinds), for the x-ratelimit-* headers
+        self.check, self.left, self.counts = check, left, counts or []
 
 
 class NeedsRebuild(Exception):
@@ -173,15 +182,19 @@ def period_tag(period: str, now: dt.datetime) -> str:
 _lock = threading.Lock()
 
 
-def _local_reserve(worst: int, minimum: int, checks: list[Check]) -> tuple[int, int, object]:
+def _local_reserve(worst: int, minimum: int, checks: list[Check]) -> tuple:
     data = shared_cache._memory
+
+    def counts():
+        return [int(data.get(c.key) or 0) if c.kind == "rate" else 0 for c in checks]
+
     with _lock:
         hold, used_list = worst, []
         for i, c in enumerate(checks):
             if c.kind in ("rate", "conc"):
                 used = int(data.get(c.key) or 0)
                 if used + c.amount > c.limit:
-                    return 0, i, used
+                    return 0, i, used, counts()
                 used_list.append(used + c.amount)
             else:
                 base = data.get(c.key)
@@ -190,7 +203,7 @@ def _local_reserve(worst: int, minimum: int, checks: list[Check]) -> tuple[int, 
                 held = int(data.get(c.aux) or 0)
                 left = (c.limit - int(base) - held) if c.kind == "budget" else (int(base) - held)
                 if left < minimum:
-                    return 0, i, left
+                    return 0, i, left, counts()
                 hold = min(hold, left)
                 used_list.append(0)
         for c in checks:
@@ -257,20 +270,21 @@ def _script(client, source: str):
 
 async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str = "-") -> tuple[int, list[int]]:
     """Atomically check every limit and take the holds; returns the hold and, per check, the count after
-    this request (rate and concurrency checks). Raises LimitExceeded."""
+    this request (rate and concurrency checks). Raises LimitExceeded (with the rate counts as they stand)."""
     for _ in range(len(checks) + 1):
         client = shared_cache.async_client()
         if client is not None:
             args = [worst, minimum, request_id, int(time.time() + settings.TOLLGATE_HOLD_SWEEP_SECONDS)]
             for c in checks:
                 args += [c.kind, c.key, c.limit, c.amount, c.aux or "-"]
-            status, value, extra = await _script(client, RESERVE_LUA)(args=args)
+            result = await _script(client, RESERVE_LUA)(args=args)
         else:
-            status, value, extra = _local_reserve(worst, minimum, checks)
+            result = _local_reserve(worst, minimum, checks)
+        status, value, extra = result[:3]
         if status == 1:
             return int(value), [int(u) for u in extra]
         if status == 0:
-            raise LimitExceeded(checks[int(value)], int(extra))
+            raise LimitExceeded(checks[int(value)], int(extra), [int(u) for u in result[3]])
         await db_call(rebuild)(checks[int(value)])
     raise RuntimeError("limit counters could not be rebuilt")
 

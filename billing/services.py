@@ -404,7 +404,7 @@ def _budget_scopes(*, team_ids, now, spend: bool) -> dict[int, list[BudgetScope]
                                                   ("group_id", group.pk), now))
     for rule in RoutingRule.objects.filter(team_id__in=team_ids, budget_limit__gt=0):
         # The gateway counts a route's spend under its name, whether asked for directly or chosen by auto.
-        names = {f"route:{rule.name}", f"auto → route:{rule.name}"}
+        names = {f"route:{rule.name}", f"auto -> route:{rule.name}", f"auto → route:{rule.name}"}
         scopes[rule.team_id].append(_limit_scope(BudgetAlert.ROUTE, rule, f"route '{rule.name}'",
                                                  ("route", names), now))
     for team_id, cap in TeamBillingPolicy.objects.filter(team_id__in=team_ids, monthly_cap__gt=0).values_list(

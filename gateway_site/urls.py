@@ -12,6 +12,7 @@ urlpatterns = [
     path("v1/messages", relay.messages),
     path("v1/messages/count_tokens", relay.count_tokens),
     path("v1/models", relay.list_models),
+    path("v1/models/<path:model_id>", relay.retrieve_model),   # ids have a slash: openai/gpt-4o-mini
     path("v1/key", relay.key_info),
     path("v1/generation", relay.generation),
     path("healthz", relay.healthz),

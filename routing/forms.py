@@ -6,7 +6,10 @@ from routing import selectors
 from routing.models import Channel, Model
 
 KIND_LABELS = {"openai": _("OpenAI-compatible"), "anthropic": _("Anthropic Messages"), "gemini": _("Google Gemini")}
-MODALITIES = [("text", _("Text")), ("image", _("Image")), ("audio", _("Audio"))]
+MODALITIES = [("text", _("Text")), ("image", _("Image")), ("audio", _("Audio")), ("video", _("Video"))]
+# What a model produces: text (chat, messages) or embedding vectors (/v1/embeddings); the relay checks it.
+OUTPUT_MODALITIES = [("text", _("Text")), ("image", _("Image")), ("audio", _("Audio")),
+                     ("embeddings", _("Embeddings"))]
 
 
 class ListField(forms.CharField):
@@ -27,7 +30,7 @@ class CatalogModelForm(forms.ModelForm):
                         help_text=_("Provider-native names clients may send, comma-separated."))
     input_modalities = forms.MultipleChoiceField(label=_("Input"), choices=MODALITIES, required=False,
                                                  widget=forms.CheckboxSelectMultiple)
-    output_modalities = forms.MultipleChoiceField(label=_("Output"), choices=MODALITIES, required=False,
+    output_modalities = forms.MultipleChoiceField(label=_("Output"), choices=OUTPUT_MODALITIES, required=False,
                                                   widget=forms.CheckboxSelectMultiple)
 
     class Meta:

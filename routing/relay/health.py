@@ -8,7 +8,6 @@ so a breaker opened anywhere is honoured everywhere within about a second. Trans
 ChannelHealthEvent rows from a thread. A half-open breaker lets one trial through per process.
 """
 import asyncio
-import bisect
 import logging
 import time
 from contextvars import ContextVar
@@ -58,20 +57,27 @@ def allow(channel_id: int, model_id: int) -> bool:
     return True
 
 
-def report(channel_id: int, model_id: int, *, ok: bool, status: int | None, code: str | None,
-           error_class: str, latency_ms: int) -> None:
-    """One attempt's outcome. `ok` means the channel answered (a client error in the request still counts
-    as the channel working); failures are timeouts, connection errors, 429/5xx, invalid answers, and the
-    channel's own credential or balance errors (401/402/403)."""
-    now = time.time()
+def note_upstream_ms(latency_ms: int) -> None:
+    """Count time the current call waited on an upstream (the gateway-overhead metric)."""
     spent = _upstream_ms.get()
     if spent is None:
         _upstream_ms.set([latency_ms])
     else:
         spent.append(latency_ms)
+
+
+def report(channel_id: int, model_id: int, *, ok: bool, status: int | None, code: str | None,
+           error_class: str, latency_ms: int, track_time: bool = True) -> None:
+    """One attempt's outcome. `ok` means the channel answered (a client error in the request still counts
+    as the channel working); failures are timeouts, connection errors, 429/5xx, invalid answers, streams
+    that broke mid-way, and the channel's own credential or balance errors (401/402/403). `track_time`:
+    False when the call's upstream time was already noted (a stream, reported once it ended)."""
+    now = time.time()
+    if track_time:
+        note_upstream_ms(latency_ms)
     kind = br.failure_kind(ok, status, code, error_class)
     reason = "" if ok else br.describe(status, code, error_class)
-    bucket = 3 + bisect.bisect_left(br.LATENCY_BOUNDS_MS, latency_ms)
+    bucket, fine = br.latency_buckets(latency_ms)
     p = policy()
     # The channel's breaker takes its account's faults, the pair's the rest; successes go to both.
     for scope, applies in ((br.channel_scope(channel_id), kind in (None, br.FATAL, br.TRANSPORT)),
@@ -82,6 +88,7 @@ def report(channel_id: int, model_id: int, *, ok: bool, status: int | None, code
         counters[0 if ok else 1] += 1
         counters[2] += latency_ms
         counters[bucket] += 1
+        counters[fine] += 1
         if not applies:
             continue
         breaker = _breakers.get(scope)

@@ -68,7 +68,8 @@ def sdk_of(meta) -> str:
 class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
-                 "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical")
+                 "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical",
+                 "stream_outcome")
 
     def __init__(self, request, fmt: str = "openai"):
         self.request = request
@@ -77,6 +78,7 @@ class RelayCall:
         self.rate_headers: dict = {}
         self.produced = 0          # completion tokens streamed so far (for a stream the client aborts)
         self.canonical: dict | None = None
+        self.stream_outcome: tuple | None = None   # an open stream's attempt, reported to health at its end
         self.hex_id = os.urandom(12).hex()
         self.request_id = "req_" + self.hex_id
         self.started = time.perf_counter()
@@ -127,11 +129,12 @@ class RelayCall:
         self.payload = payload
         return payload
 
-    async def plan(self, request: dict) -> router.Plan:
-        """Resolve model / route / fallback list into ordered candidates (raises the 4xx of the table)."""
+    async def plan(self, request: dict, output: str = "text") -> router.Plan:
+        """Resolve model / route / fallback list into ordered candidates (raises the 4xx of the table).
+        `output`: "text" for chat and messages, "embeddings" for /v1/embeddings."""
         self.canonical = request
         self.snap = await snapshot.current()
-        self.route_plan = router.plan(self.snap, self.ctx, request, len(self.request.body))
+        self.route_plan = router.plan(self.snap, self.ctx, request, len(self.request.body), output)
         self.model = (self.route_plan.models or [self.route_plan.downgrade])[0]
         return self.route_plan
 
@@ -145,6 +148,7 @@ class RelayCall:
         try:
             hold, used = await limits.reserve(worst, minimum, checks, self.request_id)
         except limits.LimitExceeded as exc:
+            self.rate_headers = quota.rate_headers(checks, exc.counts)  # a 429 or 402 shows them too
             raise quota.refusal(exc, minimum) from None
         self.reservation = limits.Reservation(checks, hold, estimate, self.request_id)
         self.rate_headers = quota.rate_headers(checks, used)
@@ -208,8 +212,10 @@ class RelayCall:
                 try:
                     resp = await session().post(req.url, data=req.body, headers=req.headers)
                     if resp.status < 400:
-                        if stream:
-                            outcome_of(True, resp.status)
+                        if stream:  # its outcome counts once it ended: one that breaks mid-way failed
+                            latency = int((time.perf_counter() - sent) * 1000)
+                            health.note_upstream_ms(latency)
+                            self.stream_outcome = (channel.id, model.id, resp.status, latency)
                             return resp, None
                         body = await resp.read()
                         try:
@@ -259,6 +265,16 @@ class RelayCall:
             raise errors.upstream_unavailable(self.attempts[0])
         raise errors.no_available_channel(models[0].public_id, plan.skipped + self.attempts)
 
+    def stream_ended(self, ok: bool, error_class: str = "") -> None:
+        """Report an open stream's attempt to channel health, once: broken mid-way (the upstream dropped the
+        connection or sent an error) is a failure; finished, or left by the client, a success."""
+        outcome, self.stream_outcome = self.stream_outcome, None
+        if outcome is None:
+            return
+        channel_id, model_id, status, latency = outcome
+        health.report(channel_id, model_id, ok=ok, status=status if ok else None, code=None,
+                      error_class=error_class, latency_ms=latency, track_time=False)
+
     def skip(self, model, channel, reason: str) -> None:
         self.attempts.append(f"{model.public_id} via {channel_label(channel, self.ctx.team_id)}: {reason}")
 
@@ -280,7 +296,8 @@ class RelayCall:
         skipped = plan.skipped + self.attempts
         if skipped:
             parts.append("skipped=" + " | ".join(skipped))
-        return "; ".join(parts).encode("ascii", "replace").decode()[:2000]
+        # Header values are ASCII: arrows in skip reasons become "->", anything else left becomes "?".
+        return "; ".join(parts).replace("\u2192", "->").encode("ascii", "replace").decode()[:2000]
 
     def _client_error_from_upstream(self, adapter, status: int, body: bytes) -> errors.RelayError:
         """An error in the client's own request (every channel would repeat it): pass it on, redacted."""

@@ -30,6 +30,11 @@ def _budget(scope_key: str, label: str, limit: int, period: str, worst: int, now
         reset=f"it resets at {end:%Y-%m-%d %H:%M} UTC" if end else "it does not reset; raise the limit")
 
 
+def route_names(name: str) -> list[str]:
+    """The values a route's usage records carry ("auto → route:" was written before headers were ASCII)."""
+    return [f"route:{name}", f"auto -> route:{name}", f"auto \u2192 route:{name}"]
+
+
 def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     """Returns (checks, worst-case cost, minimum cost, estimated tokens)."""
     ctx, snap = call.ctx, call.snap
@@ -68,7 +73,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     if rule is not None and rule.budget_limit is not None:
         checks.append(_budget(f"route:{ctx.team_id}:{rule.name}", f"route '{rule.name}'", rule.budget_limit,
                               rule.budget_period, worst, now, team_id=ctx.team_id, field="route__in",
-                              ident=[f"route:{rule.name}", f"auto → route:{rule.name}"]))
+                              ident=route_names(rule.name)))
     if policy.monthly_cap is not None:
         checks.append(_budget(f"team:{ctx.team_id}", "team", policy.monthly_cap, "month", worst, now,
                               team_id=ctx.team_id, field=None, ident=None))

@@ -21,7 +21,7 @@ ROUTE_PREFIX = "route:"
 
 @dataclass
 class Plan:
-    route: str | None                     # "route:tools", "auto → route:vision", "models[]", or None
+    route: str | None                     # "route:tools", "auto -> route:vision", "models[]", or None
     models: list[ModelEntry]
     downgrade: ModelEntry | None = None
     skipped: list[str] = field(default_factory=list)
@@ -31,8 +31,8 @@ class Plan:
 class Features:
     """Request features, computed only when a candidate's capabilities make them matter."""
 
-    def __init__(self, request: dict, body_size: int):
-        self.request, self.body_size = request, body_size
+    def __init__(self, request: dict, body_size: int, output: str = "text"):
+        self.request, self.body_size, self.output = request, body_size, output
         self._prompt: int | None = None
 
     def needed_context(self) -> int:
@@ -49,6 +49,8 @@ class Features:
 
     def why_not(self, model: ModelEntry) -> str | None:
         request = self.request
+        if self.output not in model.output_modalities:  # chat on an embedding model, embeddings on a chat one
+            return f"no {self.output} output"
         if request.get("tools") and not model.supports_tools:
             return "no tool calling"
         if not model.supports_vision and tokens.has_images(request):
@@ -73,9 +75,10 @@ def auto_route(request: dict, features: Features) -> str:
     return "default"
 
 
-def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int) -> Plan:
+def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output: str = "text") -> Plan:
+    """`output`: what the call must produce, "text" (chat, messages) or "embeddings"."""
     spec = request.get("model")
-    features = Features(request, body_size)
+    features = Features(request, body_size, output)
     forbidden: frozenset[str] = frozenset()
     downgrade = rule = None
     if isinstance(spec, str) and (spec.startswith(ROUTE_PREFIX) or spec == AUTO):
@@ -84,8 +87,8 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int) -> Plan
         if rule is None and spec == AUTO:
             rule = snap.rule(ctx.team_id, ctx.group_id, "default")
         if rule is None:
-            raise errors.route_not_found(spec if spec != AUTO else f"auto → route:{name}")
-        route = f"route:{rule.name}" if spec != AUTO else f"auto → route:{rule.name}"
+            raise errors.route_not_found(spec if spec != AUTO else f"auto -> route:{name}")
+        route = f"route:{rule.name}" if spec != AUTO else f"auto -> route:{rule.name}"
         names, forbidden, downgrade = list(rule.models), rule.forbidden, rule.downgrade
     elif isinstance(request.get("models"), list) and request["models"]:
         route, names = "models[]", list(dict.fromkeys(([spec] if spec else []) + request["models"]))

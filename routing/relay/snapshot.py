@@ -36,6 +36,7 @@ class ModelEntry:
     created: int
     price: PriceEntry | None
     input_modalities: tuple[str, ...] = ("text",)
+    output_modalities: tuple[str, ...] = ("text",)   # ("embeddings",) for an embedding model
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,8 @@ def _load(version: bytes | None) -> Snapshot:
     for m in Model.objects.filter(enabled=True).order_by("public_id"):
         entry = ModelEntry(m.id, m.public_id, m.upstream_name, m.provider, m.context_length, m.supports_tools,
                            m.supports_vision, m.supports_json_schema, int(m.created_at.timestamp()),
-                           prices.get(m.id), tuple(m.input_modalities or ("text",)))
+                           prices.get(m.id), tuple(m.input_modalities or ("text",)),
+                           tuple(m.output_modalities or ("text",)))
         snap.catalog.append(entry)
         for alias in m.aliases:
             snap.models.setdefault(alias, entry)

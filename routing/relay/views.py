@@ -228,11 +228,13 @@ async def _guarded(call: RelayCall, resp: aiohttp.ClientResponse, renderer, even
         async for chunk in events:
             yield chunk
     except STREAM_FAILURES as exc:
+        call.stream_ended(False, "stream_broken")
         yield b"".join(renderer.error(_broken(call, exc), call.request_id))
     except (asyncio.CancelledError, GeneratorExit):  # the client went away (cancel or aclose)
         call.client_closed()
         raise
     finally:
+        call.stream_ended(True)   # no-op when it broke
         await events.aclose()
         resp.release()
         call.record()
@@ -249,7 +251,7 @@ async def embeddings(request):
         payload = call.read_json()
         if payload.get("input") is None:
             raise errors.missing_field("input")
-        await call.plan({"model": payload.get("model"), "messages": []})
+        await call.plan({"model": payload.get("model"), "messages": []}, output="embeddings")
         await call.reserve_quota({"messages": [{"role": "user", "content": str(payload["input"])}],
                                   "max_tokens": 1})
         _, body = await call.open_upstream(payload, stream=False, embeddings=True)
@@ -285,45 +287,68 @@ def _amount(micro: int | None):
     return None if micro is None else float(Decimal(micro) / MICRO)
 
 
-def _key_report(ctx) -> dict:
+def _spent(records, period: str, now: dt.datetime) -> int:
+    start = limits.period_start(period, now)
+    if start is not None:
+        records = records.filter(created_at__gte=start)
+    return records.aggregate(s=Sum("cost"))["s"] or 0
+
+
+def _key_report(ctx, monthly_cap: int | None) -> dict:
+    """The key's spend and its effective limits: of the key's, its group's and the team's budgets the one
+    with the least left (`limit_source` names it), and the tightest request rate."""
     from billing.models import UsageRecord
 
     now = dt.datetime.now(dt.UTC)
-    budget, period, rpm, _, _ = ctx.key_limits
     records = UsageRecord.objects.filter(api_key_id=ctx.key_id)
     sums = records.aggregate(
         usage=Sum("cost"),
         daily=Sum("cost", filter=Q(created_at__gte=limits.period_start("day", now))),
         weekly=Sum("cost", filter=Q(created_at__gte=limits.period_start("week", now))),
         monthly=Sum("cost", filter=Q(created_at__gte=limits.period_start("month", now))))
-    start = limits.period_start(period, now)
-    in_period = (sums["usage"] if start is None else records.filter(created_at__gte=start).aggregate(
-        s=Sum("cost"))["s"]) or 0
-    end = limits.period_end(period, now)
+    budgets = []   # (source, limit, period, spent in the period)
+    for source, (budget, period, *_), scoped in (
+            ("key", ctx.key_limits, records),
+            ("key group", ctx.group_limits, UsageRecord.objects.filter(api_key__group_id=ctx.group_id))):
+        if budget is not None:
+            budgets.append((source, budget, period, _spent(scoped, period, now)))
+    if monthly_cap is not None:
+        budgets.append(("team", monthly_cap, "month",
+                        _spent(UsageRecord.objects.filter(team_id=ctx.team_id), "month", now)))
+    report = []
+    for source, budget, period, spent in budgets:
+        end = limits.period_end(period, now)
+        report.append({"source": source, "limit": _amount(budget), "limit_remaining": _amount(max(budget - spent, 0)),
+                       "limit_reset": period if end else None, "limit_reset_at": end.isoformat() if end else None})
+    tightest = min(zip(budgets, report), key=lambda pair: pair[0][1] - pair[0][3], default=(None, {}))[1]
+    rates = [(rpm, source) for source, (_, _, rpm, _, _) in (("key", ctx.key_limits), ("key group", ctx.group_limits))
+             if rpm]
+    rpm, rpm_source = min(rates) if rates else (None, None)
     return {"data": {
-        "label": f"{ctx.name} ({ctx.mask})", "limit": _amount(budget),
-        "limit_remaining": _amount(None if budget is None else max(budget - in_period, 0)),
-        "limit_reset": None if budget is None or end is None else period,
-        "limit_reset_at": end.isoformat() if budget is not None and end else None,
+        "label": f"{ctx.name} ({ctx.mask})", "limit": tightest.get("limit"),
+        "limit_remaining": tightest.get("limit_remaining"), "limit_reset": tightest.get("limit_reset"),
+        "limit_reset_at": tightest.get("limit_reset_at"), "limit_source": tightest.get("source"),
+        "limits": report,
         "usage": _amount(sums["usage"] or 0), "usage_daily": _amount(sums["daily"] or 0),
         "usage_weekly": _amount(sums["weekly"] or 0), "usage_monthly": _amount(sums["monthly"] or 0),
-        "rate_limit": {"requests": rpm, "interval": "1m"} if rpm else None,
+        "rate_limit": {"requests": rpm, "interval": "1m"} if rpm else None, "rate_limit_source": rpm_source,
         "expires_at": dt.datetime.fromtimestamp(ctx.expires_at, dt.UTC).isoformat() if ctx.expires_at else None,
         "currency": settings.TOLLGATE_CURRENCY,
     }}
 
 
 def key_get(view):
-    """A GET endpoint that needs only the caller's key: `view(call, ctx)` runs after method and key checks."""
+    """A GET endpoint that needs only the caller's key: `view(call, ctx, **url_kwargs)` runs after method and
+    key checks."""
 
     @wraps(view)
-    async def wrapper(request):
+    async def wrapper(request, **kwargs):
         call = RelayCall(request)
         if request.method != "GET":
             return method_not_allowed(request, "GET", call.request_id)
         try:
             ctx = await call.authenticate()
-            return await view(call, ctx)
+            return await view(call, ctx, **kwargs)
         except errors.RelayError as err:
             return errors.openai_response(err, call.request_id)
 
@@ -333,7 +358,17 @@ def key_get(view):
 @key_get
 async def key_info(call, ctx):
     """GET /v1/key (OpenRouter-style): the calling key's limits and spend."""
-    return json_response(await db_call(_key_report)(ctx), request_id=call.request_id)
+    snap = await snapshot.current()
+    return json_response(await db_call(_key_report)(ctx, snap.policy(ctx.team_id).monthly_cap),
+                         request_id=call.request_id)
+
+
+def _finish_reason(record) -> str:
+    """What ended the generation, from what the record holds: "error" (the call failed), "cancelled" (the
+    client went away mid-stream), else "stop"."""
+    if record.status_code == 499:
+        return "cancelled"
+    return "error" if record.status_code >= 400 else "stop"
 
 
 def _generation(team_id: int, ident: str) -> dict | None:
@@ -351,7 +386,7 @@ def _generation(team_id: int, ident: str) -> dict | None:
         "tokens_cached": record.cached_tokens, "total_cost": _amount(record.cost),
         "total_cost_micro": record.cost, "streamed": record.stream, "cancelled": status == 499,
         "latency": record.ttfb_ms, "generation_time": record.latency_ms,
-        "finish_reason": "error" if status >= 400 and status != 499 else None,
+        "finish_reason": _finish_reason(record),
         "status": status, "created_at": record.created_at.isoformat(),
     }}
 
@@ -370,13 +405,28 @@ async def generation(call, ctx):
     return json_response(data, request_id=call.request_id)
 
 
+def _model_object(m) -> dict:
+    return {"id": m.public_id, "object": "model", "created": m.created, "owned_by": m.provider}
+
+
 @key_get
 async def list_models(call, ctx):
     snap = await snapshot.current()
     allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models, key_models=ctx.key_models)
-    data = [{"id": m.public_id, "object": "model", "created": m.created, "owned_by": m.provider}
-            for m in snap.catalog if allowed is None or m.public_id in allowed]
+    data = [_model_object(m) for m in snap.catalog if allowed is None or m.public_id in allowed]
     return json_response({"object": "list", "data": data}, request_id=call.request_id)
+
+
+@key_get
+async def retrieve_model(call, ctx, model_id: str):
+    """GET /v1/models/{id} (the OpenAI SDK's models.retrieve): a model this key may use, by id or alias;
+    404 model_not_found for any other, so a key learns nothing of models it may not use."""
+    snap = await snapshot.current()
+    model = snap.resolve(model_id)
+    allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models, key_models=ctx.key_models)
+    if model is None or (allowed is not None and model.public_id not in allowed):
+        raise errors.model_not_found(redact(model_id))
+    return json_response(_model_object(model), request_id=call.request_id)
 
 
 @csrf_exempt
