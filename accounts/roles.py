@@ -21,19 +21,21 @@ TICKETS_WRITE = "tickets.write"
 TICKETS_BILLING = "tickets.billing"  # open and follow billing tickets (and one's own), without the rest
 BILLING_READ = "billing.read"
 BILLING_REDEEM = "billing.redeem"
+BILLING_MANAGE = "billing.manage"  # the team's billing policy: monthly cap, alert thresholds and recipients
 MEMBERS_MANAGE = "members.manage"
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     OWNER: frozenset({KEYS_READ, KEYS_MANAGE, KEYS_OWN, ROUTES_MANAGE, CHANNELS_MANAGE, LOGS_READ, USAGE_OWN,
-                      TICKETS_WRITE, BILLING_READ, BILLING_REDEEM, MEMBERS_MANAGE}),
+                      TICKETS_WRITE, BILLING_READ, BILLING_REDEEM, BILLING_MANAGE, MEMBERS_MANAGE}),
     ADMIN: frozenset({KEYS_READ, KEYS_MANAGE, KEYS_OWN, ROUTES_MANAGE, CHANNELS_MANAGE, LOGS_READ, USAGE_OWN,
                       TICKETS_WRITE}),
-    BILLING: frozenset({KEYS_READ, USAGE_OWN, BILLING_READ, BILLING_REDEEM, TICKETS_BILLING}),
+    BILLING: frozenset({KEYS_READ, USAGE_OWN, BILLING_READ, BILLING_REDEEM, BILLING_MANAGE,
+                       TICKETS_BILLING}),
     MEMBER: frozenset({KEYS_OWN, USAGE_OWN, TICKETS_WRITE}),
     # Platform staff, when looking at a team: operators may do everything, support may read logs and
     # write tickets (secrets are redacted everywhere they look).
     OPERATOR: frozenset({KEYS_READ, KEYS_MANAGE, KEYS_OWN, ROUTES_MANAGE, CHANNELS_MANAGE, LOGS_READ, USAGE_OWN,
-                         TICKETS_WRITE, BILLING_READ, BILLING_REDEEM, MEMBERS_MANAGE}),
+                         TICKETS_WRITE, BILLING_READ, BILLING_REDEEM, BILLING_MANAGE, MEMBERS_MANAGE}),
     SUPPORT: frozenset({KEYS_READ, LOGS_READ, USAGE_OWN, TICKETS_WRITE}),
 }
 

@@ -35,6 +35,7 @@ TEAM_NAV = [
     (gettext_lazy("Key groups"), "console-key-groups"),
     (gettext_lazy("Request logs"), "console-logs"),
     (gettext_lazy("Billing"), "console-billing"),
+    (gettext_lazy("Spend report"), "console-spend"),
     (gettext_lazy("Models & prices"), "console-prices"),
     (gettext_lazy("Status"), "console-status"),
     (gettext_lazy("Support tickets"), "console-tickets"),

@@ -4,8 +4,11 @@ TeamAPIViews), and the operator's credit tools (platform staff with platform.man
 One APIView per operation, nested Input/Output serializers, one service or selector call per method. Amounts
 are integer micro-units (10⁻⁶ of the deployment currency) everywhere, as in the ledger.
 """
+import datetime as dt
+
 from django.conf import settings
 from django.http import Http404
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
@@ -17,6 +20,8 @@ from accounts.edge import TeamAPIView
 from accounts.models import Team
 from accounts.selectors import require_platform
 from billing import selectors, services
+from billing.emails import default_alert_recipients
+from billing.forms import SpendReportForm
 from billing.models import BudgetAlert, CreditBundle, LedgerEntry
 from support.api import errors
 
@@ -136,6 +141,118 @@ class AlertListApi(TeamAPIView):
     @extend_schema(tags=["billing"], responses={200: OutputSerializer(many=True), **errors(401, 403, 404)})
     def get(self, request, team):
         return Response(self.OutputSerializer(services.active_alerts(team=self.access.team), many=True).data)
+
+
+class SpendMetricsOutput(serializers.Serializer):
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="Requests answered with a status of 400 or more")
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost = serializers.IntegerField(help_text="Micro-units")
+
+
+class SpendRowOutput(SpendMetricsOutput):
+    key_id = serializers.IntegerField(allow_null=True, help_text="group_by=key (null: a deleted key)")
+    key_name = serializers.CharField(allow_null=True, help_text="group_by=key")
+    key_mask = serializers.CharField(allow_null=True, help_text="group_by=key")
+    model = serializers.CharField(allow_null=True, help_text="group_by=model: served, else requested")
+    day = serializers.DateField(allow_null=True, help_text="group_by=day (UTC)")
+
+
+def _with_range(fields: dict, make) -> dict:
+    """Add the `from` and `to` fields ("from" is a Python keyword: it cannot be a class attribute)."""
+    fields["from"], fields["to"] = make("from"), make("to")
+    return fields
+
+
+class SpendApi(TeamAPIView):
+    """The team's usage cost between two UTC days (both included; default: the last 30 days) grouped by key,
+    model or day, with totals: the console's spend report. Costs in micro-units."""
+
+    permissions_by_method = {"GET": (roles.BILLING_READ, roles.LOGS_READ)}
+
+    class FilterSerializer(serializers.Serializer):
+        group_by = serializers.ChoiceField(choices=selectors.SPEND_GROUPS, required=False, default="key")
+
+        def get_fields(self):
+            helps = {"from": "First day, YYYY-MM-DD (UTC); default: 29 days before `to`",
+                     "to": "Last day, YYYY-MM-DD (UTC), included; default: today"}
+            return _with_range(super().get_fields(), lambda name: serializers.DateField(
+                required=False, input_formats=["%Y-%m-%d"], help_text=helps[name]))
+
+        def validate(self, data):
+            until = data.get("to") or timezone.now().date()
+            since = data.get("from") or until - dt.timedelta(days=SpendReportForm.DEFAULT_DAYS - 1)
+            if since > until:
+                raise serializers.ValidationError({"from": "must not be after `to`"})
+            if (until - since).days + 1 > SpendReportForm.MAX_DAYS:
+                raise serializers.ValidationError({"from": f"a range is at most {SpendReportForm.MAX_DAYS} days"})
+            return {**data, "from": since, "to": until}
+
+    class OutputSerializer(serializers.Serializer):
+        group_by = serializers.CharField(help_text="key, model or day")
+        currency = serializers.CharField()
+        rows = SpendRowOutput(many=True, help_text="Highest cost first (by day: every day of the range, in order)")
+        totals = SpendMetricsOutput(help_text="The whole range: the rows add up to it")
+
+        def get_fields(self):
+            return _with_range(super().get_fields(), lambda name: serializers.DateField())
+
+    @extend_schema(tags=["billing"], parameters=[FilterSerializer],
+                   responses={200: OutputSerializer, **errors(400, 401, 403, 404)})
+    def get(self, request, team):
+        query = self.FilterSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        d = query.validated_data
+        since = dt.datetime.combine(d["from"], dt.time.min, tzinfo=dt.UTC)
+        until = dt.datetime.combine(d["to"] + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+        report = selectors.spend_report(team=self.access.team, since=since, until=until, group_by=d["group_by"])
+        return Response(self.OutputSerializer({
+            "from": d["from"], "to": d["to"], "group_by": report.group_by, "currency": settings.TOLLGATE_CURRENCY,
+            "rows": report.rows, "totals": report.totals}).data)
+
+
+class PolicyApi(TeamAPIView):
+    """The team's billing policy: monthly cap (micro-units, null: none), the percentages at which budgets
+    alert, and who is mailed (empty: the team's owners and admins). A PUT sets all three and reaches
+    running gateways within a second; the price multiplier is the operator's and is not set here."""
+
+    permissions_by_method = {"GET": roles.BILLING_READ, "PUT": roles.BILLING_MANAGE}
+
+    class InputSerializer(serializers.Serializer):
+        monthly_cap = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT, allow_null=True,
+                                               help_text="Micro-units per calendar month (UTC); null: no cap")
+        alert_thresholds = serializers.ListField(
+            child=serializers.IntegerField(min_value=1, max_value=100), max_length=10,
+            help_text="Whole percentages, e.g. [80, 100]; [] for no alerts")
+        alert_recipients = serializers.ListField(child=serializers.EmailField(), max_length=20,
+                                                 help_text="Email addresses; [] for the default recipients")
+
+    class OutputSerializer(InputSerializer):
+        default_recipients = serializers.ListField(child=serializers.EmailField(),
+                                                   help_text="Who is mailed while alert_recipients is empty")
+        updated_at = serializers.DateTimeField(allow_null=True, help_text="null: never set (the defaults)")
+
+    def _output(self, policy):
+        return self.OutputSerializer({
+            "monthly_cap": policy.monthly_cap, "alert_thresholds": policy.alert_thresholds,
+            "alert_recipients": policy.alert_recipients, "updated_at": policy.updated_at,
+            "default_recipients": default_alert_recipients(team_id=self.access.team.pk)}).data
+
+    @extend_schema(tags=["billing"], responses={200: OutputSerializer, **errors(401, 403, 404)})
+    def get(self, request, team):
+        return Response(self._output(selectors.billing_policy(team=self.access.team)))
+
+    @extend_schema(tags=["billing"], request=InputSerializer,
+                   responses={200: OutputSerializer, **errors(400, 401, 403, 404)})
+    def put(self, request, team):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            policy = services.billing_policy_set(team=self.access.team, **data.validated_data)
+        except ValueError as exc:
+            raise Refused(str(exc), "invalid_value") from None
+        return Response(self._output(policy))
 
 
 # --- operator (platform.manage) -----------------------------------------------------------------------------

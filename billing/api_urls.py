@@ -11,6 +11,8 @@ urlpatterns = [
     path(T + "ledger/", api.LedgerListApi.as_view(), name="api-billing-ledger"),
     path(T + "alerts/", api.AlertListApi.as_view(), name="api-billing-alerts"),
     path(T + "redeem/", api.RedeemApi.as_view(), name="api-billing-redeem"),
+    path(T + "spend/", api.SpendApi.as_view(), name="api-billing-spend"),
+    path(T + "policy/", api.PolicyApi.as_view(), name="api-billing-policy"),
     path(O + "redemption-batches/", api.RedemptionBatchApi.as_view(), name="api-operator-redemption-batches"),
     path(O + "redemption-batches/<slug:batch>/void/", api.RedemptionBatchVoidApi.as_view(),
          name="api-operator-redemption-batch-void"),

@@ -1,4 +1,5 @@
-"""Mail from billing, through Django's mail backend: budget alerts to a team's owners and admins."""
+"""Mail from billing, through Django's mail backend: budget alerts to the team's alert recipients (its
+billing policy's list, else its owners and admins)."""
 import logging
 
 from django.conf import settings
@@ -7,19 +8,24 @@ from django.template.loader import render_to_string
 
 from accounts import roles
 from accounts.models import Membership, Team
-from billing.money import format_money
+from billing.models import TeamBillingPolicy
+from billing.money import money_display as _money
 
 log = logging.getLogger(__name__)
 
+DEFAULT_RECIPIENT_ROLES = (roles.OWNER, roles.ADMIN)
 
-def _money(micro: int) -> str:
-    return format_money(micro, settings.TOLLGATE_CURRENCY)
+
+def default_alert_recipients(*, team_id: int) -> list[str]:
+    """Who is mailed when the team's policy names nobody: its active owners and admins with an address."""
+    return sorted(set(Membership.objects.filter(team_id=team_id, role__in=DEFAULT_RECIPIENT_ROLES,
+                                                user__is_active=True)
+                      .exclude(user__email="").values_list("user__email", flat=True)))
 
 
 def alert_recipients(*, team_id: int) -> list[str]:
-    return sorted(set(Membership.objects.filter(team_id=team_id, role__in=[roles.OWNER, roles.ADMIN],
-                                                user__is_active=True)
-                      .exclude(user__email="").values_list("user__email", flat=True)))
+    chosen = TeamBillingPolicy.objects.filter(team_id=team_id).values_list("alert_recipients", flat=True).first()
+    return sorted(set(chosen)) if chosen else default_alert_recipients(team_id=team_id)
 
 
 def budget_alerts_send(*, team_id: int, alerts) -> int:

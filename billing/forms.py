@@ -1,33 +1,76 @@
 import datetime
+import re
 import uuid
-from decimal import Decimal
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from billing.money import MICRO
+from billing.money import MICRO, MoneyParseError, money_plain, parse_money
 
 MAX_RANGE = datetime.timedelta(days=31)
 PERIODS = {"1h": datetime.timedelta(hours=1), "24h": datetime.timedelta(days=1), "7d": datetime.timedelta(days=7),
            "30d": datetime.timedelta(days=30)}
+MAX_AMOUNT = 10**15   # micro-units: a billion units of currency; anything larger is a typo
 
 
-class MoneyField(forms.DecimalField):
-    """An amount typed in the deployment's currency (e.g. 12.50), cleaned to integer micro-units."""
+class MoneyField(forms.CharField):
+    """An amount typed as a plain decimal in the deployment's currency (12.50), cleaned to integer
+    micro-units — the one money input of the project (billing.money.parse_money underneath).
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("decimal_places", 6)
-        kwargs.setdefault("max_digits", 18)
+    Refused with a clear message: exponents (1e3), NaN/Infinity, thousands separators, more decimals than
+    micro-units (6), a sign unless `signed`, zero unless `allow_zero`, more than `max_amount` micro-units
+    either way. Empty is None when not required. An int initial value is shown as a plain decimal."""
+
+    default_error_messages = {
+        "invalid": _("Enter a plain amount such as 12.50: digits and a decimal point only (no exponent, "
+                     "no thousands separators)."),
+        "precision": _("Use at most 6 decimals: the smallest amount is 0.000001."),
+        "negative": _("The amount cannot be negative."),
+        "zero": _("The amount cannot be zero."),
+        "too_large": _("The amount is too large."),
+    }
+
+    def __init__(self, *, signed: bool = False, allow_zero: bool = True, max_amount: int = MAX_AMOUNT,
+                 min_value=None, **kwargs):
+        if min_value is not None and min_value >= 0:  # the DecimalField-style spelling of "not negative"
+            signed = False
+        self.signed, self.allow_zero, self.max_amount = signed, allow_zero, max_amount
+        kwargs.setdefault("max_length", 40)
+        kwargs.setdefault("widget", forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}))
         super().__init__(**kwargs)
 
     def prepare_value(self, value):
-        return Decimal(value) / MICRO if isinstance(value, int) else value
+        return money_plain(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
-    def clean(self, value):
-        amount = super().clean(value)
-        return None if amount is None else int(amount * MICRO)
+    def to_python(self, value):
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        if len(text) > 40:
+            raise ValidationError(self.error_messages["too_large"], code="too_large")
+        try:
+            micro = parse_money(text)
+        except MoneyParseError as error:
+            code = "precision" if error.reason == "precision" else "invalid"
+            raise ValidationError(self.error_messages[code], code=code) from None
+        if text.lstrip().startswith("-") and not self.signed:  # "-0" too
+            raise ValidationError(self.error_messages["negative"], code="negative")
+        if micro == 0 and not self.allow_zero:
+            raise ValidationError(self.error_messages["zero"], code="zero")
+        if abs(micro) > self.max_amount:
+            raise ValidationError(self.error_messages["too_large"], code="too_large")
+        return micro
+
+    def validate(self, value):
+        if value is None and self.required:
+            raise ValidationError(self.error_messages["required"], code="required")
+
+    def run_validators(self, value):  # CharField's length validators do not apply to an int
+        return
 
 
 def _datetime_input():
@@ -95,7 +138,8 @@ class BalanceChangeForm(forms.Form):
     CREDIT, ADJUSTMENT = "credit", "adjustment"
     kind = forms.ChoiceField(label=_("Kind"), choices=[
         (CREDIT, _("Credit (top-up)")), (ADJUSTMENT, _("Adjustment (either sign)"))])
-    amount = MoneyField(label=_("Amount"), help_text=_("In the deployment's currency, e.g. 25 or -3.50."))
+    amount = MoneyField(label=_("Amount"), signed=True,
+                        help_text=_("In the deployment's currency, e.g. 25 or -3.50."))
     reason = forms.CharField(label=_("Reason"), max_length=500, widget=forms.Textarea(attrs={"rows": 2}),
                              help_text=_("Required: it is the audit trail of this entry."))
     # Made when the form is shown: submitting the same form twice posts one entry.
@@ -115,3 +159,96 @@ class BalanceChangeForm(forms.Form):
         if not (data.get("reason") or "").strip():
             self.add_error("reason", _("Give a reason."))
         return data
+
+
+# --- team billing: redeem a code, spend report, billing policy ----------------------------------------------
+
+class RedeemForm(forms.Form):
+    code = forms.CharField(label=_("Redemption code"), max_length=60, widget=forms.TextInput(attrs={
+        "placeholder": "TG-XXXX-XXXX-XXXX-XXXX", "autocomplete": "off", "spellcheck": "false"}),
+        help_text=_("Case, spaces and dashes do not matter."))
+
+
+class SpendReportForm(forms.Form):
+    """?from=YYYY-MM-DD&to=YYYY-MM-DD&group_by=key|model|day: whole UTC days, both ends included; by default
+    the last 30 days up to today."""
+
+    DEFAULT_DAYS, MAX_DAYS = 30, 366
+    GROUPS = [("key", _("By key")), ("model", _("By model")), ("day", _("By day"))]
+    group_by = forms.ChoiceField(label=_("Group by"), choices=GROUPS, required=False)
+
+    def __init__(self, data, **kwargs):
+        super().__init__(data, **kwargs)
+        # "from" is a Python keyword: the fields are named in the dict instead of as class attributes.
+        date = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+        self.fields = {
+            "from": forms.DateField(label=_("From (UTC)"), required=False, widget=date, input_formats=["%Y-%m-%d"]),
+            "to": forms.DateField(label=_("To (UTC)"), required=False, widget=date, input_formats=["%Y-%m-%d"]),
+            **self.fields}
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        today = timezone.now().date()
+        until = data.get("to") or today
+        since = data.get("from") or until - datetime.timedelta(days=self.DEFAULT_DAYS - 1)
+        if since > until:
+            raise ValidationError(_("“From” must not be after “To”."))
+        if (until - since).days + 1 > self.MAX_DAYS:
+            raise ValidationError(_("Choose a range of at most %(days)d days.") % {"days": self.MAX_DAYS})
+        data.update({"from": since, "to": until, "group_by": data.get("group_by") or "key"})
+        return data
+
+    def report_range(self) -> tuple[datetime.datetime, datetime.datetime]:
+        """[since, until) in UTC for billing.selectors.spend_report."""
+        since = datetime.datetime.combine(self.cleaned_data["from"], datetime.time.min, tzinfo=datetime.UTC)
+        until = datetime.datetime.combine(self.cleaned_data["to"] + datetime.timedelta(days=1), datetime.time.min,
+                                          tzinfo=datetime.UTC)
+        return since, until
+
+
+MAX_THRESHOLDS, MAX_RECIPIENTS = 10, 20
+
+
+def _items(text: str) -> list[str]:
+    return [item for item in re.split(r"[\s,;]+", text or "") if item]
+
+
+class BillingPolicyForm(forms.Form):
+    monthly_cap = MoneyField(
+        label=_("Monthly cap (%(currency)s)") % {"currency": settings.TOLLGATE_CURRENCY}, required=False,
+        allow_zero=False, widget=forms.TextInput(attrs={"inputmode": "decimal", "placeholder": _("no cap")}),
+        help_text=_("The most the whole team may spend in a calendar month (UTC), e.g. 500 or 99.50; "
+                    "requests past it are refused. Empty: no cap."))
+    alert_thresholds = forms.CharField(
+        label=_("Alert thresholds (%)"), required=False, max_length=200,
+        help_text=_("Percentages of each budget (key, key group, route, monthly cap, balance) at which an alert "
+                    "is mailed, e.g. 50, 80, 100. Empty: no alerts."))
+    alert_recipients = forms.CharField(
+        label=_("Alert recipients"), required=False, max_length=4000, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Email addresses, one per line or separated by commas. Empty: the team's owners and admins."))
+
+    def clean_alert_thresholds(self):
+        values = []
+        for item in _items(self.cleaned_data.get("alert_thresholds")):
+            if not item.isascii() or not item.isdigit() or not 1 <= int(item) <= 100:
+                raise ValidationError(_("“%(value)s” is not a whole percentage from 1 to 100.") % {"value": item})
+            values.append(int(item))
+        values = sorted(set(values))
+        if len(values) > MAX_THRESHOLDS:
+            raise ValidationError(_("At most %(n)d thresholds.") % {"n": MAX_THRESHOLDS})
+        return values
+
+    def clean_alert_recipients(self):
+        values = []
+        for item in _items(self.cleaned_data.get("alert_recipients")):
+            try:
+                validate_email(item)
+            except ValidationError:
+                raise ValidationError(_("“%(value)s” is not an email address.") % {"value": item}) from None
+            if item.lower() not in {v.lower() for v in values}:
+                values.append(item)
+        if len(values) > MAX_RECIPIENTS:
+            raise ValidationError(_("At most %(n)d recipients.") % {"n": MAX_RECIPIENTS})
+        return values

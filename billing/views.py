@@ -1,5 +1,5 @@
-"""Console pages about usage and money: the dashboard, request logs, billing; and the operator's catalog,
-prices, teams and credit."""
+"""Console pages about usage and money: the dashboard, request logs, billing (redeem a code, credit bundles,
+the spend report, the billing policy); and the operator's catalog, prices, teams and credit."""
 import csv
 import math
 from decimal import Decimal
@@ -17,9 +17,10 @@ from accounts.edge import team_view
 from accounts.models import Team
 from accounts.views import platform_view, render_operator, render_team
 from billing import selectors, services
-from billing.forms import BalanceChangeForm, LogFilterForm, PriceForm
+from billing.emails import default_alert_recipients
+from billing.forms import BalanceChangeForm, BillingPolicyForm, LogFilterForm, PriceForm, RedeemForm, SpendReportForm
 from billing.models import UsageRecord
-from billing.money import MICRO, format_money
+from billing.money import MICRO, money_display
 from billing.operator_forms import balance_confirmed
 from keys.selectors import api_keys
 from routing.forms import CatalogModelForm
@@ -79,8 +80,7 @@ def _requests_label(day) -> str:
         " · " + ngettext("%(n)d error", "%(n)d errors", day["errors"]) % {"n": day["errors"]} if day["errors"] else "")
 
 
-def _money(micro) -> str:
-    return format_money(int(micro), settings.TOLLGATE_CURRENCY)
+_money = money_display  # the one money format: the `money` template filter is the same function
 
 
 def _channel_label(record: UsageRecord, access) -> str:
@@ -107,10 +107,12 @@ class _Echo:
 
 
 def _csv_response(filename: str, header: list[str], rows) -> StreamingHttpResponse:
+    """A streamed CSV download. It starts with a UTF-8 byte order mark: without one, Excel reads the file
+    as the machine's legacy code page and names in Chinese (or any non-ASCII text) come out garbled."""
     writer = csv.writer(_Echo())
 
     def lines():
-        yield writer.writerow(header)
+        yield "\ufeff" + writer.writerow(header)
         for row in rows:
             yield writer.writerow([_csv_cell(v) for v in row])
 
@@ -160,15 +162,16 @@ def _log_filter(request, access) -> LogFilterForm:
 @team_view(get=(roles.LOGS_READ, roles.USAGE_OWN))
 def logs(request, access):
     form = _log_filter(request, access)
-    page = None
+    page = totals = None
     if form.is_valid():
         records = selectors.usage_search(team=access.team, owner=_own_only(access, request.user),
                                          **form.search_filters())
         page = _page(records, request.GET.get("page"))
         for record in page["rows"]:
             record.channel_label = _channel_label(record, access)
+        totals = selectors.usage_totals(records)
     return render_team(request, access, "console/logs.html", {
-        "form": form, "page": page, "own_only": _own_only(access, request.user) is not None},
+        "form": form, "page": page, "totals": totals, "own_only": _own_only(access, request.user) is not None},
                        status=200 if form.is_valid() else 400)
 
 
@@ -203,12 +206,34 @@ def log_detail(request, access, pk):
 
 # --- billing ------------------------------------------------------------------------------------------------
 
-@team_view(get=roles.BILLING_READ)
+@team_view(get=roles.BILLING_READ, post=roles.BILLING_REDEEM)
 def billing(request, access):
+    form = RedeemForm(request.POST or None) if access.can(roles.BILLING_REDEEM) else None
+    if request.method == "POST" and form.is_valid():
+        try:
+            entry = services.redemption_redeem(team=access.team, user=request.user, code=form.cleaned_data["code"])
+        except services.CreditError as error:
+            form.add_error("code", _redeem_refusal(error))
+        else:
+            messages.success(request, _("Code redeemed: %(amount)s added; the balance is now %(balance)s.") % {
+                "amount": _money(entry.amount), "balance": _money(entry.balance_after)})
+            return redirect("console-billing", team=access.team.slug)
     return render_team(request, access, "console/billing.html", {
-        "balance": selectors.team_balance(team=access.team),
+        "balance": selectors.team_balance(team=access.team), "redeem_form": form,
+        "bundles": services.credit_bundles_open(team=access.team),
+        "policy": selectors.billing_policy(team=access.team),
         "page": _page(selectors.ledger_entries(team=access.team), request.GET.get("page")),
-    })
+    }, status=400 if form is not None and form.errors else 200)
+
+
+def _redeem_refusal(error) -> str:
+    """A redemption refusal in the reader's language (the service's message is English, for the API)."""
+    return {
+        "code_unknown": _("This code does not exist; check it for typos."),
+        "code_used": _("This code has already been redeemed."),
+        "code_disabled": _("This code has been disabled."),
+        "code_expired": _("This code has expired."),
+    }.get(error.code, error.message)
 
 
 @team_view(get=roles.BILLING_READ)
@@ -220,6 +245,65 @@ def ledger_export(request, access):
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     return _csv_response(f"tollgate-{access.team.slug}-ledger-{stamp}.csv",
                          ["id", "time_utc", "kind", "amount", "balance_after", "reason", "by", "reference"], rows)
+
+
+# --- spend report ---------------------------------------------------------------------------------------------
+
+def _spend_form(request) -> SpendReportForm:
+    return SpendReportForm(request.GET)
+
+
+@team_view(get=(roles.BILLING_READ, roles.LOGS_READ))
+def spend_report(request, access):
+    form = _spend_form(request)
+    report = None
+    if form.is_valid():
+        since, until = form.report_range()
+        report = selectors.spend_report(team=access.team, since=since, until=until,
+                                        group_by=form.cleaned_data["group_by"])
+        top = max((row["cost"] for row in report.rows), default=0) or 1
+        for row in report.rows:
+            row["share"] = round(100 * row["cost"] / top)
+    return render_team(request, access, "console/usage_report.html", {"form": form, "report": report},
+                       status=200 if form.is_valid() else 400)
+
+
+SPEND_COLUMNS = {"key": ["key_id", "key_name", "key_mask"], "model": ["model"], "day": ["day"]}
+
+
+@team_view(get=(roles.BILLING_READ, roles.LOGS_READ))
+def spend_report_export(request, access):
+    form = _spend_form(request)
+    if not form.is_valid():
+        return redirect(f"{request.path.rsplit('spend.csv', 1)[0]}spend/?{request.GET.urlencode()}")
+    since, until = form.report_range()
+    group_by = form.cleaned_data["group_by"]
+    report = selectors.spend_report(team=access.team, since=since, until=until, group_by=group_by)
+    columns = SPEND_COLUMNS[group_by]
+    metrics = ["requests", "errors", "prompt_tokens", "completion_tokens"]
+    rows = [[row[c].isoformat() if c == "day" else row[c] for c in columns] + [row[m] for m in metrics]
+            + [_decimal(row["cost"])] for row in report.rows]
+    name = f"tollgate-{access.team.slug}-spend-by-{group_by}-{form.cleaned_data['from']}-{form.cleaned_data['to']}.csv"
+    return _csv_response(name, columns + metrics + [f"cost_{settings.TOLLGATE_CURRENCY.lower()}"], rows)
+
+
+# --- billing policy -------------------------------------------------------------------------------------------
+
+@team_view(get=roles.BILLING_READ, post=roles.BILLING_MANAGE)
+def billing_policy(request, access):
+    policy = selectors.billing_policy(team=access.team)
+    can_manage = access.can(roles.BILLING_MANAGE)
+    form = BillingPolicyForm(request.POST or None, initial={
+        "monthly_cap": policy.monthly_cap, "alert_thresholds": ", ".join(map(str, policy.alert_thresholds)),
+        "alert_recipients": "\n".join(policy.alert_recipients)})
+    if request.method == "POST" and form.is_valid():
+        services.billing_policy_set(team=access.team, **form.cleaned_data)
+        messages.success(request, _("Billing policy saved: running gateways apply it within a second."))
+        return redirect("console-billing-policy", team=access.team.slug)
+    return render_team(request, access, "console/policy.html", {
+        "form": form, "policy": policy, "can_manage": can_manage,
+        "default_recipients": default_alert_recipients(team_id=access.team.pk),
+    }, status=400 if form.errors else 200)
 
 
 # --- operator: catalog and prices ---------------------------------------------------------------------------

@@ -1,32 +1,17 @@
 """Template filters for money (integer micro-units, the deployment's currency) and ledger labels."""
 from django import template
-from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from billing.money import MICRO, format_money
+from billing.money import money_display
 
 register = template.Library()
 
 
 @register.filter
 def money(micro) -> str:
-    """Exact, with at least cents: $7.50, $0.075, -$0.000045."""
-    if micro is None:
-        return ""
-    whole, _dot, fraction = format_money(int(micro), settings.TOLLGATE_CURRENCY).partition(".")
-    return f"{whole}.{fraction.ljust(2, '0')}"
-
-
-@register.filter
-def money_short(micro) -> str:
-    """Rounded for a glance (dashboards): cents from one unit up, else four decimals. Pages that account
-    for money (ledger, logs) use the exact `money`."""
-    if micro is None:
-        return ""
-    micro = int(micro)
-    places = 2 if abs(micro) >= MICRO else 4
-    symbol = {"USD": "$", "CNY": "¥"}.get(settings.TOLLGATE_CURRENCY, "")
-    return f"{'-' if micro < 0 else ''}{symbol}{abs(micro) / MICRO:,.{places}f}"
+    """The one money format (billing.money.format_money): exact, at least cents — $7.50, $0.075,
+    -$0.000045. Every page that shows an amount uses this filter, cards and tables alike."""
+    return money_display(micro)
 
 
 KIND_LABELS = {"topup": _("Top-up"), "usage": _("Usage"), "adjustment": _("Adjustment"), "refund": _("Refund"),
@@ -36,6 +21,14 @@ KIND_LABELS = {"topup": _("Top-up"), "usage": _("Usage"), "adjustment": _("Adjus
 @register.filter
 def ledger_kind(kind: str) -> str:
     return KIND_LABELS.get(kind, kind)
+
+
+SOURCE_LABELS = {"topup": _("Top-up"), "redemption": _("Redemption"), "grant": _("Grant")}
+
+
+@register.filter
+def bundle_source(source: str) -> str:
+    return SOURCE_LABELS.get(source, source)
 
 
 @register.filter

@@ -87,7 +87,8 @@ def test_logs_filters(team):
     assert found(status="error") == {failed.pk}
     assert found(status="429") == {failed.pk}
     assert found(status="ok", key=other_key.pk) == {other.pk}
-    assert found(model="openai/gpt-4o") == {other.pk}
+    assert found(model="openai/gpt-4o") == {ok.pk, failed.pk, other.pk}   # part of a name, any case
+    assert found(model="GPT-4O", status="ok", key=other_key.pk) == {other.pk}
     assert found(request_id="chatcmpl-" + "a" * 24) == {ok.pk}         # what the client saw as the id
 
 
