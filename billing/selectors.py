@@ -38,8 +38,9 @@ def usage_scope(*, team, owner=None) -> QuerySet[UsageRecord]:
 
 def usage_search(*, team, owner=None, since=None, until=None, key_id=None, model: str = "", status: str = "",
                  request_id: str = "") -> QuerySet[UsageRecord]:
-    """Usage records for the logs page and its CSV export, newest first. `status`: "ok", "error", "4xx",
-    "5xx" or a status code. Every search is bounded by team and time (index usage_team_time)."""
+    """Usage records for the logs page and its CSV export, newest first. `model` matches part of the
+    requested or served model name, any case; `status`: "ok", "error", "4xx", "5xx" or a status code. Every
+    search is bounded by team and time (index usage_team_time)."""
     qs = usage_scope(team=team, owner=owner).select_related("api_key", "channel").order_by("-created_at", "-id")
     if request_id:
         # The response id a client sees (chatcmpl-<hex>) and the request id (req_<hex>) name the same call.
@@ -51,7 +52,7 @@ def usage_search(*, team, owner=None, since=None, until=None, key_id=None, model
     if key_id:
         qs = qs.filter(api_key_id=key_id)
     if model:
-        qs = qs.filter(Q(requested_model=model) | Q(served_model=model))
+        qs = qs.filter(Q(requested_model__icontains=model) | Q(served_model__icontains=model))
     if status == "ok":
         qs = qs.filter(status_code__lt=400)
     elif status == "error":
@@ -62,6 +63,11 @@ def usage_search(*, team, owner=None, since=None, until=None, key_id=None, model
     elif status.isdigit():
         qs = qs.filter(status_code=int(status))
     return qs
+
+
+def usage_totals(records: QuerySet[UsageRecord]) -> dict:
+    """How many records a search found and what they cost together (micro-units): one aggregate query."""
+    return records.order_by().aggregate(count=Count("id"), cost=Coalesce(Sum("cost"), 0))
 
 
 def usage_record(*, team, pk: int, owner=None) -> UsageRecord | None:
@@ -121,6 +127,60 @@ def usage_summary(*, team, owner=None, days: int = 14, now=None, top: int = 8) -
     return UsageSummary(since=since, days=series, by_model=by_model, by_key=by_key, requests=totals["requests"],
                         errors=totals["errors"], spend=totals["spend"], tokens=totals["tokens"],
                         p50_ms=_percentile(latencies, 0.50), p95_ms=_percentile(latencies, 0.95))
+
+
+# --- console and API: spend report, billing policy ---------------------------------------------------------
+
+SPEND_GROUPS = ("key", "model", "day")
+
+
+@dataclass
+class SpendReport:
+    since: datetime.datetime      # inclusive, 00:00 UTC
+    until: datetime.datetime      # exclusive, 00:00 UTC of the day after the last
+    group_by: str                 # key / model / day
+    rows: list[dict]              # key_id, key_name, key_mask, model, day (those of group_by) and the metrics
+    totals: dict                  # the metrics over the whole range
+
+
+def _spend_metrics() -> dict:
+    return {"requests": Count("id"), "errors": Count("id", filter=Q(status_code__gte=400)),
+            "prompt_tokens": Coalesce(Sum("prompt_tokens"), 0),
+            "completion_tokens": Coalesce(Sum("completion_tokens"), 0), "cost": Coalesce(Sum("cost"), 0)}
+
+
+def spend_report(*, team, since: datetime.datetime, until: datetime.datetime, group_by: str) -> SpendReport:
+    """The team's usage cost over [since, until) grouped by key, model (served, else requested) or UTC day,
+    highest cost first (days in order, every day of the range listed); the rows add up to the totals. Two
+    grouped queries over (team, created_at)."""
+    if group_by not in SPEND_GROUPS:
+        raise ValueError(f"group_by is one of {SPEND_GROUPS}")
+    qs = UsageRecord.objects.filter(team=team, created_at__gte=since, created_at__lt=until).order_by()
+    metrics = _spend_metrics()
+    empty = {"key_id": None, "key_name": None, "key_mask": None, "model": None, "day": None}
+    if group_by == "key":
+        rows = [{**empty, "key_id": r.pop("api_key_id"), "key_name": r.pop("api_key__name"),
+                 "key_mask": r.pop("key_mask"), **r}
+                for r in qs.values("api_key_id", "api_key__name", "key_mask").annotate(**metrics)
+                .order_by("-cost", "-requests", "key_mask")]
+    elif group_by == "model":
+        rows = [{**empty, **r} for r in
+                qs.annotate(model=Coalesce(NullIf("served_model", Value("")), "requested_model"))
+                .values("model").annotate(**metrics).order_by("-cost", "-requests", "model")]
+    else:
+        per_day = {r["day"]: r for r in qs.annotate(day=TruncDate("created_at", tzinfo=datetime.UTC))
+                   .values("day").annotate(**metrics)}
+        zero = dict.fromkeys(metrics, 0)
+        rows, day = [], since.date()
+        while day < until.date():
+            rows.append({**empty, **zero, **per_day.get(day, {}), "day": day})
+            day += datetime.timedelta(days=1)
+    return SpendReport(since=since, until=until, group_by=group_by, rows=rows, totals=qs.aggregate(**metrics))
+
+
+def billing_policy(*, team) -> TeamBillingPolicy:
+    """The team's billing policy, or the defaults (unsaved) when none was ever set."""
+    return TeamBillingPolicy.objects.filter(team=team).first() or TeamBillingPolicy(team=team)
 
 
 # --- operator ------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -365,7 +367,7 @@ def credit_bundles_sweep(*, now=None, batch_size: int = 200, deadline: float | N
 
 # --- budget alerts ------------------------------------------------------------------------------------------
 
-ALERT_THRESHOLDS = (80, 100)
+ALERT_THRESHOLDS = (80, 100)   # percent; a team's TeamBillingPolicy.alert_thresholds replaces them
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "none": "total"}
 
 
@@ -446,8 +448,8 @@ def _scopes_spend(*, team_id: int, scopes: list[BudgetScope], now) -> None:
             row[field] in wanted if isinstance(wanted, set) else row[field] == wanted))
 
 
-def _alerts_fire(*, team_id: int, scopes: list[BudgetScope]) -> int:
-    due = [(s, t) for s in scopes for t in ALERT_THRESHOLDS if s.limit > 0 and s.spent * 100 >= s.limit * t]
+def _alerts_fire(*, team_id: int, scopes: list[BudgetScope], thresholds=ALERT_THRESHOLDS) -> int:
+    due = [(s, t) for s in scopes for t in thresholds if s.limit > 0 and s.spent * 100 >= s.limit * t]
     if not due:
         return 0
     fired = set(BudgetAlert.objects.filter(team_id=team_id, period_tag__in={s.tag for s, _ in due})
@@ -472,19 +474,60 @@ def _alerts_fire(*, team_id: int, scopes: list[BudgetScope]) -> int:
 
 
 def budget_alerts_check(*, now=None, batch_size: int = 200, deadline: float | None = None) -> int:
-    """Fire the 80% and 100% alerts of every budget that reached them this period, each once per period
-    (BudgetAlert's unique constraint), and mail each team's owners and admins once per run. Teams are
-    walked in pk order, `batch_size` at a time, until done or `deadline` passes. Returns alerts created."""
+    """Fire the alerts of every budget that reached one of its team's thresholds this period (80% and 100%
+    unless the team's billing policy says otherwise), each once per period (BudgetAlert's unique
+    constraint), and mail each team's alert recipients once per run (billing.emails.alert_recipients).
+    Teams are walked in pk order, `batch_size` at a time, until done or `deadline` passes. Returns alerts
+    created."""
     now = now or timezone.now()
     created, last = 0, 0
     while deadline is None or time.monotonic() < deadline:
         team_ids = list(Team.objects.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        thresholds = dict(TeamBillingPolicy.objects.filter(team_id__in=team_ids).values_list(
+            "team_id", "alert_thresholds"))
         for team_id, scopes in sorted(_budget_scopes(team_ids=team_ids, now=now, spend=True).items()):
-            created += _alerts_fire(team_id=team_id, scopes=scopes)
+            created += _alerts_fire(team_id=team_id, scopes=scopes,
+                                    thresholds=thresholds.get(team_id, ALERT_THRESHOLDS))
         if len(team_ids) < batch_size:
             break
         last = team_ids[-1]
     return created
+
+
+def _policy_thresholds(values) -> list[int]:
+    values = list(values)
+    if any(type(v) is not int or not 1 <= v <= 100 for v in values) or len(set(values)) > 10:
+        raise ValueError("alert thresholds are at most 10 whole percentages from 1 to 100")
+    return sorted(set(values))
+
+
+def _policy_recipients(values) -> list[str]:
+    result, seen = [], set()
+    for value in values:
+        try:
+            validate_email(value)
+        except ValidationError:
+            raise ValueError(f"{value!r} is not an email address") from None
+        if value.lower() not in seen:
+            seen.add(value.lower())
+            result.append(value)
+    if len(result) > 20:
+        raise ValueError("at most 20 alert recipients")
+    return result
+
+
+def billing_policy_set(*, team, monthly_cap: int | None, alert_thresholds, alert_recipients) -> TeamBillingPolicy:
+    """Set a team's monthly cap (micro-units; None: no cap), the percentages at which its budgets alert, and
+    who is mailed (empty: the default recipients). The price multiplier is the operator's and is kept. The
+    gateways reload the cap within a second (the snapshot version is bumped on commit)."""
+    if monthly_cap is not None and (type(monthly_cap) is not int or monthly_cap <= 0):
+        raise ValueError("a monthly cap is a positive integer of micro-units, or None")
+    fields = {"monthly_cap": monthly_cap, "alert_thresholds": _policy_thresholds(alert_thresholds),
+              "alert_recipients": _policy_recipients(alert_recipients)}
+    with transaction.atomic():
+        policy, _ = TeamBillingPolicy.objects.update_or_create(team=team, defaults=fields)
+        transaction.on_commit(bump_version)
+    return policy
 
 
 # --- reads for the console and the API (selectors.py belongs to another change; re-export from there) ------

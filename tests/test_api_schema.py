@@ -13,6 +13,8 @@ ENDPOINTS = {
     "/api/teams/{team}/key-groups/{id}/": {"get", "patch"},
     "/api/teams/{team}/usage/": {"get"},
     "/api/teams/{team}/usage/{id}/": {"get"},
+    "/api/teams/{team}/billing/spend/": {"get"},
+    "/api/teams/{team}/billing/policy/": {"get", "put"},
     "/api/teams/{team}/tickets/": {"get", "post"},
     "/api/teams/{team}/tickets/{id}/": {"get"},
     "/api/teams/{team}/tickets/{id}/replies/": {"post"},
