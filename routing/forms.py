@@ -2,10 +2,9 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from routing import selectors
+from routing import selectors, services
 from routing.models import Channel, Model
 
-KIND_LABELS = {"openai": _("OpenAI-compatible"), "anthropic": _("Anthropic Messages"), "gemini": _("Google Gemini")}
 MODALITIES = [("text", _("Text")), ("image", _("Image")), ("audio", _("Audio")), ("video", _("Video"))]
 # What a model produces: text (chat, messages) or embedding vectors (/v1/embeddings); the relay checks it.
 OUTPUT_MODALITIES = [("text", _("Text")), ("image", _("Image")), ("audio", _("Audio")),
@@ -70,44 +69,61 @@ class MappingField(forms.CharField):
 
     def to_python(self, value):
         mapping = {}
-        for line in (value or "").splitlines():
+        for number, line in enumerate((value or "").splitlines(), 1):
             if not line.strip():
                 continue
             public_id, sep, upstream = (part.strip() for part in line.partition("="))
-            if not (sep and public_id and upstream):
-                raise ValidationError(_("Write each mapping as “public/id = upstream-name”."))
+            if not (sep and public_id and upstream) or any(c.isspace() for c in public_id + upstream):
+                raise ValidationError(_("Line %(n)s: write each mapping as “public/id = upstream-name”.")
+                                      % {"n": number})
+            if public_id in mapping:
+                raise ValidationError(_("Line %(n)s: %(model)s is mapped twice.") % {"n": number, "model": public_id})
             mapping[public_id] = upstream
         return mapping
 
 
 class ChannelForm(forms.Form):
-    """An upstream account. The upstream key is write-only: never rendered back, blank keeps the stored one."""
+    """An upstream account: a platform channel (team None) or a team's own. The upstream key is write-only:
+    never rendered back, blank keeps the stored one. Saved through routing.services (which validates again)."""
 
     name = forms.CharField(label=_("Name"), max_length=80)
-    kind = forms.ChoiceField(label=_("Kind"), initial=Channel.OPENAI,
-                             choices=lambda: [(code, KIND_LABELS.get(code, label)) for code, label in Channel.KINDS])
-    base_url = forms.URLField(label=_("Base URL"), max_length=300, assume_scheme="https",
-                              help_text=_("Up to and including /v1, e.g. https://api.openai.com/v1"))
+    kind = forms.ChoiceField(label=_("Provider kind"), initial=Channel.OPENAI, choices=Channel.KINDS)
+    base_url = forms.CharField(label=_("Base URL"), max_length=300,
+                               help_text=_("http:// or https://, up to and including /v1, e.g. https://api.openai.com/v1"))
     api_key = forms.CharField(label=_("Upstream API key"), required=False, max_length=500, strip=True,
                               widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}))
-    models = forms.ModelMultipleChoiceField(label=_("Models"), queryset=Model.objects.none(),
+    models = forms.ModelMultipleChoiceField(label=_("Models served"), queryset=Model.objects.none(),
                                             widget=forms.CheckboxSelectMultiple, required=False)
     model_mapping = MappingField(label=_("Upstream names"), required=False,
-                                 help_text=_("Only where this channel's name differs from the model's."))
-    priority = forms.IntegerField(label=_("Priority"), initial=0, help_text=_("Higher is tried first."))
-    weight = forms.IntegerField(label=_("Weight"), initial=1, min_value=1, max_value=1000)
+                                 help_text=_("One “public/id = upstream-name” per line, only where this channel's "
+                                             "name differs from the model's."))
+    priority = forms.IntegerField(label=_("Priority"), initial=0, min_value=-1000, max_value=1000,
+                                  help_text=_("Higher is tried first."))
+    weight = forms.IntegerField(label=_("Weight"), initial=1, min_value=1, max_value=1000,
+                                help_text=_("Share of traffic among channels of the same priority."))
+    max_concurrency = forms.IntegerField(label=_("Concurrency cap"), required=False, min_value=1, max_value=100_000,
+                                         help_text=_("Requests in flight per gateway process; empty: no cap."))
+    test_model = forms.ModelChoiceField(label=_("Test model"), queryset=Model.objects.none(), required=False,
+                                        empty_label=_("The first model served"), to_field_name="public_id",
+                                        help_text=_("What “Test now” and the scheduled probes ask."))
     status = forms.ChoiceField(label=_("Status"), initial=Channel.ENABLED,
                                choices=[(Channel.ENABLED, _("Enabled")), (Channel.DISABLED, _("Disabled"))])
 
-    def __init__(self, *args, channel: Channel | None = None, **kwargs):
+    def __init__(self, *args, channel: Channel | None = None, team=None, **kwargs):
         if channel is not None:
             kwargs["initial"] = {
                 "name": channel.name, "kind": channel.kind, "base_url": channel.base_url,
                 "models": list(channel.models.all()), "model_mapping": channel.model_mapping,
-                "priority": channel.priority, "weight": channel.weight, "status": channel.status}
+                "priority": channel.priority, "weight": channel.weight, "status": channel.status,
+                "max_concurrency": channel.max_concurrency,
+                "test_model": channel.test_model.public_id if channel.test_model_id else None}
         super().__init__(*args, **kwargs)
-        self.channel = channel
-        self.fields["models"].queryset = selectors.catalog_models()
+        self.channel, self.team = channel, team
+        models = selectors.catalog_models()
+        if team is not None:  # a team's channel serves the enabled models the team may use
+            models = models.filter(public_id__in=[public_id for public_id, _label in selectors.model_choices(team=team)])
+        self.fields["models"].queryset = models
+        self.fields["test_model"].queryset = models
         if channel is not None:
             self.fields["api_key"].help_text = _("Stored encrypted (%(mask)s). Leave empty to keep it.") % {
                 "mask": channel.api_key_mask or "…"}
@@ -116,7 +132,10 @@ class ChannelForm(forms.Form):
             del self.fields["status"]
 
     def clean_base_url(self):
-        return self.cleaned_data["base_url"].rstrip("/")
+        url = services.clean_base_url(self.cleaned_data["base_url"])
+        if url is None:
+            raise ValidationError(_("Enter an http:// or https:// URL, up to and including /v1."))
+        return url
 
     def clean(self):
         data = super().clean()
@@ -125,6 +144,9 @@ class ChannelForm(forms.Form):
         if unknown:
             self.add_error("model_mapping", _("Not among this channel's models: %(models)s.")
                            % {"models": ", ".join(unknown)})
+        test_model = data.get("test_model")
+        if test_model is not None and test_model.public_id not in known:
+            self.add_error("test_model", _("The test model must be one of the channel's models."))
         return data
 
     def service_fields(self) -> dict:
@@ -133,3 +155,14 @@ class ChannelForm(forms.Form):
         if self.channel is not None and not data.get("api_key"):
             data.pop("api_key")
         return data
+
+    def save(self) -> Channel | None:
+        """Create or update through the service; its field errors land on the form (None then)."""
+        try:
+            if self.channel is None:
+                return services.channel_create(team=self.team, **self.service_fields())
+            return services.channel_update(channel=self.channel, **self.service_fields())
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
+            return None

@@ -66,7 +66,8 @@ def team_status_page(request, access):
     channels = (selectors.channel_health(channels=selectors.channels(team=access.team), stats=stats)
                 if access.can(roles.CHANNELS_MANAGE) else [])
     return render_team(request, access, "console/status.html", {
-        "models": selectors.model_health(team=access.team, stats=stats), "channels": channels})
+        "models": selectors.model_health(team=access.team, stats=stats), "channels": channels,
+        "can_manage_channels": access.can(roles.CHANNELS_MANAGE)})
 
 
 @platform_view(get=roles.PLATFORM_READ)

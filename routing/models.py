@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
 from gateway_site import crypto
@@ -31,9 +32,9 @@ class Channel(models.Model):
     team channels (bring-your-own-key) carry only their own team's traffic."""
 
     OPENAI, ANTHROPIC, GEMINI = "openai", "anthropic", "gemini"
-    KINDS = [(OPENAI, "OpenAI-compatible"), (ANTHROPIC, "Anthropic Messages"), (GEMINI, "Google Gemini")]
+    KINDS = [(OPENAI, _("OpenAI-compatible")), (ANTHROPIC, _("Anthropic Messages")), (GEMINI, _("Google Gemini"))]
     ENABLED, DISABLED = "enabled", "disabled"
-    STATUSES = [(ENABLED, "Enabled"), (DISABLED, "Disabled by admin")]
+    STATUSES = [(ENABLED, _("Enabled")), (DISABLED, _("Disabled by admin"))]
 
     team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="channels")
     name = models.CharField(max_length=80)

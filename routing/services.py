@@ -1,4 +1,9 @@
+import re
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from routing.catalog import bump_version
 from routing.models import Channel, Model, RoutingRule
@@ -11,12 +16,107 @@ def model_upsert(*, public_id: str, **fields) -> Model:
     return model
 
 
-@transaction.atomic
-def channel_create(*, team=None, name: str, base_url: str, api_key: str, models, kind=Channel.OPENAI,
-                   priority=0, weight=1, model_mapping=None) -> Channel:
-    channel = Channel(team=team, name=name, kind=kind, base_url=base_url.rstrip("/"), priority=priority,
-                      weight=weight, model_mapping=model_mapping or {})
-    channel.set_api_key(api_key)
+# --- Channels (upstream accounts): the operator's platform channels and the teams' own (bring your own key) ---
+CHANNEL_FIELDS = ("name", "kind", "base_url", "api_key", "models", "model_mapping", "priority", "weight", "status",
+                  "max_concurrency", "test_model")
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+
+
+def clean_base_url(value) -> str | None:
+    """An upstream base URL: http or https, a host (a single-label one too: `http://ollama:11434/v1`), an optional
+    port and path; no credentials, query or fragment (the URL is shown to admins). None when not acceptable."""
+    url = str(value or "").strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return None
+    host = parts.netloc.rsplit("@", 1)[-1].rsplit(":", 1)[0] if not parts.netloc.endswith("]") else parts.netloc
+    if (parts.scheme not in ("http", "https") or "@" in parts.netloc or parts.query or parts.fragment
+            or "#" in url or "?" in url or not _HOST.fullmatch(host) or len(url) > 300
+            or any(c.isspace() or ord(c) < 32 for c in url)):
+        return None
+    return url
+
+
+def _channel_models(*, team, items, errors) -> list[Model]:
+    """Catalog models from Model objects or public ids; a team channel may serve only the enabled catalog
+    models the team may use."""
+    from routing.selectors import model_choices
+
+    items = list(items or ())
+    ids = [m.public_id if isinstance(m, Model) else str(m) for m in items]
+    found = {m.public_id: m for m in Model.objects.filter(public_id__in=ids)}
+    allowed = None if team is None else {public_id for public_id, _label in model_choices(team=team)}
+    unknown = [i for i in dict.fromkeys(ids) if i not in found or (allowed is not None and i not in allowed)]
+    if unknown:
+        errors["models"] = [_("Not in the catalog (or not available to this team): %(models)s.")
+                            % {"models": ", ".join(unknown)}]
+    return [found[i] for i in dict.fromkeys(ids) if i in found]
+
+
+def _clean_channel(*, team, channel: Channel | None, values: dict) -> dict:
+    """Validate a channel's fields (the console form's and the API's one check). Raises ValidationError with
+    field errors; returns the fields to store (models and test model as Model objects)."""
+    errors: dict[str, list[str]] = {}
+    name = str(values.get("name") or "").strip()
+    if not name or len(name) > 80:
+        errors["name"] = [_("Give the channel a name (at most 80 characters).")]
+    kind = values.get("kind")
+    if kind not in {code for code, _label in Channel.KINDS}:
+        errors["kind"] = [_("Choose one of: %(kinds)s.") % {"kinds": ", ".join(c for c, _label in Channel.KINDS)}]
+    base_url = clean_base_url(values.get("base_url"))
+    if base_url is None:
+        errors["base_url"] = [_("Enter an http:// or https:// URL, up to and including /v1.")]
+    api_key = values.get("api_key")
+    if api_key is not None:
+        api_key = str(api_key).strip()
+        if (channel is None and not api_key) or len(api_key) > 500 or any(c.isspace() for c in api_key):
+            errors["api_key"] = [_("Enter the upstream API key (no spaces, at most 500 characters).")]
+    elif channel is None:
+        errors["api_key"] = [_("Enter the upstream API key (no spaces, at most 500 characters).")]
+    models = _channel_models(team=team, items=values.get("models"), errors=errors)
+    served = {m.public_id for m in models}
+    mapping = values.get("model_mapping") or {}
+    if not isinstance(mapping, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() and len(v) <= 120 and not any(c.isspace() for c in v)
+            for k, v in mapping.items()):
+        errors["model_mapping"] = [_("Map each public model id to an upstream name (no spaces).")]
+        mapping = {}
+    elif unmapped := sorted(set(mapping) - served):
+        errors["model_mapping"] = [_("Not among this channel's models: %(models)s.") % {"models": ", ".join(unmapped)}]
+    for field, low, high in (("priority", -1000, 1000), ("weight", 1, 1000), ("max_concurrency", 1, 100_000)):
+        value = values.get(field)
+        if field == "max_concurrency" and value is None:
+            continue
+        if type(value) is not int or not low <= value <= high:
+            errors[field] = [_("Enter a whole number from %(low)s to %(high)s.") % {"low": low, "high": high}]
+    status = values.get("status")
+    if status not in (Channel.ENABLED, Channel.DISABLED):
+        errors["status"] = [_("Choose enabled or disabled.")]
+    test_model = values.get("test_model")
+    if isinstance(test_model, Model):
+        test_model = test_model.public_id
+    if test_model and test_model not in served:
+        errors["test_model"] = [_("The test model must be one of the channel's models.")]
+    if errors:
+        raise ValidationError(errors)
+    return {"name": name, "kind": kind, "base_url": base_url, "api_key": api_key or None, "models": models,
+            "model_mapping": {k.strip(): v.strip() for k, v in mapping.items()}, "priority": values["priority"],
+            "weight": values["weight"], "status": status, "max_concurrency": values.get("max_concurrency"),
+            "test_model": next((m for m in models if m.public_id == test_model), None)}
+
+
+def _save_channel(channel: Channel, fields: dict) -> Channel:
+    models, api_key = fields.pop("models"), fields.pop("api_key")
+    readdressed = channel.pk is None or api_key is not None or any(
+        getattr(channel, f) != fields[f] for f in ("kind", "base_url"))
+    for field, value in fields.items():
+        setattr(channel, field, value)
+    if api_key is not None:
+        channel.set_api_key(api_key)
+    if readdressed:  # a new key or address is the admin's answer to "needs attention"
+        channel.needs_attention, channel.attention_reason = False, ""
     channel.save()
     channel.models.set(models)
     transaction.on_commit(bump_version)
@@ -24,16 +124,48 @@ def channel_create(*, team=None, name: str, base_url: str, api_key: str, models,
 
 
 @transaction.atomic
-def channel_update(*, channel: Channel, api_key: str | None = None, models=None, **fields) -> Channel:
-    for name, value in fields.items():
-        setattr(channel, name, value)
-    if api_key:
-        channel.set_api_key(api_key)
-    channel.save()
-    if models is not None:
-        channel.models.set(models)
-    transaction.on_commit(bump_version)
-    return channel
+def channel_create(*, team=None, name: str, base_url: str, api_key: str, models, kind=Channel.OPENAI,
+                   priority=0, weight=1, model_mapping=None, status=Channel.ENABLED, max_concurrency=None,
+                   test_model=None) -> Channel:
+    """A platform channel (team=None) or a team's own. `models` and `test_model`: Model objects or catalog ids.
+    Raises ValidationError with field errors. Running gateways pick it up within a second."""
+    fields = _clean_channel(team=team, channel=None, values={
+        "name": name, "kind": kind, "base_url": base_url, "api_key": api_key, "models": models,
+        "model_mapping": model_mapping, "priority": priority, "weight": weight, "status": status,
+        "max_concurrency": max_concurrency, "test_model": test_model})
+    return _save_channel(Channel(team=team), fields)
+
+
+@transaction.atomic
+def channel_update(*, channel: Channel, **changes) -> Channel:
+    """Change some of a channel's fields (those channel_create takes); an empty or missing `api_key` keeps the
+    stored one. Raises ValidationError with field errors."""
+    unknown = set(changes) - set(CHANNEL_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown channel fields: {sorted(unknown)}")
+    values = {"name": channel.name, "kind": channel.kind, "base_url": channel.base_url, "api_key": None,
+              "models": list(channel.models.all()) if channel.pk else [], "model_mapping": dict(channel.model_mapping),
+              "priority": channel.priority, "weight": channel.weight, "status": channel.status,
+              "max_concurrency": channel.max_concurrency, "test_model": channel.test_model}
+    values.update(changes)
+    values["api_key"] = values["api_key"] or None
+    return _save_channel(channel, _clean_channel(team=channel.team, channel=channel, values=values))
+
+
+def channel_disable(*, channel: Channel) -> Channel:
+    return channel_update(channel=channel, status=Channel.DISABLED)
+
+
+def channel_test(*, channel: Channel):
+    """"Test now": one probe through the channel's adapter (recorded, fed to the breaker, error redacted). A
+    passing test clears the channel's "needs attention" flag."""
+    from routing.probes import channel_probe_now
+
+    probe = channel_probe_now(channel, manual=True)
+    if probe.ok and channel.needs_attention:
+        Channel.objects.filter(pk=channel.pk).update(needs_attention=False, attention_reason="")
+        channel.needs_attention, channel.attention_reason = False, ""
+    return probe
 
 
 @transaction.atomic

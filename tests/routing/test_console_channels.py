@@ -3,7 +3,7 @@ import pytest
 from django.urls import reverse
 
 from accounts import roles
-from routing.models import Channel
+from routing.models import Channel, ChannelProbe
 from tests import factories
 from tests.accounts.console_helpers import assert_no_secret, client_for, fast_hasher, staff, text  # noqa: F401
 
@@ -68,3 +68,42 @@ def test_support_reads_without_forms():
     page = client_for(staff(roles.SUPPORT)).get(reverse("operator-channels"))
     assert page.status_code == 200 and "Add a channel" not in text(page)
     assert_no_secret(page, UPSTREAM_KEY)
+
+
+def test_operator_list_shows_health_attention_and_test_now():
+    model = factories.CatalogModelFactory()
+    flagged = factories.channel(models=[model], base_url="http://127.0.0.1:1/v1", api_key=UPSTREAM_KEY, name="flagged")
+    Channel.objects.filter(pk=flagged.pk).update(needs_attention=True, attention_reason="probe: HTTP 401")
+    factories.channel(models=[model], base_url="http://127.0.0.1:1/v1", name="calm")
+    client = client_for(staff())
+    page = text(client.get(reverse("operator-channels")))
+    assert page.count('data-testid="channel-health"') == 2 and page.count('data-testid="needs-attention"') == 1
+    assert 'title="probe: HTTP 401"' in page and "Not probed yet" in page
+    test_url = reverse("operator-channel-test", kwargs={"pk": flagged.pk})
+    assert test_url in page
+    # "Test now" from the list: one manual probe, its result as a message, back on the list.
+    response = client.post(test_url, {"back": "list"}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse("operator-channels")
+    probe = ChannelProbe.objects.get(channel=flagged)
+    assert probe.manual and probe.error_class == "connection"
+    assert "failed (connection" in text(response) and "Last probe:" in text(response)
+    assert_no_secret(response, UPSTREAM_KEY)
+    # … and from the channel's page, which lists its recent probes.
+    detail = client.post(test_url, follow=True)
+    assert detail.redirect_chain[-1][0] == reverse("operator-channel", kwargs={"pk": flagged.pk})
+    assert 'data-testid="probes"' in text(detail) and ChannelProbe.objects.filter(channel=flagged).count() == 2
+
+
+def test_support_sees_health_but_cannot_test():
+    channel = factories.channel(models=[], base_url="http://127.0.0.1:1/v1")
+    client = client_for(staff(roles.SUPPORT))
+    page = text(client.get(reverse("operator-channels")))
+    assert 'data-testid="channel-health"' in page and "Test now" not in page
+    assert client.post(reverse("operator-channel-test", kwargs={"pk": channel.pk})).status_code == 403
+    assert not ChannelProbe.objects.exists()
+
+
+def test_operator_test_now_is_for_platform_channels_only():
+    team_channel = factories.channel(models=[], base_url="http://127.0.0.1:1/v1", team=factories.TeamFactory())
+    response = client_for(staff()).post(reverse("operator-channel-test", kwargs={"pk": team_channel.pk}))
+    assert response.status_code == 404 and not ChannelProbe.objects.exists()
