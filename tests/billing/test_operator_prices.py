@@ -149,3 +149,58 @@ def test_operator_price_forms_and_their_errors():
     assert not PriceOverride.objects.exists()
     support = client_for(staff(roles.SUPPORT))
     assert support.get(url).status_code == 200 and support.post(url, good).status_code == 403
+
+
+@pytest.mark.django_db
+def test_price_api_sets_overrides_and_multipliers_and_the_team_reads_its_prices():
+    team = factories.TeamFactory()
+    price = factories.PriceFactory(model__public_id="acme/m1", input_per_m=1_000_000, output_per_m=2_000_000)
+    group = factories.KeyGroupFactory(team=team)
+    operator, support = client_for(staff()), client_for(staff(roles.SUPPORT))
+    base = f"/api/operator/teams/{team.pk}/"
+    body = {"model": "acme/m1", "input_per_m": 400_000, "output_per_m": 800_000, "cached_input_per_m": 0}
+    assert support.post(base + "prices/", body, content_type="application/json").status_code == 403
+    made = operator.post(base + "prices/", body, content_type="application/json")
+    assert made.status_code == 201 and made.json()["model"] == "acme/m1"
+    for bad in ({**body, "input_per_m": -1}, {**body, "input_per_m": "1e3"}, {**body, "model": "no/such"},
+                {**body, "effective_from": "2020-01-01T00:00:00Z"}):
+        response = operator.post(base + "prices/", bad, content_type="application/json")
+        assert response.status_code == 400, (bad, response.content)
+    assert operator.put(base + "multiplier/", {"multiplier_ppm": 500_000},
+                        content_type="application/json").json() == {"multiplier_ppm": 500_000}
+    assert operator.put(base + "multiplier/", {"multiplier_ppm": 1.5},
+                        content_type="application/json").status_code == 400
+    grouped = operator.put(base + f"key-groups/{group.pk}/multiplier/", {"multiplier_ppm": 900_000},
+                           content_type="application/json")
+    assert grouped.status_code == 200 and grouped.json()["multiplier_ppm"] == 900_000
+    foreign = factories.KeyGroupFactory()
+    assert operator.put(base + f"key-groups/{foreign.pk}/multiplier/", {"multiplier_ppm": 1},
+                        content_type="application/json").status_code == 404
+    terms = operator.get(base + "prices/").json()
+    assert terms["multiplier_ppm"] == 500_000 and terms["groups"][0]["multiplier_ppm"] == 900_000
+    assert [o["input_per_m"] for o in terms["overrides"]] == [400_000]
+
+    mine = client_for(member(team)).get(f"/api/teams/{team.slug}/prices/")
+    assert mine.status_code == 200
+    [row] = [r for r in mine.json() if r["model"] == "acme/m1"]
+    assert (row["list_input_per_m"], row["input_per_m"], row["output_per_m"]) == (1_000_000, 200_000, 400_000)
+    assert row["override_since"] is not None and row["multiplier_ppm"] == 500_000
+
+    override_id = made.json()["id"]
+    assert operator.delete(base + f"prices/{override_id}/").status_code == 204
+    assert operator.delete(base + f"prices/{override_id}/").status_code == 404
+    assert price.model.price_overrides.count() == 0
+
+
+@pytest.mark.django_db
+def test_team_creation_api():
+    operator = client_for(staff())
+    made = operator.post("/api/operator/teams/", {"name": "API Co", "slug": "api-co", "owner": "new@api.test"},
+                         content_type="application/json")
+    assert made.status_code == 201 and made.json()["one_time_password"]
+    assert made.json()["slug"] == "api-co"
+    again = operator.post("/api/operator/teams/", {"name": "API Co", "slug": "api-co", "owner": "x"},
+                          content_type="application/json")
+    assert again.status_code == 400 and "taken" in again.json()["error"]["message"]
+    assert client_for(staff(roles.SUPPORT)).post("/api/operator/teams/", {"name": "n", "slug": "n", "owner": "o"},
+                                                 content_type="application/json").status_code == 403
