@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from routing.relay import dry_run as relay_dry_run
 from routing.relay import metrics as relay_metrics
 from routing.relay import views as relay
 
@@ -25,6 +26,9 @@ urlpatterns = [
     path("", include("billing.operator_urls")),
     path("", include("billing.api_urls")),
     path("", include("routing.urls")),
+    path("", include("routing.routes_urls")),
+    path("console/t/<slug:team>/routes/try/", relay_dry_run.route_try, name="console-route-try"),
+    path("api/teams/<slug:team>/routes/try/", relay_dry_run.RouteTryApi.as_view(), name="api-route-try"),
     path("", include("routing.health_urls")),
     path("", include("support.urls")),
     path("admin/", admin.site.urls),

@@ -138,3 +138,19 @@ class ChannelHealthEvent(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["channel", "-created_at"], name="health_event_channel_time")]
+
+
+class AutoRouting(models.Model):
+    """A team's rules for `model: "auto"`: which request feature picks which route (checked in this order:
+    images/video → vision route, tools → tools route, a long prompt → long-prompt route, else the default)."""
+
+    team = models.OneToOneField(Team, on_delete=models.CASCADE, related_name="auto_routing")
+    vision_route = models.SlugField(max_length=60, default="vision")
+    tools_route = models.SlugField(max_length=60, default="tools")
+    long_prompt_route = models.SlugField(max_length=60, default="long-review")
+    long_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)   # None: the deployment's default
+    default_route = models.SlugField(max_length=60, default="default")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"auto rules of {self.team}"

@@ -176,3 +176,12 @@ def channel_health_detail(*, channel, stats: dict | None = None, limit: int = 20
                          "cooldown_seconds": e.cooldown_seconds, "source": e.source}
                         for e in channel.health_events.select_related("model").order_by("-created_at", "-pk")[:limit]]
     return detail
+
+
+# --- routes (task tiers) -----------------------------------------------------------------------------------
+def routing_rules(*, team):
+    """A team's routes, team-wide ones first, then by key group and name."""
+    from routing.models import RoutingRule
+
+    return (RoutingRule.objects.filter(team=team).select_related("default_model", "downgrade_model", "key_group")
+            .order_by("key_group__name", "name"))

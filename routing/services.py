@@ -6,7 +6,13 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from routing.catalog import bump_version
-from routing.models import Channel, Model, RoutingRule
+from routing.models import AutoRouting, Channel, Model, RoutingRule
+
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,60}")
+
+
+def _is_slug(value) -> bool:
+    return isinstance(value, str) and _SLUG.fullmatch(value) is not None
 
 
 @transaction.atomic
@@ -178,3 +184,177 @@ def routing_rule_upsert(*, team, name: str, default_model, backup_models=(), dow
                   "downgrade_model": downgrade_model, "forbidden_models": list(forbidden_models)})
     transaction.on_commit(bump_version)
     return rule
+
+
+# --- Routes (task tiers) and `auto` rules: the console's Routes page and /api/teams/<team>/routes/ ------------
+BUDGET_PERIODS = ("none", "day", "week", "month")
+_RULE_FIELDS = ("name", "key_group", "default_model", "backup_models", "downgrade_model", "forbidden_models",
+                "budget_limit", "budget_period", "soft_limit")
+
+
+def _outputs(model) -> set[str]:
+    return set(model.output_modalities or ("text",))
+
+
+def route_warnings(*, default_model, backups=(), downgrade_model=None, soft_limit=None) -> list[str]:
+    """What a backup (or the downgrade) cannot serve that the default serves: warnings, not errors."""
+    warnings = []
+    others = [(_("Backup"), m) for m in backups] + ([(_("Downgrade"), downgrade_model)] if downgrade_model else [])
+    for role, m in others:
+        if m.pk == default_model.pk:
+            continue
+        facts = {"role": role, "model": m.public_id, "default": default_model.public_id}
+        if not _outputs(default_model) <= _outputs(m):
+            warnings.append(_("%(role)s %(model)s outputs %(its)s, but the default %(default)s outputs %(theirs)s.")
+                            % {**facts, "its": ", ".join(sorted(_outputs(m))),
+                               "theirs": ", ".join(sorted(_outputs(default_model)))})
+        if m.context_length < default_model.context_length:
+            warnings.append(_("%(role)s %(model)s has a shorter context (%(its)s tokens) than the default "
+                              "%(default)s (%(theirs)s).") % {**facts, "its": m.context_length,
+                                                              "theirs": default_model.context_length})
+        if default_model.supports_tools and not m.supports_tools:
+            warnings.append(_("%(role)s %(model)s has no tool calling, but the default %(default)s has.") % facts)
+        if default_model.supports_vision and not m.supports_vision:
+            warnings.append(_("%(role)s %(model)s takes no image input, but the default %(default)s does.") % facts)
+        if default_model.supports_json_schema and not m.supports_json_schema:
+            warnings.append(_("%(role)s %(model)s has no JSON-schema output, but the default %(default)s has.")
+                            % facts)
+        if "video" in (default_model.input_modalities or ()) and "video" not in (m.input_modalities or ()):
+            warnings.append(_("%(role)s %(model)s takes no video input, but the default %(default)s does.") % facts)
+    if soft_limit is not None and downgrade_model is None:
+        warnings.append(_("A soft limit has no effect without a downgrade model."))
+    return warnings
+
+
+def _clean_rule(*, team, rule=None, values: dict) -> tuple[dict, list[str]]:
+    """Validate a route's fields (catalog ids → models; unique name per team and key group; budgets) and
+    compute its warnings. Raises ValidationError with field errors."""
+    errors: dict[str, list[str]] = {}
+    name = values["name"]
+    if not _is_slug(name):
+        errors.setdefault("name", []).append(_("Use letters, digits, hyphens and underscores only."))
+    group = values.get("key_group")
+    if group is not None and group.team_id != team.pk:
+        errors.setdefault("key_group", []).append(_("No such key group in this team."))
+    ids = [values["default_model"], *values["backup_models"], *( [values["downgrade_model"]]
+                                                               if values["downgrade_model"] else []),
+           *values["forbidden_models"]]
+    known = {m.public_id: m for m in Model.objects.filter(public_id__in=ids)}
+
+    def model_of(field, public_id):
+        if public_id not in known:
+            errors.setdefault(field, []).append(_("“%(model)s” is not in the catalog.") % {"model": public_id})
+        return known.get(public_id)
+
+    default = model_of("default_model", values["default_model"])
+    backups = [m for public_id in dict.fromkeys(values["backup_models"])
+               if public_id != values["default_model"] and (m := model_of("backup_models", public_id))]
+    downgrade = model_of("downgrade_model", values["downgrade_model"]) if values["downgrade_model"] else None
+    forbidden = list(dict.fromkeys(values["forbidden_models"]))
+    for public_id in forbidden:
+        model_of("forbidden_models", public_id)
+    served = [m.public_id for m in ([default] if default else []) + backups + ([downgrade] if downgrade else [])]
+    clash = [m for m in served if m in forbidden]
+    if clash:
+        errors.setdefault("forbidden_models", []).append(
+            _("The route cannot serve a model it forbids: %(models)s.") % {"models": ", ".join(clash)})
+    period = values["budget_period"]
+    if period not in BUDGET_PERIODS:
+        errors.setdefault("budget_period", []).append(_("Choose day, week, month or none."))
+    for field in ("budget_limit", "soft_limit"):
+        amount = values.get(field)
+        if amount is not None and (type(amount) is not int or amount < 0):
+            errors.setdefault(field, []).append(_("Enter a positive amount."))
+    limit, soft = values.get("budget_limit"), values.get("soft_limit")
+    if isinstance(limit, int) and isinstance(soft, int) and soft > limit:
+        errors.setdefault("soft_limit", []).append(_("The soft limit must not exceed the budget."))
+    if "name" not in errors:
+        taken = RoutingRule.objects.filter(team=team, key_group=group, name=name)
+        if rule is not None:
+            taken = taken.exclude(pk=rule.pk)
+        if taken.exists():
+            errors.setdefault("name", []).append(
+                _("This team already has a route “%(name)s” for that scope.") % {"name": name})
+    if errors:
+        raise ValidationError(errors)
+    fields = {"name": name, "key_group": group, "default_model": default,
+              "backup_models": [m.public_id for m in backups], "downgrade_model": downgrade,
+              "forbidden_models": forbidden, "budget_limit": limit, "budget_period": period, "soft_limit": soft}
+    return fields, route_warnings(default_model=default, backups=backups, downgrade_model=downgrade,
+                                  soft_limit=soft)
+
+
+@transaction.atomic
+def routing_rule_create(*, team, name: str, default_model: str, backup_models=(), downgrade_model=None,
+                        forbidden_models=(), key_group=None, budget_limit=None, budget_period="month",
+                        soft_limit=None) -> tuple[RoutingRule, list[str]]:
+    """A new route from catalog ids; returns (rule, warnings naming what a backup cannot serve)."""
+    fields, warnings = _clean_rule(team=team, values={
+        "name": name, "key_group": key_group, "default_model": default_model,
+        "backup_models": list(backup_models), "downgrade_model": downgrade_model or None,
+        "forbidden_models": list(forbidden_models), "budget_limit": budget_limit,
+        "budget_period": budget_period, "soft_limit": soft_limit})
+    rule = RoutingRule.objects.create(team=team, **fields)
+    transaction.on_commit(bump_version)
+    return rule, warnings
+
+
+@transaction.atomic
+def routing_rule_update(*, rule: RoutingRule, **changes) -> tuple[RoutingRule, list[str]]:
+    """Change some of a route's fields (the same ones `routing_rule_create` takes); returns (rule, warnings)."""
+    unknown = set(changes) - set(_RULE_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown route fields: {sorted(unknown)}")
+    values = {"name": rule.name, "key_group": rule.key_group, "default_model": rule.default_model.public_id,
+              "backup_models": list(rule.backup_models),
+              "downgrade_model": rule.downgrade_model.public_id if rule.downgrade_model_id else None,
+              "forbidden_models": list(rule.forbidden_models), "budget_limit": rule.budget_limit,
+              "budget_period": rule.budget_period, "soft_limit": rule.soft_limit}
+    values.update(changes)
+    values["downgrade_model"] = values["downgrade_model"] or None
+    fields, warnings = _clean_rule(team=rule.team, rule=rule, values=values)
+    for field, value in fields.items():
+        setattr(rule, field, value)
+    rule.save()
+    transaction.on_commit(bump_version)
+    return rule, warnings
+
+
+@transaction.atomic
+def routing_rule_delete(*, rule: RoutingRule) -> None:
+    rule.delete()
+    transaction.on_commit(bump_version)
+
+
+AUTO_FIELDS = ("vision_route", "tools_route", "long_prompt_route", "long_prompt_tokens", "default_route")
+
+
+def auto_routing_of(*, team) -> AutoRouting:
+    """The team's `auto` rules (unsaved defaults, today's behaviour, when it never edited them)."""
+    return AutoRouting.objects.filter(team=team).first() or AutoRouting(team=team)
+
+
+@transaction.atomic
+def auto_routing_update(*, team, **fields) -> tuple[AutoRouting, list[str]]:
+    """Set which route `model: "auto"` picks per request feature; warns about routes the team lacks."""
+    unknown = set(fields) - set(AUTO_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown auto-routing fields: {sorted(unknown)}")
+    auto = AutoRouting.objects.select_for_update().filter(team=team).first() or AutoRouting(team=team)
+    for field, value in fields.items():
+        setattr(auto, field, value)
+    errors = {f: [_("Use letters, digits, hyphens and underscores only.")]
+              for f in AUTO_FIELDS if f != "long_prompt_tokens" and not _is_slug(getattr(auto, f))}
+    if auto.long_prompt_tokens is not None and (type(auto.long_prompt_tokens) is not int
+                                                or auto.long_prompt_tokens < 1):
+        errors["long_prompt_tokens"] = [_("Enter a whole number of tokens (at least 1).")]
+    if errors:
+        raise ValidationError(errors)
+    auto.save()
+    transaction.on_commit(bump_version)
+    names = set(RoutingRule.objects.filter(team=team).values_list("name", flat=True))
+    warnings = [_("No route “%(name)s” exists yet: `auto` uses route “%(default)s” instead until it does.")
+                % {"name": name, "default": auto.default_route}
+                for name in dict.fromkeys(getattr(auto, f) for f in AUTO_FIELDS if f != "long_prompt_tokens")
+                if name not in names]
+    return auto, warnings

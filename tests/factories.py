@@ -100,3 +100,10 @@ def credit(team, amount=100 * 1_000_000):
 
     return balance_credit(team=team, amount=amount, reason="test credit", created_by=None,
                           idempotency_key=f"test-credit-{team.pk}-{amount}")
+
+
+def routing_rule(*, team, name="default", default_model=None, **kwargs):
+    """A team's route through the service (a fresh catalog model as its default unless given)."""
+    from routing.services import routing_rule_upsert
+
+    return routing_rule_upsert(team=team, name=name, default_model=default_model or CatalogModelFactory(), **kwargs)

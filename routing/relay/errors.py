@@ -50,6 +50,13 @@ def model_not_allowed(model: str) -> RelayError:
                       "or its group, or pick one from GET /v1/models.", param="model")
 
 
+def routes_only(model: str) -> RelayError:
+    return RelayError(403, "permission_error", "model_not_allowed",
+                      f"This API key's group may only call routes: send `model: \"route:NAME\"` or "
+                      f"`model: \"auto\"` instead of `{model}`. A team admin sets routes in the console "
+                      "(Routes).", param="model")
+
+
 def ip_not_allowed(ip: str) -> RelayError:
     return RelayError(403, "permission_error", "ip_not_allowed",
                       f"This API key may not be used from {ip}. Ask a team admin to add this address to the "
@@ -82,7 +89,7 @@ def no_available_channel(model: str, attempts: list[str]) -> RelayError:
 def route_not_found(route: str) -> RelayError:
     return RelayError(404, "invalid_request_error", "model_not_found",
                       f"No route `{route}` is configured for this key's team. Ask a team admin to create it in "
-                      "the console (Routing), or send a model id.", param="model")
+                      "the console (Routes), or send a model id.", param="model")
 
 
 def no_capable_model(names: list[str], skipped: list[str]) -> RelayError:

@@ -13,7 +13,7 @@ from keys.auth import KeyContext
 from keys.selectors import allowed_models
 from routing import tokens
 from routing.relay import errors
-from routing.relay.snapshot import ChannelEntry, ModelEntry, RuleEntry, Snapshot
+from routing.relay.snapshot import DEFAULT_AUTO, AutoEntry, ChannelEntry, ModelEntry, RuleEntry, Snapshot
 
 AUTO = "auto"
 ROUTE_PREFIX = "route:"
@@ -64,15 +64,16 @@ class Features:
         return None
 
 
-def auto_route(request: dict, features: Features) -> str:
-    """`model: "auto"`: images → vision, tools → tools, a long prompt → long-review, else default."""
+def auto_route(request: dict, features: Features, rules: AutoEntry = DEFAULT_AUTO) -> str:
+    """`model: "auto"`, by the team's rules: images/video → its vision route, tools → its tools route, a long
+    prompt → its long-prompt route, else its default route (built in: vision, tools, long-review, default)."""
     if tokens.has_images(request) or tokens.has_video(request):
-        return "vision"
+        return rules.vision_route
     if request.get("tools"):
-        return "tools"
-    if features.needed_context() > settings.TOLLGATE_AUTO_LONG_PROMPT_TOKENS:
-        return "long-review"
-    return "default"
+        return rules.tools_route
+    if features.needed_context() > (rules.long_prompt_tokens or settings.TOLLGATE_AUTO_LONG_PROMPT_TOKENS):
+        return rules.long_prompt_route
+    return rules.default_route
 
 
 def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output: str = "text") -> Plan:
@@ -82,14 +83,18 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
     forbidden: frozenset[str] = frozenset()
     downgrade = rule = None
     if isinstance(spec, str) and (spec.startswith(ROUTE_PREFIX) or spec == AUTO):
-        name = auto_route(request, features) if spec == AUTO else spec[len(ROUTE_PREFIX):]
+        auto = snap.auto_for(ctx.team_id)
+        name = auto_route(request, features, auto) if spec == AUTO else spec[len(ROUTE_PREFIX):]
         rule = snap.rule(ctx.team_id, ctx.group_id, name)
         if rule is None and spec == AUTO:
-            rule = snap.rule(ctx.team_id, ctx.group_id, "default")
+            rule = snap.rule(ctx.team_id, ctx.group_id, auto.default_route)
         if rule is None:
             raise errors.route_not_found(spec if spec != AUTO else f"auto -> route:{name}")
         route = f"route:{rule.name}" if spec != AUTO else f"auto -> route:{rule.name}"
         names, forbidden, downgrade = list(rule.models), rule.forbidden, rule.downgrade
+    elif getattr(ctx, "group_routes_only", False) and (spec is not None or request.get("models")):
+        # The key's group may not bypass its routes' forbidden models by naming a model directly.
+        raise errors.routes_only(spec if isinstance(spec, str) and spec else "models[]")
     elif isinstance(request.get("models"), list) and request["models"]:
         route, names = "models[]", list(dict.fromkeys(([spec] if spec else []) + request["models"]))
     else:

@@ -66,6 +66,19 @@ class RuleEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AutoEntry:
+    """A team's `model: "auto"` rules (routing.models.AutoRouting); the defaults are the built-in ones."""
+    vision_route: str = "vision"
+    tools_route: str = "tools"
+    long_prompt_route: str = "long-review"
+    long_prompt_tokens: int | None = None      # None: settings.TOLLGATE_AUTO_LONG_PROMPT_TOKENS
+    default_route: str = "default"
+
+
+DEFAULT_AUTO = AutoEntry()
+
+
+@dataclass(frozen=True, slots=True)
 class TeamPolicy:
     monthly_cap: int | None = None
     multiplier_ppm: int = 1_000_000
@@ -82,6 +95,7 @@ class Snapshot:
     channels: dict[str, list[ChannelEntry]] = field(default_factory=dict)  # public id → channels
     rules: dict[int, dict[tuple[int | None, str], RuleEntry]] = field(default_factory=dict)  # team → rules
     policies: dict[int, TeamPolicy] = field(default_factory=dict)       # team → billing terms
+    auto: dict[int, AutoEntry] = field(default_factory=dict)            # team → its `auto` rules
     # (team, model id) → the team's price overrides, newest first: (effective from as unix time, price), the
     # one in force now and any announced for later (chosen per request, so one starts without a reload).
     overrides: dict[tuple[int, int], tuple[tuple[float, PriceEntry], ...]] = field(default_factory=dict)
@@ -100,6 +114,9 @@ class Snapshot:
                     return price
         return model.price
 
+    def auto_for(self, team_id: int) -> AutoEntry:
+        return self.auto.get(team_id, DEFAULT_AUTO)
+
     def resolve(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
 
@@ -117,7 +134,7 @@ class Snapshot:
 
 def _load(version: bytes | None) -> Snapshot:
     from billing.models import Price, PriceOverride, TeamBillingPolicy
-    from routing.models import Channel, Model, RoutingRule
+    from routing.models import AutoRouting, Channel, Model, RoutingRule
 
     now = timezone.now()
     prices: dict[int, PriceEntry] = {}
@@ -145,6 +162,9 @@ def _load(version: bytes | None) -> Snapshot:
             r.name, r.key_group_id, (r.default_model.public_id, *r.backup_models),
             r.downgrade_model.public_id if r.downgrade_model else None, frozenset(r.forbidden_models),
             r.budget_limit, r.budget_period, r.soft_limit)
+    for a in AutoRouting.objects.all():
+        snap.auto[a.team_id] = AutoEntry(a.vision_route, a.tools_route, a.long_prompt_route, a.long_prompt_tokens,
+                                         a.default_route)
     for p in TeamBillingPolicy.objects.all():
         snap.policies[p.team_id] = TeamPolicy(p.monthly_cap, p.price_multiplier_ppm)
     overrides: dict[tuple[int, int], list] = {}
@@ -155,6 +175,11 @@ def _load(version: bytes | None) -> Snapshot:
                                                                    o.cached_input_per_m, o.request_fee)))
     snap.overrides = {pair: tuple(entries) for pair, entries in overrides.items()}
     return snap
+
+
+def load_now() -> Snapshot:
+    """A fresh snapshot straight from the database (sync; the console's dry run, never the relay path)."""
+    return _load(None)
 
 
 _current = Snapshot()
