@@ -1,5 +1,3 @@
-import datetime
-
 from django import forms
 from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -42,23 +40,16 @@ class AccountPasswordForm(PasswordChangeForm):
 class TokenCreateForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=80,
                            help_text=_("What the token is for, e.g. “CI deploys”."))
-    expires_on = forms.DateField(
-        label=_("Expires on"), required=False, widget=forms.DateInput(attrs={"type": "date"}),
-        help_text=_("Optional: the token stops working after this day. Leave empty for no expiry."))
+    expires_at = forms.DateTimeField(
+        label=_("Expires at"), required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text=_("Optional (UTC): the token stops working then. Leave empty for no expiry."))
 
-    def clean_expires_on(self):
-        day = self.cleaned_data["expires_on"]
-        if day is not None and day < timezone.localdate():
-            raise forms.ValidationError(_("Choose today or a later day."))
-        return day
-
-    @property
-    def expires_at(self):
-        """The end of the chosen day (the start of the next one), in the server's time zone."""
-        day = self.cleaned_data.get("expires_on")
-        if day is None:
-            return None
-        return timezone.make_aware(datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time.min))
+    def clean_expires_at(self):
+        when = self.cleaned_data["expires_at"]
+        if when is not None and when <= timezone.now():
+            raise forms.ValidationError(_("Choose a time in the future."))
+        return when
 
 
 def platform_role_choices():

@@ -33,7 +33,6 @@ TEAM_NAV = [
     (gettext_lazy("Dashboard"), "console-dashboard"),
     (gettext_lazy("API keys"), "console-keys"),
     (gettext_lazy("Key groups"), "console-key-groups"),
-    (gettext_lazy("Routes"), "console-routes"),
     (gettext_lazy("Request logs"), "console-logs"),
     (gettext_lazy("Billing"), "console-billing"),
     (gettext_lazy("Spend report"), "console-spend"),
@@ -305,7 +304,7 @@ def account_tokens(request):
             raise PermissionDenied("Only team owners and admins may create personal access tokens.")
         if form.is_valid():
             token, secret = tokens.personal_access_token_create(
-                user=request.user, name=form.cleaned_data["name"], expires_at=form.expires_at)
+                user=request.user, name=form.cleaned_data["name"], expires_at=form.cleaned_data["expires_at"])
             reveal_once_put(request, "token", name=token.name, secret=secret)
             return redirect("console-account-tokens")
     reveal = reveal_once_pop(request, "token")

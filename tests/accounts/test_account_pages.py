@@ -179,15 +179,14 @@ TOKENS = "/console/account/tokens/"
 def test_token_is_shown_once_listed_masked_and_revoked():
     user = member(factories.TeamFactory(), roles.ADMIN)
     client = client_for(user)
-    expires = timezone.localdate() + datetime.timedelta(days=30)
-    response = client.post(TOKENS, {"name": "deploys", "expires_on": expires.isoformat()})
+    expires = (timezone.now() + datetime.timedelta(days=30)).replace(second=0, microsecond=0)
+    response = client.post(TOKENS, {"name": "deploys", "expires_at": expires.strftime("%Y-%m-%dT%H:%M")})
     assert response.status_code == 302 and response["Location"] == TOKENS
     page = client.get(TOKENS)
     secret = page.context["reveal"]["secret"]
     assert secret.startswith("tgp_") and secret in text(page) and "no-store" in page["Cache-Control"]
     token = PersonalAccessToken.objects.get(user=user)
-    assert token.name == "deploys" and token.expires_at == timezone.make_aware(
-        datetime.datetime.combine(expires + datetime.timedelta(days=1), datetime.time.min))
+    assert token.name == "deploys" and token.expires_at == expires
     again = client.get(TOKENS)
     assert_no_secret(again, secret)
     assert token.mask in text(again) and "never" in text(again)
@@ -206,14 +205,22 @@ def test_token_is_shown_once_listed_masked_and_revoked():
 def test_token_form_errors_and_other_users_tokens():
     user = member(factories.TeamFactory(), roles.OWNER)
     client = client_for(user)
-    yesterday = timezone.localdate() - datetime.timedelta(days=1)
-    response = client.post(TOKENS, {"name": "old", "expires_on": yesterday.isoformat()})
-    assert response.status_code == 400 and response.context["form"].errors["expires_on"]
+    past = timezone.now() - datetime.timedelta(minutes=5)
+    response = client.post(TOKENS, {"name": "old", "expires_at": past.strftime("%Y-%m-%dT%H:%M")})
+    assert response.status_code == 400 and response.context["form"].errors["expires_at"]
+    response = client.post(TOKENS, {"name": "bad", "expires_at": "next tuesday"})
+    assert response.status_code == 400 and response.context["form"].errors["expires_at"]
     assert client.post(TOKENS, {}).status_code == 400
     assert not PersonalAccessToken.objects.filter(user=user).exists()
     # No expiry is allowed.
     assert client.post(TOKENS, {"name": "forever"}).status_code == 302
     assert PersonalAccessToken.objects.get(user=user).expires_at is None
+    # An expired token is listed as such, and the API refuses it.
+    _, old_secret = personal_access_token_create(user=user, name="lapsed",
+                                                 expires_at=timezone.now() - datetime.timedelta(hours=1))
+    row = next(r for r in text(client.get(TOKENS)).split("<tr") if "lapsed" in r)
+    assert "expired" in row and "Revoke" in row
+    assert "has expired" in bearer(old_secret).get("/api/tokens/").json()["error"]["message"]
     # Someone else's token: 404, and it stays live.
     theirs, _ = personal_access_token_create(user=member(factories.TeamFactory(), roles.OWNER), name="theirs")
     assert client.post(reverse("console-account-token-revoke", kwargs={"pk": theirs.pk})).status_code == 404
