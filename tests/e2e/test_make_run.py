@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import httpx
 import pytest
@@ -47,19 +48,38 @@ def chat(base_url, key, model):
                       json={"model": model, "messages": [{"role": "user", "content": f"Hello {model}"}]})
 
 
-@pytest.fixture
-def embedded(tmp_path, simulator):
-    """bin/run-demo's steps on a temp SQLite file: migrate, seed_demo, the simulator, one granian worker."""
-    db = tmp_path / "db.sqlite3"
+def manage(env, *command):
+    done = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def embedded_env(db, journal_dir, simulator_url) -> dict:
     env = {name: value for name, value in os.environ.items() if name not in SERVICES}
-    env.update(DATABASE_URL=f"sqlite:///{db}", TOLLGATE_JOURNAL_DIR=str(tmp_path / "journal"),
+    env.update(DATABASE_URL=f"sqlite:///{db}", TOLLGATE_JOURNAL_DIR=str(journal_dir),
                DEMO_API_KEY=DEMO_KEY, DEMO_PASSWORD="demo-password-1", OPERATOR_PASSWORD="operator-password-1",
-               SUPPORT_PASSWORD="support-password-1", SIMULATOR_URL=simulator.url,
+               SUPPORT_PASSWORD="support-password-1", SIMULATOR_URL=simulator_url,
                TOLLGATE_PERIODIC_SCALE="0.1")     # reconcile every 6 s instead of 60 s
-    for command in (["migrate", "--noinput", "-v", "0"], ["seed_demo"]):
-        done = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
+    return env
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory, simulator):
+    """A migrated SQLite file, copied by each test (migrating SQLite takes ~15 s)."""
+    db = tmp_path_factory.mktemp("sqlite") / "template.sqlite3"
+    manage(embedded_env(db, db.parent / "journal", simulator.url), "migrate", "--noinput", "-v", "0")
+    return db
+
+
+@pytest.fixture
+def embedded(tmp_path, simulator, migrated):
+    """bin/run-demo's steps on a temp SQLite file: migrate (the module's template), seed_demo, the simulator,
+    one granian worker."""
+    db = tmp_path / "db.sqlite3"
+    shutil.copyfile(migrated, db)
+    env = embedded_env(db, tmp_path / "journal", simulator.url)
+    manage(env, "seed_demo")
     gateway = start_gateway(settings_dict=None, log_dir=tmp_path, journal_dir=tmp_path / "journal",
                             extra_env={**{name: None for name in SERVICES if name not in env},
                                        "DATABASE_URL": env["DATABASE_URL"],
@@ -104,6 +124,43 @@ def test_a_second_gateway_process_without_redis_refuses_to_start(embedded, tmp_p
                       extra_env={**{name: None for name in SERVICES if name not in env},
                                  "DATABASE_URL": env["DATABASE_URL"]})
     assert chat(gateway.url, DEMO_KEY, "openai/gpt-4o-mini").status_code == 200   # the first one serves on
+
+
+def test_a_change_saved_in_the_console_reaches_the_embedded_gateway_within_a_second(embedded):
+    """One gateway process, in-process shared cache: a price (the catalog version) and a revoked key (the key's
+    context) saved through the console take effect on the relay within 1 s, no restart."""
+    gateway, db, env = embedded
+    (model_pk,), = query(db, "SELECT id FROM routing_model WHERE public_id = 'openai/gpt-4o-mini'")
+    (key_pk,), = query(db, "SELECT id FROM keys_apikey WHERE name = 'demo'")
+    assert chat(gateway.url, DEMO_KEY, "openai/gpt-4o-mini").status_code == 200   # warm: snapshot loaded
+
+    with closing(signed_in(gateway.url, "operator", "operator-password-1")) as operator:
+        saved = csrf_post(operator, f"/console/operator/catalog/{model_pk}/price/",
+                          {"input_per_m": "100", "output_per_m": "100", "cached_input_per_m": "100",
+                           "request_fee": "0"})
+    assert saved.status_code == 302, saved.text
+    changed_at, calls = time.monotonic(), []
+    while time.monotonic() - changed_at < 1.5:
+        response = chat(gateway.url, DEMO_KEY, "openai/gpt-4o-mini")
+        calls.append((time.monotonic() - changed_at, response.headers["x-request-id"]))
+        time.sleep(0.05)
+
+    def costs():
+        rows = dict(query(db, "SELECT request_id, cost FROM billing_usagerecord"))
+        return rows if all(rid in rows for _, rid in calls) else None
+
+    recorded = wait_for(costs, timeout=10)
+    new_price = [(at, recorded[rid]) for at, rid in calls if recorded[rid] >= 1000]   # 100.00 per 1M tokens
+    assert new_price and new_price[0][0] <= 1.0, calls
+    assert all(recorded[rid] >= 1000 for at, rid in calls if at > 1.0)
+
+    with closing(signed_in(gateway.url, "demo", "demo-password-1")) as owner:
+        revoked = csrf_post(owner, f"/console/t/demo/keys/{key_pk}/revoke/", {})
+    assert revoked.status_code == 302
+    revoked_at = time.monotonic()
+    refused = wait_for(lambda: chat(gateway.url, DEMO_KEY, "openai/gpt-4o-mini").status_code == 401,
+                       timeout=3, interval=0.05)
+    assert refused and time.monotonic() - revoked_at <= 1.0 + 0.3   # + one call's round trip
 
 
 def copy_of_the_tree(target):
@@ -151,14 +208,20 @@ class RunDemo:
                 self.proc.wait(10)
 
 
-def sign_in(base_url, username, password) -> bool:
-    with httpx.Client(base_url=base_url, timeout=10) as client:
-        page = client.get("/console/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-        response = client.post("/console/login/", data={"username": username, "password": password,
-                                                        "csrfmiddlewaretoken": token},
-                               headers={"Referer": f"{base_url}/console/login/"})
-        return response.status_code == 302 and "/console/login/" not in response.headers["location"]
+def csrf_post(client, path, data):
+    page = client.get(path if "login" in path else "/console/")
+    token = client.cookies.get("csrftoken") or re.search(
+        r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    return client.post(path, data={**data, "csrfmiddlewaretoken": token},
+                       headers={"Referer": f"{client.base_url}{path}"})
+
+
+def signed_in(base_url, username, password) -> httpx.Client:
+    """A console session (the login form, as a browser posts it); fails the test if the login is refused."""
+    client = httpx.Client(base_url=base_url, timeout=10)
+    response = csrf_post(client, "/console/login/", {"username": username, "password": password})
+    assert response.status_code == 302 and "/console/login/" not in response.headers["location"], username
+    return client
 
 
 def test_bin_run_demo_on_a_copy_of_the_tree(tmp_path):
@@ -181,7 +244,7 @@ def test_bin_run_demo_on_a_copy_of_the_tree(tmp_path):
         assert chat(base_url, key, "auto").headers["x-tollgate-route"].startswith("route=auto")
         for user, label in (("demo", r"user: demo\s+password:"), ("operator", r"user: operator\s+password:"),
                             ("support", r"user: support\s+password:")):
-            assert sign_in(base_url, user, demo.printed(label)), user
+            signed_in(base_url, user, demo.printed(label)).close()
         db = checkout / "db.sqlite3"
         assert wait_for(lambda: (rows := query(db, "SELECT billed_at FROM billing_usagerecord"))
                         and len(rows) == 2 and all(at for (at,) in rows), timeout=60, interval=0.5)
