@@ -99,19 +99,22 @@ class Snapshot:
     # (team, model id) → the team's price overrides, newest first: (effective from as unix time, price), the
     # one in force now and any announced for later (chosen per request, so one starts without a reload).
     overrides: dict[tuple[int, int], tuple[tuple[float, PriceEntry], ...]] = field(default_factory=dict)
+    # model id → catalog prices announced for later, newest first, chosen per request the same way.
+    scheduled: dict[int, tuple[tuple[float, PriceEntry], ...]] = field(default_factory=dict)
 
     def policy(self, team_id: int) -> TeamPolicy:
         return self.policies.get(team_id, DEFAULT_POLICY)
 
     def price_for(self, model: ModelEntry, team_id: int, at: float | None = None) -> PriceEntry | None:
         """The price a team pays for a model (before multipliers): its override in force, else the catalog
-        price."""
-        overrides = self.overrides.get((team_id, model.id)) if self.overrides else None
-        if overrides:
-            at = time.time() if at is None else at
-            for starts, price in overrides:
-                if starts <= at:
-                    return price
+        price (one announced for later counts from its start, without a reload)."""
+        for dated in (self.overrides.get((team_id, model.id)) if self.overrides else None,
+                      self.scheduled.get(model.id) if self.scheduled else None):
+            if dated:
+                at = time.time() if at is None else at
+                for starts, price in dated:
+                    if starts <= at:
+                        return price
         return model.price
 
     def auto_for(self, team_id: int) -> AutoEntry:
@@ -174,6 +177,11 @@ def _load(version: bytes | None) -> Snapshot:
             found.append((o.effective_from.timestamp(), PriceEntry(o.input_per_m, o.output_per_m,
                                                                    o.cached_input_per_m, o.request_fee)))
     snap.overrides = {pair: tuple(entries) for pair, entries in overrides.items()}
+    scheduled: dict[int, list] = {}
+    for p in Price.objects.filter(effective_from__gt=now).order_by("model_id", "-effective_from"):
+        scheduled.setdefault(p.model_id, []).append((p.effective_from.timestamp(), PriceEntry(
+            p.input_per_m, p.output_per_m, p.cached_input_per_m, p.request_fee)))
+    snap.scheduled = {model_id: tuple(entries) for model_id, entries in scheduled.items()}
     return snap
 
 

@@ -82,6 +82,15 @@ def test_snapshot_picks_the_override_in_force_per_team_and_time():
     assert snap.price_for(entry, other.pk).input_per_m == 1_000_000                  # list price
     later = (now + dt.timedelta(hours=2)).timestamp()
     assert snap.price_for(entry, team.pk, at=later).input_per_m == 9_000_000         # starts without a reload
+    # A catalog price announced for later starts on time too (for teams without an override).
+    services.price_set(model=price.model, input_per_m=5_000_000, output_per_m=5_000_000, cached_input_per_m=0,
+                       effective_from=now + dt.timedelta(hours=1))
+    snapshot.invalidate_local()
+    snap = asyncio.run(snapshot.current())
+    entry = snap.resolve(price.model.public_id)
+    assert entry.price.input_per_m == 1_000_000 and snap.price_for(entry, other.pk).input_per_m == 1_000_000
+    assert snap.price_for(entry, other.pk, at=later).input_per_m == 5_000_000
+    assert snap.price_for(entry, team.pk, at=later).input_per_m == 9_000_000          # the override wins
 
 
 @pytest.mark.django_db
