@@ -37,6 +37,7 @@ TEAM_NAV = [
     (gettext_lazy("Billing"), "console-billing"),
     (gettext_lazy("Spend report"), "console-spend"),
     (gettext_lazy("Models & prices"), "console-prices"),
+    (gettext_lazy("Channels"), "console-channels"),
     (gettext_lazy("Status"), "console-status"),
     (gettext_lazy("Support tickets"), "console-tickets"),
     (gettext_lazy("Members"), "console-members"),
