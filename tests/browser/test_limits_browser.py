@@ -54,6 +54,8 @@ def test_admin_sets_group_rpm_and_a_key_budget_in_the_console(live, page):
     page.fill("input[name=rpm_limit]", "2")
     page.click("[data-testid=group-settings] button[type=submit]")
     page.wait_for_load_state()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "key-groups-limits.png"), full_page=True)
     row = page.locator("[data-testid=groups] tr", has_text=group.name)
     assert row.count() == 1 and "2" in row.locator("td.num").first.inner_text()
     assert wait_for(lambda: (ctx := published(live.key)) and ctx.group_limits[2] == 2, timeout=2)
@@ -89,7 +91,6 @@ def test_admin_sets_group_rpm_and_a_key_budget_in_the_console(live, page):
     page.select_option("select[name=budget_period]", "day")
     page.click("[data-testid=key-settings] button[type=submit]")
     page.wait_for_load_state()
-    SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "key-detail-limits.png"), full_page=True)
     effective = page.locator("[data-testid=effective-budget]").inner_text()
     assert "left of $5.00" in effective and "from the key" in effective
