@@ -178,6 +178,16 @@ class SpendReportForm(forms.Form):
     group_by = forms.ChoiceField(label=_("Group by"), choices=GROUPS, required=False)
 
     def __init__(self, data, **kwargs):
+        # The inputs show the range the report covers: today and 29 days before `to` unless given.
+        data = data.copy()
+        data["to"] = data.get("to") or timezone.now().date().isoformat()
+        if not data.get("from"):
+            try:
+                until = datetime.date.fromisoformat(data["to"])
+            except ValueError:
+                pass   # the "to" field explains
+            else:
+                data["from"] = (until - datetime.timedelta(days=self.DEFAULT_DAYS - 1)).isoformat()
         super().__init__(data, **kwargs)
         # "from" is a Python keyword: the fields are named in the dict instead of as class attributes.
         date = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")

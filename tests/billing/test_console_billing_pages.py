@@ -163,6 +163,8 @@ def test_spend_report_defaults_to_the_last_30_days_by_key(team, spend):
     assert page.status_code == 200
     report = page.context["report"]
     assert (report.since.date(), report.until.date()) == (today - dt.timedelta(days=29), today + dt.timedelta(days=1))
+    form = page.context["form"]   # the inputs show the range covered
+    assert (form["from"].value(), form["to"].value()) == ((today - dt.timedelta(days=29)).isoformat(), today.isoformat())
     assert [(r["key_name"], r["requests"], r["errors"], r["cost"]) for r in report.rows] == [
         ("ci", 2, 1, 2_250_000), ("production", 3, 0, 1_500_100)]
     assert report.totals == {"requests": 5, "errors": 1, "prompt_tokens": 500, "completion_tokens": 250,
