@@ -387,3 +387,22 @@ def test_a_route_edited_through_the_api_is_live_within_a_second(live, simulator)
                       timeout=1.0)
     assert served, f"the edit was not live after {time.monotonic() - started:.2f} s"
     assert "model=test/second" in served.headers["x-tollgate-route"]
+
+
+@pytest.mark.django_db
+def test_dry_run_as_a_routes_only_group_shows_the_refusal():
+    catalog()
+    owner = factories.MembershipFactory(role=roles.OWNER)
+    group = factories.KeyGroupFactory(team=owner.team)
+    group.routes_only = True
+    group.save()
+    services.routing_rule_create(team=owner.team, name="default", default_model="test/weak")
+    url = f"/api/teams/{owner.team.slug}/routes/try/"
+    direct = api(owner.user).post(url, {"body": {"model": "test/strong", "messages": CHAT},
+                                        "key_group_id": group.pk}, format="json").json()
+    assert direct["error"]["status"] == 403 and direct["error"]["code"] == "model_not_allowed"
+    assert "may only call routes" in direct["error"]["message"] and direct["candidates"] == []
+    routed = api(owner.user).post(url, {"body": {"model": "auto", "messages": CHAT}, "key_group_id": group.pk},
+                                  format="json").json()
+    assert routed["route"].startswith("auto") and routed["skipped"] == ["test/weak via -: no channel serves it"]
+    assert routed["error"]["status"] == 503 and routed["error"]["code"] == "no_available_channel"  # no channel
