@@ -121,7 +121,7 @@ def key_detail(request, access, pk):
 def _key_usage(key) -> dict:
     """The key's limits (own, group's, effective) and its spend by day and model over 30 days."""
     # Billing sits above keys: its usage records and chart helper are imported where they are used.
-    from billing.money import format_money
+    from billing.money import money_display
     from billing.selectors import key_budgets, key_spend_breakdown
     from billing.views import _chart
 
@@ -130,13 +130,9 @@ def _key_usage(key) -> dict:
     top = max((row["spend"] for row in spend.by_model), default=0) or 1
     for row in spend.by_model:
         row["share"] = round(100 * row["spend"] / top)
-
-    def money(micro):
-        return format_money(int(micro), settings.TOLLGATE_CURRENCY)
-
     return {"limits": selectors.limit_rows(key=key, budgets=key_budgets(key=key, now=now)), "spend": spend,
-            "spend_chart": _chart(spend.days, [("spend", "spend")], bar_label=lambda d: money(d["spend"]),
-                                  axis_label=money)}
+            "spend_chart": _chart(spend.days, [("spend", "spend")], bar_label=lambda d: money_display(d["spend"]),
+                                  axis_label=money_display)}
 
 
 @team_view(get=roles.KEYS_OWN, model=ApiKey)
