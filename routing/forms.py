@@ -106,8 +106,7 @@ class ChannelForm(forms.Form):
     test_model = forms.ModelChoiceField(label=_("Test model"), queryset=Model.objects.none(), required=False,
                                         empty_label=_("The first model served"), to_field_name="public_id",
                                         help_text=_("What “Test now” and the scheduled probes ask."))
-    status = forms.ChoiceField(label=_("Status"), initial=Channel.ENABLED,
-                               choices=[(Channel.ENABLED, _("Enabled")), (Channel.DISABLED, _("Disabled"))])
+    status = forms.ChoiceField(label=_("Status"), initial=Channel.ENABLED, choices=Channel.STATUSES)
 
     def __init__(self, *args, channel: Channel | None = None, team=None, **kwargs):
         if channel is not None:

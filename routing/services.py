@@ -155,6 +155,9 @@ def channel_update(*, channel: Channel, **changes) -> Channel:
               "max_concurrency": channel.max_concurrency, "test_model": channel.test_model}
     values.update(changes)
     values["api_key"] = values["api_key"] or None
+    if "models" in changes and "model_mapping" not in changes:  # names of models no longer served go with them
+        served = {m.public_id if isinstance(m, Model) else str(m) for m in changes["models"] or ()}
+        values["model_mapping"] = {k: v for k, v in values["model_mapping"].items() if k in served}
     return _save_channel(channel, _clean_channel(team=channel.team, channel=channel, values=values))
 
 

@@ -263,6 +263,16 @@ def test_api_validation_is_a_400_naming_the_field(world, body, field):
     assert UPSTREAM_KEY not in response.content.decode()
 
 
+def test_api_patch_of_models_drops_the_names_of_models_no_longer_served(world):
+    mini, claude, team, admin = world
+    channel = factories.channel(team=team, models=[mini, claude], base_url=REFUSING,
+                                model_mapping={mini.public_id: "mini-x", claude.public_id: "haiku-x"})
+    response, body = api(client_for(admin), "patch", urls(team, channel.pk)["api_detail"],
+                         {"models": [claude.public_id]})
+    assert response.status_code == 200, body
+    assert body["models"] == [claude.public_id] and body["model_mapping"] == {claude.public_id: "haiku-x"}
+
+
 def test_api_patch_validation_and_empty_bodies(world):
     mini, _, team, admin = world
     channel = factories.channel(team=team, models=[mini], base_url=REFUSING, api_key=UPSTREAM_KEY)

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from accounts import roles
 from billing.models import UsageRecord
+from routing.models import Channel
 from tests import factories
 from tests.conftest import wait_for
 
@@ -97,10 +98,13 @@ def test_a_channel_added_through_the_api_serves_the_teams_next_call_within_a_sec
     assert "channel 'our-byok': HTTP 503" in route, route
     assert "platform channel" not in route.split("skipped=")[0]
 
-    # "Test now" against the simulator passes.
+    # "Test now" against the simulator passes, and answers a "needs attention" flag.
+    Channel.objects.filter(pk=channel_id).update(needs_attention=True, attention_reason="probe: HTTP 401")
     test = client.post(reverse("api-channel-test", kwargs={"team": live.team.slug, "pk": channel_id}))
     probe = orjson.loads(test.content)["probe"]
-    assert test.status_code == 200 and probe["ok"] and probe["status_code"] == 200
+    assert test.status_code == 200 and probe["ok"] and probe["status_code"] == 200 and probe["manual"]
+    assert orjson.loads(test.content)["channel"]["health"]["needs_attention"] is False
+    assert not Channel.objects.get(pk=channel_id).needs_attention
 
     # Disabled (DELETE): within a second the platform serves again.
     assert client.delete(reverse("api-channel-detail", kwargs={"team": live.team.slug, "pk": channel_id})
