@@ -183,6 +183,16 @@ def billing_policy(*, team) -> TeamBillingPolicy:
     return TeamBillingPolicy.objects.filter(team=team).first() or TeamBillingPolicy(team=team)
 
 
+def team_month_spend(*, team, now=None) -> int:
+    """What the team's requests have cost this calendar month (UTC): what its monthly cap is measured
+    against (billing.limits counts the same window)."""
+    from billing.limits import period_start
+
+    start = period_start("month", now or timezone.now())
+    return UsageRecord.objects.filter(team=team, created_at__gte=start).aggregate(
+        s=Coalesce(Sum("cost"), 0))["s"]
+
+
 # --- operator ------------------------------------------------------------------------------------------------
 
 def current_price(*, model, at=None) -> Price | None:

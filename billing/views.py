@@ -222,6 +222,7 @@ def billing(request, access):
         "balance": selectors.team_balance(team=access.team), "redeem_form": form,
         "bundles": services.credit_bundles_open(team=access.team),
         "policy": selectors.billing_policy(team=access.team),
+        "month_spend": selectors.team_month_spend(team=access.team),
         "page": _page(selectors.ledger_entries(team=access.team), request.GET.get("page")),
     }, status=400 if form is not None and form.errors else 200)
 
@@ -302,6 +303,7 @@ def billing_policy(request, access):
         return redirect("console-billing-policy", team=access.team.slug)
     return render_team(request, access, "console/policy.html", {
         "form": form, "policy": policy, "can_manage": can_manage,
+        "month_spend": selectors.team_month_spend(team=access.team),
         "default_recipients": default_alert_recipients(team_id=access.team.pk),
     }, status=400 if form.errors else 200)
 

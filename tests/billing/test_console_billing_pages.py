@@ -164,7 +164,8 @@ def test_spend_report_defaults_to_the_last_30_days_by_key(team, spend):
     report = page.context["report"]
     assert (report.since.date(), report.until.date()) == (today - dt.timedelta(days=29), today + dt.timedelta(days=1))
     form = page.context["form"]   # the inputs show the range covered
-    assert (form["from"].value(), form["to"].value()) == ((today - dt.timedelta(days=29)).isoformat(), today.isoformat())
+    assert (form["from"].value(), form["to"].value()) == (
+        (today - dt.timedelta(days=29)).isoformat(), today.isoformat())
     assert [(r["key_name"], r["requests"], r["errors"], r["cost"]) for r in report.rows] == [
         ("ci", 2, 1, 2_250_000), ("production", 3, 0, 1_500_100)]
     assert report.totals == {"requests": 5, "errors": 1, "prompt_tokens": 500, "completion_tokens": 250,
@@ -280,7 +281,8 @@ def test_saving_the_policy_reaches_the_gateways_and_the_alerts(team, django_capt
     shared_cache.set(VERSION_KEY, b"before")
     with django_capture_on_commit_callbacks(execute=True):
         response = client_for(owner).post(url("console-billing-policy", team), {
-            "monthly_cap": "250.5", "alert_thresholds": "100, 50 80 50", "alert_recipients": "a@example.com\nB@example.com, a@example.com"})
+            "monthly_cap": "250.5", "alert_thresholds": "100, 50 80 50",
+            "alert_recipients": "a@example.com\nB@example.com, a@example.com"})
     assert response.status_code == 302
     policy = TeamBillingPolicy.objects.get(team=team)
     assert (policy.monthly_cap, policy.alert_thresholds, policy.alert_recipients) == (
@@ -288,7 +290,11 @@ def test_saving_the_policy_reaches_the_gateways_and_the_alerts(team, django_capt
     assert shared_cache.get(VERSION_KEY) != b"before"   # the gateways reload their snapshot
     page = client_for(owner).get(url("console-billing-policy", team))
     assert page.context["form"]["monthly_cap"].value() == "250.5"
-    assert "$250.50" in text(client_for(owner).get(url("console-billing", team)))
+    UsageRecordFactory(team=team, cost=1_250_000)
+    UsageRecordFactory(team=team, cost=5 * M, created_at=timezone.now() - dt.timedelta(days=40))  # not this month
+    billing_page = text(client_for(owner).get(url("console-billing", team)))
+    assert "$250.50" in billing_page.split('data-testid="monthly-cap"')[1][:40]
+    assert "$1.25 spent this month" in billing_page.split('data-testid="month-spend"')[1][:60]
     # Clearing the cap keeps the operator's price multiplier.
     TeamBillingPolicy.objects.filter(team=team).update(price_multiplier_ppm=900_000)
     client_for(owner).post(url("console-billing-policy", team), {"monthly_cap": "", "alert_thresholds": "80",
