@@ -1,5 +1,6 @@
-"""Billing management API: a team's balance, ledger and budget alerts, code redemption (team-scoped
-TeamAPIViews), and the operator's credit tools (platform staff with platform.manage; not team-scoped).
+"""Billing management API: a team's balance, ledger, budget alerts, code redemption, spend report and billing
+policy (team-scoped TeamAPIViews), and the operator's credit tools (platform staff with platform.manage; not
+team-scoped).
 
 One APIView per operation, nested Input/Output serializers, one service or selector call per method. Amounts
 are integer micro-units (10⁻⁶ of the deployment currency) everywhere, as in the ledger.
