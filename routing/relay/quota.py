@@ -52,6 +52,16 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
                            multiplier_ppm=multiplier)
         minimum = usage_cost(prompt_tokens=prompt, completion_tokens=0, cached_tokens=0, price=price,
                              multiplier_ppm=multiplier)
+    # The hold covers the most expensive candidate that may serve (every planned model and the downgrade), so
+    # a fallback to a pricier backup cannot spend past a budget; the minimum stays the first candidate's.
+    plan = call.route_plan
+    for candidate in (plan.models + [plan.downgrade]) if plan is not None else ():
+        if candidate is None or candidate is model:
+            continue
+        price = snap.price_for(candidate, ctx.team_id)
+        if price is not None:
+            worst = max(worst, usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0,
+                                          price=price, multiplier_ppm=multiplier))
     checks: list[limits.Check] = []
     for scope, label, values, ident, field in (
             ("key", f"key '{ctx.name}'", ctx.key_limits, ctx.key_id, "api_key_id"),

@@ -2,6 +2,7 @@
 simulated upstream): output types, video input, GET /v1/models/{id}, x-ratelimit-* headers on every limited
 answer, /v1/key's effective limit, /v1/generation's finish_reason, ASCII route headers, and a 403 that
 leaves no traceback in the log."""
+import concurrent.futures
 import logging
 import time
 import uuid
@@ -13,12 +14,16 @@ from django.conf import global_settings
 
 from accounts import roles
 from billing.models import TeamBillingPolicy, UsageRecord
+from billing.money import combined_multiplier, usage_cost
+from gateway_site import shared_cache
 from keys.services import key_limits_set
+from routing import tokens
 from routing.catalog import bump_version
 from routing.forms import CatalogModelForm
 from routing.services import model_upsert, routing_rule_upsert
 from tests import factories
 from tests.conftest import wait_for
+from tests.servers import free_port
 
 EMBED = "openai/test-embedding"
 VIDEO = {"type": "video_url", "video_url": {"url": "https://example.com/clip.mp4"}}
@@ -269,3 +274,35 @@ def test_relay_and_console_403s_write_no_traceback_to_the_gateway_log(live, sett
     log = wait_for(lambda: (text := live.server.log()[start:]).count("Forbidden") >= 2 and text, timeout=5)
     assert log, live.server.log()[-2000:]
     assert "Traceback" not in log and "PermissionDenied" not in log, log[-3000:]
+
+
+# --- the hold covers the priciest candidate ------------------------------------------------------------------
+
+def test_hold_is_priced_at_the_most_expensive_candidate(live):
+    """route:pricey: a cheap default on a dead channel, a backup costing 25x: while the backup serves, the
+    team's hold covers the backup's worst case (it used to be the default's, so a fallback could overspend)."""
+    cheap = factories.CatalogModelFactory(public_id="test/cheap-default", upstream_name="gpt-4o-mini")
+    factories.PriceFactory(model=cheap)
+    factories.channel(models=[cheap], base_url=f"http://127.0.0.1:{free_port()}/v1", name="dead")
+    dear = factories.CatalogModelFactory(public_id="test/dear-backup", upstream_name="gpt-4o-mini")
+    factories.PriceFactory(model=dear, input_per_m=3_750_000, output_per_m=15_000_000)
+    factories.channel(models=[dear], base_url=f"{live.simulator.url}/v1", name="dear")
+    routing_rule_upsert(team=live.team, name="pricey", default_model=cheap, backup_models=[dear.public_id])
+    served(live, "test/dear-backup")
+    body = {"model": "route:pricey", "max_tokens": 1000,
+            "messages": [{"role": "user", "content": "[[sim:fault=delay:1500]] [[sim:tokens=5]] hi"}]}
+    prompt = tokens.estimate_prompt_tokens(body)
+    worst = {m: usage_cost(prompt_tokens=prompt, completion_tokens=1000, cached_tokens=0, price=m.prices.get(),
+                           multiplier_ppm=combined_multiplier(1_000_000, None)) for m in (cheap, dear)}
+    assert worst[dear] > 10 * worst[cheap]
+
+    held_key = f"tg:held:team:{live.team.pk}"
+    redis = shared_cache.sync_client()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(post, live, "/chat/completions", body)
+        held = wait_for(lambda: int(redis.get(held_key) or 0), timeout=5)
+        resp = pending.result()
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["model"] == "test/dear-backup" and "connection error" in resp.headers["x-tollgate-route"]
+    assert held == worst[dear]
+    assert wait_for(lambda: int(redis.get(held_key) or 0) == 0)   # given back once settled
