@@ -33,6 +33,7 @@ TEAM_NAV = [
     (gettext_lazy("Dashboard"), "console-dashboard"),
     (gettext_lazy("API keys"), "console-keys"),
     (gettext_lazy("Key groups"), "console-key-groups"),
+    (gettext_lazy("Routes"), "console-routes"),
     (gettext_lazy("Request logs"), "console-logs"),
     (gettext_lazy("Billing"), "console-billing"),
     (gettext_lazy("Spend report"), "console-spend"),
