@@ -143,12 +143,14 @@ def operator_logs(request, platform):
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
     form = OperatorLogFilterForm(request.GET, teams=Team.objects.all())
-    page = None
+    page = totals = None
     if form.is_valid():
-        page = _page(selectors.platform_usage_search(**form.search_filters()), request.GET.get("page"))
+        records = selectors.platform_usage_search(**form.search_filters())
+        page = _page(records, request.GET.get("page"))
+        totals = selectors.usage_totals(records)
         for record in page["rows"]:
             record.channel_label = _operator_channel_label(record)
-    return render_operator(request, platform, "operator/logs.html", {"form": form, "page": page},
+    return render_operator(request, platform, "operator/logs.html", {"form": form, "page": page, "totals": totals},
                            status=200 if form.is_valid() else 400)
 
 

@@ -42,6 +42,12 @@ def usage_search(*, team, owner=None, since=None, until=None, key_id=None, model
     requested or served model name, any case; `status`: "ok", "error", "4xx", "5xx" or a status code. Every
     search is bounded by team and time (index usage_team_time)."""
     qs = usage_scope(team=team, owner=owner).select_related("api_key", "channel").order_by("-created_at", "-id")
+    return _usage_filtered(qs, since=since, until=until, key_id=key_id, model=model, status=status,
+                           request_id=request_id)
+
+
+def _usage_filtered(qs, *, since=None, until=None, key_id=None, model: str = "", status: str = "",
+                    request_id: str = "") -> QuerySet[UsageRecord]:
     if request_id:
         # The response id a client sees (chatcmpl-<hex>) and the request id (req_<hex>) name the same call.
         return qs.filter(request_id="req_" + request_id.removeprefix("chatcmpl-").removeprefix("req_"))
@@ -246,29 +252,12 @@ def redemption_batch_codes(*, batch: str) -> QuerySet:
 
 def platform_usage_search(*, team_id=None, since=None, until=None, model: str = "", status: str = "",
                           request_id: str = "") -> QuerySet[UsageRecord]:
-    """Every team's usage records for the operator's cross-team logs, newest first; the same filters as
-    usage_search, with an optional team instead of a key."""
+    """Every team's usage records for the operator's cross-team logs, newest first: usage_search's filters,
+    with an optional team instead of a key (bounded by time: index on created_at)."""
     qs = UsageRecord.objects.select_related("team", "api_key", "channel").order_by("-created_at", "-id")
     if team_id:
         qs = qs.filter(team_id=team_id)
-    if request_id:
-        return qs.filter(request_id="req_" + request_id.removeprefix("chatcmpl-").removeprefix("req_"))
-    if since is not None:
-        qs = qs.filter(created_at__gte=since)
-    if until is not None:
-        qs = qs.filter(created_at__lt=until)
-    if model:
-        qs = qs.filter(Q(requested_model=model) | Q(served_model=model))
-    if status == "ok":
-        qs = qs.filter(status_code__lt=400)
-    elif status == "error":
-        qs = qs.filter(status_code__gte=400)
-    elif status in ("4xx", "5xx"):
-        low = int(status[0]) * 100
-        qs = qs.filter(status_code__gte=low, status_code__lt=low + 100)
-    elif status.isdigit():
-        qs = qs.filter(status_code=int(status))
-    return qs
+    return _usage_filtered(qs, since=since, until=until, model=model, status=status, request_id=request_id)
 
 
 def price_overrides(*, team) -> QuerySet:

@@ -73,7 +73,7 @@ def test_cross_team_logs_filter_by_team_model_status_and_page():
     ok = usage_record(team=acme, status_code=200, error_code="", requested_model="openai/gpt-4o-mini",
                       served_model="openai/gpt-4o-mini")
     failed = usage_record(team=globex, status_code=429, error_code="rate_limited", requested_model="claude-x")
-    old = usage_record(team=globex, status_code=200, created_at=timezone.now() - dt.timedelta(days=20))
+    old = usage_record(team=globex, status_code=200, cost=1234, created_at=timezone.now() - dt.timedelta(days=20))
     url = reverse("operator-logs")
     for reader in (staff(), staff(roles.SUPPORT)):
         page = client_for(reader).get(url)
@@ -90,7 +90,9 @@ def test_cross_team_logs_filter_by_team_model_status_and_page():
 
     assert rows(team="globex") == [failed.pk]
     assert rows(team="globex", period="30d") == [failed.pk, old.pk]
-    assert rows(model="claude-x") == [failed.pk]
+    assert rows(model="claude-x") == [failed.pk] and rows(model="GPT-4o") == [ok.pk]   # part of a name, any case
+    totals = client.get(url, {"team": "globex", "period": "30d"}).context["totals"]
+    assert totals == {"count": 2, "cost": failed.cost + old.cost}
     assert rows(status="error") == [failed.pk] and rows(status="ok") == [ok.pk]
     assert rows(request_id=ok.request_id) == [ok.pk]
     bad = client.get(url, {"team": "no-such-team"})
