@@ -148,7 +148,7 @@ def seed_demo(*, api_key: str, owner_password: str, operator_password: str, simu
         models.append(model)
 
     for kind, label in Channel.KINDS:
-        served = [m for m in models if CHANNEL_KINDS[m.provider] == kind]
+        served = [m for m in models if CHANNEL_KINDS.get(m.provider) == kind]
         name = f"Simulator ({label})"
         base_url = simulator_url.rstrip("/") + CHANNEL_PATHS[kind]
         channel = Channel.objects.filter(team=None, name=name).first()
