@@ -161,8 +161,14 @@ def channel_update(*, channel: Channel, **changes) -> Channel:
     return _save_channel(channel, _clean_channel(team=channel.team, channel=channel, values=values))
 
 
+@transaction.atomic
 def channel_disable(*, channel: Channel) -> Channel:
-    return channel_update(channel=channel, status=Channel.DISABLED)
+    """Stop routing to a channel (kept, with its probes and the usage records naming it). Always possible, even
+    when its other fields would no longer pass validation (say, a model the team may no longer use)."""
+    channel.status = Channel.DISABLED
+    channel.save(update_fields=["status"])
+    transaction.on_commit(bump_version)
+    return channel
 
 
 def channel_test(*, channel: Channel):

@@ -137,6 +137,20 @@ def test_a_team_channel_serves_only_models_the_team_may_use(world):
     assert not Channel.objects.exists()
 
 
+def test_disabling_always_works(world, django_capture_on_commit_callbacks):
+    mini, claude, team, admin = world
+    channel = factories.channel(team=team, models=[mini, claude], base_url=REFUSING)
+    team.allowed_models = [mini.public_id]        # later, the team may no longer use one of its models
+    team.save(update_fields=["allowed_models"])
+    client = client_for(admin)
+    assert api(client, "patch", urls(team, channel.pk)["api_detail"], {"weight": 3})[0].status_code == 400
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        assert api(client, "delete", urls(team, channel.pk)["api_detail"])[0].status_code == 204
+    assert callbacks
+    channel.refresh_from_db()
+    assert channel.status == Channel.DISABLED and channel.weight == 1
+
+
 def test_other_teams_and_platform_channels_are_404(world):
     mini, _, team, admin = world
     platform = factories.channel(models=[mini], base_url=REFUSING, name="platform")
