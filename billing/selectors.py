@@ -291,20 +291,20 @@ def team_model_prices(*, team, at=None) -> list[TeamModelPrice]:
     list price), times the team's multiplier — what relay/snapshot.py charges, before any key-group
     multiplier. Three queries."""
     at = at or timezone.now()
-    models = list(catalog_with_prices(at=at).filter(enabled=True))
-    prices = {}
-    for p in Price.objects.filter(effective_from__lte=at, model__enabled=True).order_by("model_id", "-effective_from"):
-        prices.setdefault(p.model_id, p)
     overrides = {}
     for o in PriceOverride.objects.filter(team=team, effective_from__lte=at).order_by("model_id", "-effective_from"):
         overrides.setdefault(o.model_id, o)
     multiplier = team_multiplier_ppm(team=team)
+    fields = ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee")
     rows = []
-    for model in models:
-        row = TeamModelPrice(model, prices.get(model.pk), overrides.get(model.pk), multiplier)
+    for model in catalog_with_prices(at=at).filter(enabled=True):
+        list_price = None if model.price_input_per_m is None else Price(
+            model=model, effective_from=model.price_effective_from,
+            **{f: getattr(model, f"price_{f}") for f in fields})
+        row = TeamModelPrice(model, list_price, overrides.get(model.pk), multiplier)
         source = row.override or row.list_price
         if source is not None:
-            for f in ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee"):
+            for f in fields:
                 setattr(row, f, _times(getattr(source, f), multiplier))
         rows.append(row)
     return rows
