@@ -114,6 +114,12 @@ def test_five_paid_calls_are_billed_exactly_within_a_minute_with_no_services(emb
     audit = subprocess.run([sys.executable, "manage.py", "ledger_audit"], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120)
     assert (audit.returncode, audit.stdout.strip()) == (0, "ledger OK"), audit.stdout + audit.stderr
+    # The team's log detail says so.
+    with closing(signed_in(gateway.url, "demo", "demo-password-1")) as owner:
+        for (pk,) in query(db, "SELECT id FROM billing_usagerecord"):
+            page = owner.get(f"/console/t/demo/logs/{pk}/")
+            state = re.search(r'data-testid="billing-state">(.*?)</dd>', page.text, re.S).group(1)
+            assert "billed" in state and "pending" not in state, state
     assert "Traceback" not in gateway.log()
 
 
