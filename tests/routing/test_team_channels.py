@@ -1,11 +1,14 @@
 """A team's own channels (bring your own key) in the console and the management API: owners and admins add, edit,
 disable and test them; the upstream key is write-only (never in a page or an API body, only its mask); bad input
 is a 400 with field errors; a platform channel or another team's is a 404."""
+import time
+
 import orjson
 import pytest
 from django.urls import reverse
 
 from accounts import roles
+from routing import breaker as br
 from routing.adapters.registry import ADAPTERS
 from routing.forms import ChannelForm
 from routing.models import Channel, ChannelProbe
@@ -82,6 +85,25 @@ def test_console_list_shows_health_and_test_now(world):
     assert "ours" in page and "platform-one" not in page and "their-byok" not in page
     assert 'data-testid="needs-attention"' in page and "Not probed yet" in page
     assert urls(team, ours.pk)["test"] in page and "Test now" in page
+
+
+def test_health_column_shows_an_open_breaker_with_its_redacted_reason(world):
+    mini, claude, team, admin = world
+    open_one = factories.channel(team=team, models=[mini], base_url=REFUSING, api_key=UPSTREAM_KEY, name="open-one")
+    pair = factories.channel(team=team, models=[mini, claude], base_url=REFUSING, name="pair-cooling")
+    now = time.time()
+    br.publish([t for t in (
+        br.Breaker(br.channel_scope(open_one.pk)).record(False, now, br.Policy(), f"HTTP 401 {UPSTREAM_KEY}", fatal=True),
+        br.Breaker(br.model_scope(pair.pk, claude.pk)).record(False, now, br.Policy(), "HTTP 404", fatal=True)) if t])
+    client = client_for(admin)
+    page = text(client.get(urls(team)["list"]))
+    rows = {c: page.split(f'data-channel="{c.pk}"')[1].split("</tr>")[0] for c in (open_one, pair)}
+    assert "cooling down" in rows[open_one] and "[REDACTED" in rows[open_one]
+    assert "1 model cooling down" in rows[pair] and claude.public_id in rows[pair]
+    assert 'data-testid="needs-attention"' in rows[open_one]          # a credential error flags it for an admin
+    assert_no_secret(client.get(urls(team)["list"]), UPSTREAM_KEY)
+    _, body = api(client, "get", urls(team, pair.pk)["api_detail"])
+    assert body["health"]["models_cooling_down"] == [claude.public_id] and body["health"]["breaker"] == "closed"
 
 
 def test_console_edit_keeps_the_key_when_blank_and_can_disable(world):
