@@ -10,6 +10,7 @@ from accounts import roles
 from routing.models import RoutingRule
 from tests import factories
 from tests.browser.conftest import sign_in
+from tests.browser.test_console_browser import shot
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
@@ -70,6 +71,13 @@ def test_admin_creates_a_route_and_calls_it(live, simulator, page):
     assert "downgrade" in rows.nth(2).inner_text()
     header = page.locator("[data-testid=try-header]").inner_text()
     assert re.match(r"route=auto \S+ route:default; model=openai/gpt-4o-mini", header)
+    shot(page, "routes", full_page=True)
+    page.click("[data-testid=language] button[value=zh-hans]")
+    page.wait_for_load_state()
+    shot(page, "routes-zh", full_page=True)
+    page.click("[data-testid=language] button[value=en]")
+    page.wait_for_load_state()
+    page.goto(f"{base}/console/t/{team.slug}/routes/")
 
     # A body that is not JSON says so.
     panel = page.locator("[data-testid=try-form]")
