@@ -11,9 +11,11 @@ from django.urls import reverse
 from accounts import roles
 from billing import selectors, services
 from billing.models import RedemptionCode
+from billing.selectors import team_balance
 from billing.services import CreditError
 from tests import factories
 from tests.accounts.console_helpers import client_for, fast_hasher, staff, text  # noqa: F401
+from tests.billing.test_ledger import run_threads
 
 pytestmark = pytest.mark.django_db
 CODE = re.compile(r"TG(?:-[23456789ABCDEFGHJKLMNPQRSTUVWXYZ]{4}){4}")
@@ -113,3 +115,27 @@ def test_api_lists_and_voids_batches():
     assert operator.post("/api/operator/redemption-batches/0000000000000000/void/").status_code == 404
     assert operator.get("/api/operator/redemption-batches/").json()[0]["disabled"] == 2
     assert RedemptionCode.objects.filter(batch=batch, status="disabled").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_void_racing_redemptions_credits_each_code_at_most_once_and_voids_the_rest():
+    teams = [factories.TeamFactory() for _ in range(6)]
+    codes = services.redemption_batch_create(created_by=None, count=6, amount=1_000_000)
+    batch = services.redemption_batch_of(code=codes[0])
+
+    def work(i):
+        if i == 6:
+            return ("voided", services.redemption_batch_void(batch=batch))
+        try:
+            return ("redeemed", services.redemption_redeem(team=teams[i], user=None, code=codes[i]).amount)
+        except CreditError as refused:
+            return ("refused", refused.code)
+
+    results = run_threads(7, work)
+    voided = results[6][1]
+    redeemed = [r for r in results[:6] if r[0] == "redeemed"]
+    assert all(r == ("refused", "code_disabled") for r in results[:6] if r[0] != "redeemed")
+    assert len(redeemed) + voided == 6            # every code is either credited once or voided, never both
+    statuses = list(RedemptionCode.objects.filter(batch=batch).values_list("status", flat=True))
+    assert sorted(statuses) == sorted(["used"] * len(redeemed) + ["disabled"] * voided)
+    assert sum(team_balance(team=t) for t in teams) == 1_000_000 * len(redeemed)
