@@ -306,3 +306,30 @@ def test_hold_is_priced_at_the_most_expensive_candidate(live):
     assert resp.json()["model"] == "test/dear-backup" and "connection error" in resp.headers["x-tollgate-route"]
     assert held == worst[dear]
     assert wait_for(lambda: int(redis.get(held_key) or 0) == 0)   # given back once settled
+
+
+# --- the demo catalog ---------------------------------------------------------------------------------------
+
+def test_demo_gemini_takes_video_and_its_embedding_model_only_embeds(transactional_db, gateway, simulator):
+    from billing.demo import seed_demo
+
+    secret = "sk-tg-relay-demo-key-0000000000000000000000000"
+    seed_demo(api_key=secret, owner_password="pw-demo-1", operator_password="pw-demo-2", simulator_url=simulator.url,
+              rpm_limit=None)
+    bump_version()
+    base = f"{gateway.url}/v1"
+
+    def call(path, body):
+        return httpx.post(base + path, json=body, headers=bearer(secret), timeout=20)
+
+    content = [{"type": "text", "text": "what happens in this clip?"}, VIDEO]
+    resp = wait_for(lambda: (r := call("/chat/completions", {"model": "google/gemini-2.5-flash", "messages": [
+        {"role": "user", "content": content}]})).status_code != 404 and r)
+    assert resp.status_code == 200, resp.text
+    resp = call("/chat/completions", {"model": "deepseek/deepseek-chat", "messages": [{"role": "user", "content": content}]})
+    assert_unsupported(resp, "no video input")
+    assert_unsupported(call("/chat/completions", {"model": "openai/text-embedding-3-small",
+                                                   "messages": [{"role": "user", "content": "hi"}]}), "no text output")
+    assert_unsupported(call("/embeddings", {"model": "google/gemini-2.5-flash", "input": "hi"}), "no embeddings output")
+    ok = call("/embeddings", {"model": "openai/text-embedding-3-small", "input": "hi"})
+    assert ok.status_code == 200, ok.text
