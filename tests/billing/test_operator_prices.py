@@ -63,7 +63,18 @@ def test_an_override_prices_the_next_call_on_a_live_gateway_but_not_past_ones(li
         assert _chat(live).status_code == 200
         record = _last_record(live, last.pk)
         return record if record and record.cost == (3 * tokens + 100 + 1) // 2 else None
-    assert wait_for(halved, timeout=3)
+    last = wait_for(halved, timeout=3)
+    assert last
+
+    # And the key group's on top of the team's (its keys' cached contexts are republished).
+    assert operator.post(reverse("operator-group-multiplier", kwargs={"pk": live.team.pk}),
+                         {"group": live.key.group_id, "multiplier": "0.5"}).status_code == 302
+
+    def quartered():
+        assert _chat(live).status_code == 200
+        record = _last_record(live, last.pk)
+        return record if record and record.cost == (3 * tokens + 100 + 2) // 4 else None
+    assert wait_for(quartered, timeout=3)
 
 
 @pytest.mark.django_db(transaction=True)
