@@ -231,7 +231,7 @@ def test_api_crud_never_returns_the_key(world, django_capture_on_commit_callback
         response, created = api(client, "post", urls(team)["api"], {
             "name": "byok", "kind": "openai", "base_url": "https://api.openai.com/v1", "api_key": UPSTREAM_KEY,
             "models": [mini.public_id], "model_mapping": {mini.public_id: "gpt-4o-mini-2024-07-18"},
-            "priority": 3, "max_concurrency": 8})
+            "priority": 3, "max_concurrency": 8, "team": None, "team_id": None})   # always the caller's team
     assert response.status_code == 201, created
     assert callbacks
     channel = Channel.objects.get(pk=created["id"])
