@@ -1,18 +1,23 @@
 """Management API twins of the operator's team and price pages (platform.manage), and the team's own prices
 (any member). Amounts are integer micro-units and multipliers parts per million, as in the ledger; each
 method calls the same service function as its console page."""
+import datetime as dt
+
 from django.http import Http404
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts import roles
 from accounts.edge import TeamAPIView
 from accounts.models import Team
+from accounts.selectors import require_platform
 from billing import selectors, services
 from billing.api import MAX_AMOUNT, OperatorAPIView, Refused
 from billing.models import PriceOverride
-from support.api import errors
+from support.api import UsageOutput, errors
 
 MAX_MULTIPLIER_PPM = 100 * 1_000_000
 
@@ -193,3 +198,51 @@ class OperatorGroupMultiplierApi(OperatorAPIView):
         data.is_valid(raise_exception=True)
         group = services.group_multiplier_set(group=group, multiplier_ppm=data.validated_data["multiplier_ppm"])
         return Response(KeyGroupMultiplierOutput(group).data)
+
+
+# --- operator and support: every team's usage records -------------------------------------------------------
+class TeamUsageOutput(UsageOutput):
+    team = serializers.CharField(source="team.slug")
+
+    class Meta(UsageOutput.Meta):
+        fields = ["team", *UsageOutput.Meta.fields]
+
+
+class OperatorUsageListApi(APIView):
+    """Every team's usage records, newest first (platform.read: operators and support staff); the filters of
+    the team usage list, with a team slug instead of a key. Bounded by time: `since` defaults to 7 days ago."""
+
+    class FilterSerializer(serializers.Serializer):
+        team = serializers.SlugField(required=False, help_text="A team's slug")
+        since = serializers.DateTimeField(required=False)
+        until = serializers.DateTimeField(required=False)
+        model = serializers.CharField(required=False, help_text="Part of the requested or served model")
+        status = serializers.RegexField(r"^(ok|error|4xx|5xx|\d{3})$", required=False,
+                                        help_text="ok, error, 4xx, 5xx or an HTTP status code")
+        request_id = serializers.CharField(required=False, help_text="req_… or chatcmpl-…")
+        limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
+        offset = serializers.IntegerField(required=False, min_value=0, default=0)
+
+    class PlatformUsageOutput(serializers.Serializer):
+        data = TeamUsageOutput(many=True)
+        has_more = serializers.BooleanField()
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        require_platform(user=request.user, permission=roles.PLATFORM_READ)
+
+    @extend_schema(tags=["operator"], operation_id="operator_usage_list", parameters=[FilterSerializer],
+                   responses={200: PlatformUsageOutput, **errors(400, 401, 403)})
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        d = dict(filters.validated_data)
+        limit, offset, slug = d.pop("limit"), d.pop("offset"), d.pop("team", None)
+        team_id = None
+        if slug:
+            team_id = Team.objects.filter(slug=slug).values_list("pk", flat=True).first()
+            if team_id is None:
+                raise Refused("No team has this slug.", "team_not_found")
+        d.setdefault("since", timezone.now() - dt.timedelta(days=7))
+        records = list(selectors.platform_usage_search(team_id=team_id, **d)[offset:offset + limit + 1])
+        return Response(self.PlatformUsageOutput({"data": records[:limit], "has_more": len(records) > limit}).data)

@@ -32,3 +32,4 @@ urlpatterns += [
     path(A + "<int:team_id>/key-groups/<int:group_id>/multiplier/", operator_api.OperatorGroupMultiplierApi.as_view(),
          name="api-operator-group-multiplier"),
 ]
+urlpatterns.append(path("api/operator/usage/", operator_api.OperatorUsageListApi.as_view(), name="api-operator-usage"))

@@ -26,6 +26,7 @@ ENDPOINTS = {
     "/api/operator/teams/{team_id}/multiplier/": {"put"},
     "/api/operator/teams/{team_id}/key-groups/{group_id}/multiplier/": {"put"},
     "/api/teams/{team}/prices/": {"get"},
+    "/api/operator/usage/": {"get"},
     "/api/teams/{team}/channels/": {"get", "post"},
     "/api/teams/{team}/channels/{id}/": {"get", "patch", "delete"},
     "/api/teams/{team}/channels/{id}/test/": {"post"},

@@ -115,3 +115,21 @@ def test_cross_team_logs_page_through_results():
 def test_team_users_cannot_read_cross_team_logs(role):
     user = member(factories.TeamFactory(), role)
     assert client_for(user).get(reverse("operator-logs")).status_code == 403
+
+
+def test_cross_team_usage_api_for_operators_and_support():
+    acme, globex = factories.TeamFactory(slug="acme"), factories.TeamFactory(slug="globex")
+    ok = usage_record(team=acme, status_code=200, error_code="")
+    failed = usage_record(team=globex, status_code=503, error_code="upstream_unavailable")
+    for reader in (staff(), staff(roles.SUPPORT)):
+        listed = client_for(reader).get("/api/operator/usage/")
+        assert listed.status_code == 200
+        assert [(r["team"], r["id"]) for r in listed.json()["data"]] == [("globex", failed.pk), ("acme", ok.pk)]
+    client = client_for(staff(roles.SUPPORT))
+    assert [r["id"] for r in client.get("/api/operator/usage/?team=acme").json()["data"]] == [ok.pk]
+    assert [r["id"] for r in client.get("/api/operator/usage/?status=5xx").json()["data"]] == [failed.pk]
+    page = client.get("/api/operator/usage/?limit=1").json()
+    assert len(page["data"]) == 1 and page["has_more"] is True
+    assert client.get("/api/operator/usage/?team=nope").status_code == 400
+    assert client.get("/api/operator/usage/?limit=0").status_code == 400
+    assert client_for(member(acme, roles.OWNER)).get("/api/operator/usage/").status_code == 403
