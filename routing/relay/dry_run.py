@@ -14,13 +14,15 @@ from rest_framework.response import Response
 
 from accounts import roles
 from accounts.edge import TeamAPIView, team_view
+from billing import limits
+from gateway_site import shared_cache
 from keys.auth import context_for
 from keys.models import ApiKey
 from routing import breaker as br
 from routing.adapters.registry import adapter_for
-from routing.relay import errors, router, snapshot
+from routing.relay import errors, quota, router, snapshot
 from routing.relay.formats.openai import validate_chat
-from routing.relay.pipeline import RelayCall, channel_label
+from routing.relay.pipeline import RelayCall, channel_label, downgrade_past_soft_limit
 from routing.routes_forms import RouteTryForm, parse_request_body
 from routing.routes_views import routes_page, try_choices
 
@@ -42,6 +44,26 @@ def key_context(*, team, key=None, key_group=None):
     return context_for(key)
 
 
+def _past_soft_limit(call, request: dict) -> bool:
+    """Has the route spent its soft limit this period? Read from the counter its budget check uses (seeded from
+    the usage records when missing, as the relay does before its first reservation)."""
+    plan, rule = call.route_plan, call.route_plan.rule
+    if rule is None or rule.soft_limit is None or plan.downgrade is None:
+        return False
+    call.model = (plan.models or [plan.downgrade])[0]
+    try:
+        checks = quota.build(call, request)[0]
+    finally:
+        call.model = None
+    for check in checks:
+        if check.kind == "budget" and check.key.startswith("tg:spent:route:"):
+            if shared_cache.get(check.key) is None:
+                limits.rebuild(check)
+            raw = shared_cache.get(check.key)
+            return raw is not None and int(raw) >= rule.soft_limit
+    return False
+
+
 def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) -> dict:
     """Candidates in the order the pipeline would try them (model × channel) and every skip reason."""
     ctx = key_context(team=team, key=key, key_group=key_group)
@@ -60,6 +82,8 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
         result["error"] = {"status": err.status, "code": err.code, "message": err.message}
         return result
     call.route_plan = plan
+    if _past_soft_limit(call, request):
+        downgrade_past_soft_limit(plan)
     breakers, now = br.read_breakers(), time.time()
     before_first = 0
     models = plan.models + ([plan.downgrade] if plan.downgrade and plan.downgrade not in plan.models else [])

@@ -45,6 +45,12 @@ def channel_label(channel, team_id: int) -> str:
     return f"channel '{channel.name}'" if channel.team_id == team_id else f"platform channel #{channel.id}"
 
 
+def downgrade_past_soft_limit(plan) -> None:
+    """The route's spend passed its soft limit: only the downgrade model serves (said in the route header)."""
+    plan.models = [plan.downgrade]
+    plan.skipped.append(f"route '{plan.rule.name}' past its soft limit: downgraded")
+
+
 class MetaHeaders:
     """Case-insensitive header access straight from the ASGI META dict (cheaper than request.headers)."""
 
@@ -156,8 +162,7 @@ class RelayCall:
         if rule is not None and rule.soft_limit is not None and self.route_plan.downgrade is not None:
             spent = await limits.spent(checks, rule)
             if spent is not None and spent >= rule.soft_limit:  # past the soft limit: the downgrade serves
-                self.route_plan.models = [self.route_plan.downgrade]
-                self.route_plan.skipped.append(f"route '{rule.name}' past its soft limit: downgraded")
+                downgrade_past_soft_limit(self.route_plan)
 
     async def open_upstream(self, request: dict, *, stream: bool, embeddings: bool = False,
                             last_resort: bool = False) -> tuple[aiohttp.ClientResponse, bytes | None]:

@@ -406,3 +406,46 @@ def test_dry_run_as_a_routes_only_group_shows_the_refusal():
                                   format="json").json()
     assert routed["route"].startswith("auto") and routed["skipped"] == ["test/weak via -: no channel serves it"]
     assert routed["error"]["status"] == 503 and routed["error"]["code"] == "no_available_channel"  # no channel
+
+
+@pytest.mark.django_db
+def test_dry_run_past_the_soft_limit_shows_the_downgrade():
+    strong, weak, same, _ = catalog()
+    for model in (strong, weak):
+        factories.PriceFactory(model=model)
+        factories.channel(models=[model], base_url="http://127.0.0.1:9/v1", name=model.public_id)
+    owner = factories.MembershipFactory(role=roles.OWNER)
+    key, _ = factories.api_key(team=owner.team)
+    rule, _ = services.routing_rule_create(team=owner.team, name="batch", default_model="test/strong",
+                                           downgrade_model="test/weak", budget_limit=10_000_000, soft_limit=0)
+    url = f"/api/teams/{owner.team.slug}/routes/try/"
+    body = {"model": "route:batch", "messages": CHAT}
+    result = api(owner.user).post(url, {"body": body, "key_id": key.pk}, format="json").json()
+    assert [(c["model"], c["role"]) for c in result["candidates"]] == [("test/weak", "primary")]
+    assert "route 'batch' past its soft limit: downgraded" in result["skipped"]
+    assert "route 'batch' past its soft limit: downgraded" in result["header"]
+    services.routing_rule_update(rule=rule, soft_limit=5_000_000)   # nothing spent yet: under it
+    result = api(owner.user).post(url, {"body": body, "key_id": key.pk}, format="json").json()
+    assert [(c["model"], c["role"]) for c in result["candidates"]] == [("test/strong", "primary"),
+                                                                        ("test/weak", "downgrade")]
+
+
+def test_past_the_soft_limit_the_relay_serves_the_downgrade_as_the_dry_run_says(live, simulator):
+    cheap = factories.CatalogModelFactory(public_id="test/cheap", upstream_name="gpt-4o-mini")
+    factories.PriceFactory(model=cheap)
+    factories.channel(models=[cheap], base_url=f"{simulator.url}/v1", name="cheap")
+    owner = factories.MembershipFactory(team=live.team, role=roles.ADMIN)
+    created = api(owner.user).post(base(live.team), {
+        "name": "capped", "default_model": live.model.public_id, "downgrade_model": "test/cheap",
+        "budget_limit": 50_000_000, "soft_limit": 0}, format="json")
+    assert created.status_code == 201
+    body = {"model": "route:capped", "messages": CHAT}
+    served = wait_for(lambda: (r := httpx.post(f"{live.base_url}/chat/completions", json=body, timeout=10,
+                                               headers={"Authorization": f"Bearer {live.secret}"})).status_code
+                      == 200 and r, timeout=2.0)
+    assert served and served.json()["model"] == "test/cheap"
+    assert "route 'capped' past its soft limit: downgraded" in served.headers["x-tollgate-route"]
+    dry = api(owner.user).post(f"/api/teams/{live.team.slug}/routes/try/", {"body": body, "key_id": live.key.pk},
+                               format="json").json()
+    assert [c["model"] for c in dry["candidates"]] == ["test/cheap"]
+    assert dry["header"].split("; attempts=")[0] == served.headers["x-tollgate-route"].split("; attempts=")[0]
