@@ -23,22 +23,33 @@ def default_alert_recipients(*, team_id: int) -> list[str]:
                       .exclude(user__email="").values_list("user__email", flat=True)))
 
 
+def _policy(team_id: int) -> tuple[list[str], list[int]]:
+    """(alert recipients, alert thresholds) of the team's billing policy; the defaults without one."""
+    from billing.services import ALERT_THRESHOLDS  # services imports this module
+
+    row = TeamBillingPolicy.objects.filter(team_id=team_id).values_list("alert_recipients", "alert_thresholds").first()
+    return (row[0], row[1]) if row else ([], list(ALERT_THRESHOLDS))
+
+
 def alert_recipients(*, team_id: int) -> list[str]:
-    chosen = TeamBillingPolicy.objects.filter(team_id=team_id).values_list("alert_recipients", flat=True).first()
+    chosen, _thresholds = _policy(team_id)
     return sorted(set(chosen)) if chosen else default_alert_recipients(team_id=team_id)
 
 
 def budget_alerts_send(*, team_id: int, alerts) -> int:
     """One mail listing the alerts a run fired for a team. Returns the number of messages sent (0 or 1)."""
     team = Team.objects.filter(pk=team_id).first()
-    recipients = alert_recipients(team_id=team_id)
+    chosen, thresholds = _policy(team_id)
+    recipients = sorted(set(chosen)) if chosen else default_alert_recipients(team_id=team_id)
     if team is None or not recipients:
         log.info("budget alerts for team %s: nobody to mail", team_id)
         return 0
     context = {
         "team": team,
         "alerts": [{"label": a.label, "threshold": a.threshold, "spent": _money(a.spent), "limit": _money(a.limit),
-                    "balance": a.scope_kind == "balance"} for a in sorted(alerts, key=lambda a: -a.threshold)],
+                    "balance": a.scope_kind == "balance", "left": 100 - a.threshold}
+                   for a in sorted(alerts, key=lambda a: -a.threshold)],
+        "chosen_recipients": bool(chosen), "thresholds": ", ".join(f"{t}%" for t in thresholds),
         "url": f"{settings.TOLLGATE_PUBLIC_BASE_URL.rstrip('/')}/console/t/{team.slug}/billing/",
     }
     subject = " ".join(render_to_string("billing/budget_alert_subject.txt", context).split())

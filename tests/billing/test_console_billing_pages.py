@@ -375,6 +375,8 @@ def test_alerts_follow_the_policy_thresholds_and_recipients(team, mailoutbox, dj
     assert BudgetAlert.objects.get().threshold == 50
     [mail] = mailoutbox
     assert mail.to == ["finance@example.com"] and "50%" in mail.subject
+    assert "as an alert recipient named in the team's billing policy" in mail.body
+    assert "alerts once per period at 50%." in mail.body
     # No thresholds: no alerts.
     services.billing_policy_set(team=team, monthly_cap=None, alert_thresholds=[], alert_recipients=[])
     UsageRecordFactory(team=team, api_key=key, cost=500)
