@@ -107,9 +107,10 @@ class RouteDetailApi(TeamAPIView):
                              "DELETE": roles.ROUTES_MANAGE}
     team_object_model = RoutingRule
 
-    @extend_schema(tags=TAGS, responses={200: RouteOutput, **_errors(401, 403, 404)})
+    @extend_schema(tags=TAGS, responses={200: SavedRouteOutput, **_errors(401, 403, 404)})
     def get(self, request, team, pk):
-        return Response(RouteOutput(rule_for(self.access, pk)).data)
+        rule = rule_for(self.access, pk)
+        return _saved(rule, services.routing_rule_warnings(rule=rule))
 
     def _update(self, request, pk, partial):
         rule = rule_for(self.access, pk)

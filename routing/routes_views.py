@@ -96,6 +96,7 @@ def route_detail(request, access, pk):
         rule.refresh_from_db()
     return render_team(request, access, "console/route_detail.html", {
         "rule": rule, "form": form, "models": _model_choices(access.team),
+        "warnings": services.routing_rule_warnings(rule=rule),
         "can_manage": access.can(roles.ROUTES_MANAGE),
     }, status=400 if form.errors else 200)
 

@@ -329,6 +329,14 @@ def routing_rule_update(*, rule: RoutingRule, **changes) -> tuple[RoutingRule, l
     return rule, warnings
 
 
+def routing_rule_warnings(*, rule: RoutingRule) -> list[str]:
+    """A saved route's warnings (what its backups or downgrade cannot serve), as a save would report them."""
+    known = {m.public_id: m for m in Model.objects.filter(public_id__in=rule.backup_models)}
+    backups = [known[i] for i in rule.backup_models if i in known]
+    return route_warnings(default_model=rule.default_model, backups=backups, downgrade_model=rule.downgrade_model,
+                          soft_limit=rule.soft_limit)
+
+
 @transaction.atomic
 def routing_rule_delete(*, rule: RoutingRule) -> None:
     rule.delete()

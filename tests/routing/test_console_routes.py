@@ -137,7 +137,9 @@ def test_console_create_edit_delete_with_warnings(django_capture_on_commit_callb
     assert "<code>route:tools</code>" in body and "$12.50" in body
 
     detail = reverse("console-route-detail", kwargs={"team": team.slug, "pk": rule.pk})
-    assert client.get(detail).status_code == 200
+    page = client.get(detail)
+    assert page.status_code == 200 and 'data-testid="route-warnings"' in text(page)
+    assert "Backup test/weak has no tool calling, but the default test/strong has." in text(page)
     response = client.post(detail, _form(backup_models="test/same, test/weak", budget_limit="abc"))
     assert response.status_code == 400 and "budget_limit" in response.context["form"].errors
     response = client.post(detail, _form(backup_models="test/same, no/such"))
@@ -190,6 +192,7 @@ def test_api_crud_with_warnings():
     assert [r["name"] for r in listed] == ["vision"]
     url = f"{base(team)}{data['id']}/"
     assert client.get(url).json()["budget_limit"] == 2_000_000
+    assert client.get(url).json()["warnings"] == data["warnings"]
 
     patched = client.patch(url, {"backup_models": ["test/same"], "downgrade_model": None}, format="json")
     assert patched.status_code == 200
