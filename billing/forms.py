@@ -85,7 +85,8 @@ class LogFilterForm(forms.Form):
     since = forms.DateTimeField(label=_("From (UTC)"), required=False, widget=_datetime_input())
     until = forms.DateTimeField(label=_("To (UTC)"), required=False, widget=_datetime_input())
     key = forms.TypedChoiceField(label=_("Key"), required=False, coerce=int, empty_value=None)
-    model = forms.CharField(label=_("Model"), required=False, max_length=200)
+    model = forms.CharField(label=_("Model"), required=False, max_length=200,
+                            widget=forms.TextInput(attrs={"placeholder": _("part of a name, e.g. gpt-4o")}))
     status = forms.ChoiceField(label=_("Status"), required=False, choices=[
         ("", _("Any status")), ("ok", _("Success")), ("error", _("Errors")), ("4xx", "4xx"), ("5xx", "5xx"),
         *[(str(code), str(code)) for code in (400, 401, 403, 404, 413, 429, 500, 502, 503, 504)]])
