@@ -6,6 +6,7 @@ real call reports. Only gateway_site/urls.py imports this module (it is part of 
 import time
 
 import orjson
+from django.conf import settings
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -73,11 +74,11 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
     result = {"route": None, "candidates": [], "skipped": [], "header": None, "error": None}
     output = "text"
     try:
-        if "messages" not in request and "input" in request:
-            output = "embeddings"
+        if "messages" not in request and "input" in request:  # an embeddings body, planned as /v1/embeddings does
+            output, request = "embeddings", {"model": request.get("model"), "messages": []}
         else:
             request = validate_chat(request)
-        plan = router.plan(snap, ctx, request, body_size, **({"output": output} if output != "text" else {}))
+        plan = router.plan(snap, ctx, request, body_size, output)
     except errors.RelayError as err:
         result["error"] = {"status": err.status, "code": err.code, "message": err.message}
         return result
@@ -100,8 +101,10 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
             if output == "embeddings" and not hasattr(adapter_for(channel.kind), "embeddings_request"):
                 call.skip(model, channel, "no embeddings API")
                 continue
-            result["candidates"].append({"model": model.public_id, "channel": channel_label(channel, ctx.team_id),
-                                         "role": role, "priority": channel.priority, "weight": channel.weight})
+            result["candidates"].append({
+                "model": model.public_id, "channel": channel_label(channel, ctx.team_id), "role": role,
+                "priority": channel.priority, "weight": channel.weight,
+                "within_attempt_limit": len(result["candidates"]) < settings.TOLLGATE_MAX_ATTEMPTS})
             if call.model is None:
                 call.model, before_first = model, len(call.attempts)
     # The header the call would carry if the first candidate answered (the channel skips before it included).
@@ -143,6 +146,7 @@ class TryOutput(serializers.Serializer):
         role = serializers.CharField(help_text="primary, fallback or downgrade")
         priority = serializers.IntegerField()
         weight = serializers.IntegerField()
+        within_attempt_limit = serializers.BooleanField(help_text="False: past TOLLGATE_MAX_ATTEMPTS, never tried")
 
     class Error(serializers.Serializer):
         status = serializers.IntegerField()

@@ -452,3 +452,25 @@ def test_past_the_soft_limit_the_relay_serves_the_downgrade_as_the_dry_run_says(
                                format="json").json()
     assert [c["model"] for c in dry["candidates"]] == ["test/cheap"]
     assert dry["header"].split("; attempts=")[0] == served.headers["x-tollgate-route"].split("; attempts=")[0]
+
+
+@pytest.mark.django_db
+def test_dry_run_embeddings_and_the_attempt_limit(settings):
+    strong, _, same, embed = catalog()
+    for model in (strong, same, embed):
+        factories.channel(models=[model], base_url="http://127.0.0.1:9/v1", name=model.public_id)
+    owner = factories.MembershipFactory(role=roles.OWNER)
+    key, _ = factories.api_key(team=owner.team)
+    client, url = api(owner.user), f"/api/teams/{owner.team.slug}/routes/try/"
+    embedded = client.post(url, {"body": {"model": "test/embed", "input": "hello"}, "key_id": key.pk},
+                           format="json").json()
+    assert [c["model"] for c in embedded["candidates"]] == ["test/embed"] and embedded["error"] is None
+    wrong = client.post(url, {"body": {"model": "test/strong", "input": "hello"}, "key_id": key.pk},
+                        format="json").json()
+    assert wrong["error"]["status"] == 400 and wrong["error"]["code"] == "unsupported_capability"
+    settings.TOLLGATE_MAX_ATTEMPTS = 1
+    listed = client.post(url, {"body": {"models": ["test/strong", "test/same"], "messages": CHAT}, "key_id": key.pk},
+                         format="json").json()
+    assert [(c["model"], c["within_attempt_limit"]) for c in listed["candidates"]] == [
+        ("test/strong", True), ("test/same", False)]
+    assert listed["route"] == "models[]"
