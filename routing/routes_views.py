@@ -93,7 +93,6 @@ def route_detail(request, access, pk):
             messages.success(request, _("Route “%(name)s” saved.") % {"name": f"route:{rule.name}"})
             _flash_warnings(request, saved[1])
             return redirect("console-route-detail", team=access.team.slug, pk=rule.pk)
-        rule.refresh_from_db()
     return render_team(request, access, "console/route_detail.html", {
         "rule": rule, "form": form, "models": _model_choices(access.team),
         "warnings": services.routing_rule_warnings(rule=rule),

@@ -2,7 +2,7 @@ import re
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from routing.catalog import bump_version
@@ -293,6 +293,17 @@ def _clean_rule(*, team, rule=None, values: dict) -> tuple[dict, list[str]]:
                                   soft_limit=soft)
 
 
+def _save_rule(rule: RoutingRule) -> RoutingRule:
+    """Save; a concurrent save of the same name in the same scope is a field error, not a 500."""
+    try:
+        with transaction.atomic():
+            rule.save()
+    except IntegrityError:
+        raise ValidationError({"name": [_("This team already has a route “%(name)s” for that scope.")
+                                        % {"name": rule.name}]}) from None
+    return rule
+
+
 @transaction.atomic
 def routing_rule_create(*, team, name: str, default_model: str, backup_models=(), downgrade_model=None,
                         forbidden_models=(), key_group=None, budget_limit=None, budget_period="month",
@@ -303,7 +314,7 @@ def routing_rule_create(*, team, name: str, default_model: str, backup_models=()
         "backup_models": list(backup_models), "downgrade_model": downgrade_model or None,
         "forbidden_models": list(forbidden_models), "budget_limit": budget_limit,
         "budget_period": budget_period, "soft_limit": soft_limit})
-    rule = RoutingRule.objects.create(team=team, **fields)
+    rule = _save_rule(RoutingRule(team=team, **fields))
     transaction.on_commit(bump_version)
     return rule, warnings
 
@@ -324,7 +335,7 @@ def routing_rule_update(*, rule: RoutingRule, **changes) -> tuple[RoutingRule, l
     fields, warnings = _clean_rule(team=rule.team, rule=rule, values=values)
     for field, value in fields.items():
         setattr(rule, field, value)
-    rule.save()
+    _save_rule(rule)
     transaction.on_commit(bump_version)
     return rule, warnings
 

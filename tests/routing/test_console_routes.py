@@ -474,3 +474,14 @@ def test_dry_run_embeddings_and_the_attempt_limit(settings):
     assert [(c["model"], c["within_attempt_limit"]) for c in listed["candidates"]] == [
         ("test/strong", True), ("test/same", False)]
     assert listed["route"] == "models[]"
+
+
+@pytest.mark.django_db
+def test_a_concurrent_duplicate_name_is_a_field_error():
+    strong, *_ = catalog()
+    team = factories.TeamFactory()
+    services.routing_rule_create(team=team, name="dup", default_model="test/strong")
+    with pytest.raises(ValidationError) as exc:   # what the loser of a race meets after both checked the name
+        services._save_rule(RoutingRule(team=team, name="dup", default_model=strong))
+    assert "name" in exc.value.message_dict
+    assert RoutingRule.objects.filter(team=team, name="dup").count() == 1
