@@ -363,11 +363,11 @@ async def key_info(call, ctx):
                          request_id=call.request_id)
 
 
-def _finish_reason(record) -> str:
-    """What ended the generation, from what the record holds: "error" (the call failed), "cancelled" (the
-    client went away mid-stream), else "stop"."""
+def _finish_reason(record) -> str | None:
+    """What ended the generation, from what the record holds: "error" (the call failed), "stop" (it
+    finished), None when the client went away mid-stream (`cancelled` says so)."""
     if record.status_code == 499:
-        return "cancelled"
+        return None
     return "error" if record.status_code >= 400 else "stop"
 
 
