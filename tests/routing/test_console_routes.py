@@ -485,3 +485,22 @@ def test_a_concurrent_duplicate_name_is_a_field_error():
         services._save_rule(RoutingRule(team=team, name="dup", default_model=strong))
     assert "name" in exc.value.message_dict
     assert RoutingRule.objects.filter(team=team, name="dup").count() == 1
+
+
+@pytest.mark.django_db
+def test_console_auto_rules_form(django_capture_on_commit_callbacks):
+    team = factories.TeamFactory()
+    client = client_for(member(team, roles.OWNER))
+    url = reverse("console-route-auto", kwargs={"team": team.slug})
+    fields = {"vision_route": "vision", "tools_route": "agents", "long_prompt_route": "long-review",
+              "long_prompt_tokens": "", "default_route": "default"}
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(url, fields, follow=True)
+    assert response.status_code == 200 and callbacks
+    assert "The rules of “auto” were saved." in text(response)
+    assert "No route “agents” exists yet" in text(response)
+    auto = AutoRouting.objects.get(team=team)
+    assert (auto.tools_route, auto.long_prompt_tokens) == ("agents", None)
+    bad = client.post(url, {**fields, "long_prompt_tokens": "0", "tools_route": "a b"})
+    assert bad.status_code == 400 and set(bad.context["auto_form"].errors) == {"long_prompt_tokens", "tools_route"}
+    assert client.get(url).status_code == 302
