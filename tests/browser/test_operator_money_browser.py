@@ -2,6 +2,8 @@
 makes a batch of codes (shown once), a billing member redeems one on the team's billing page, the operator
 voids the rest and the next one is refused; a credit is reviewed before it is posted; an override set on the
 team's price page is what the team sees as "your price" and what its next call costs."""
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -14,6 +16,12 @@ from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def _new_page(chromium):
@@ -39,6 +47,7 @@ def test_operator_makes_codes_and_a_billing_member_redeems_one(live, chromium, p
     codes = page.locator("[data-testid=codes]").input_value().split()
     assert len(codes) == 2 and all(c.startswith("TG-") for c in codes)
     assert page.locator("[data-testid=download-codes]").get_attribute("href").startswith("data:text/csv")
+    shot(page, "operator-codes")
     page.reload()
     assert page.locator("[data-testid=new-codes]").count() == 0           # shown once
     row = page.locator("[data-testid=batches] tbody tr").first
@@ -79,6 +88,7 @@ def test_credit_is_confirmed_and_an_override_is_the_teams_price(live, chromium, 
     page.fill("[data-testid=credit] textarea[name=reason]", "invoice 7")
     page.click("[data-testid=credit] button[type=submit]")
     assert page.locator("[data-testid=confirm-amount]").inner_text() == "$12.50"
+    shot(page, "operator-credit-confirm")
     assert not LedgerEntry.objects.filter(team=team, reason="invoice 7").exists()    # not yet
     page.click("[data-testid=confirm-post]")
     page.wait_for_url(f"**/console/operator/teams/{team.pk}/")
@@ -96,10 +106,17 @@ def test_credit_is_confirmed_and_an_override_is_the_teams_price(live, chromium, 
         page.fill(f"[data-testid=override-form] input[name={field}]", value)
     page.click("[data-testid=override-form] button[type=submit]")
     assert "pays its own price" in page.locator(".messages").inner_text()
+    shot(page, "operator-team-prices")
     page.click("text=As the team sees it")
     row = page.locator(f"[data-testid=prices] tr[data-model='{live.model.public_id}']")
     assert "$2.00" in row.locator("[data-testid=your-input]").inner_text()
     assert "your rate" in row.inner_text()
+    shot(page, "team-prices")
+    page.click("[data-testid=language] button[value=zh-hans]")
+    page.wait_for_load_state()
+    shot(page, "team-prices-zh")
+    page.click("[data-testid=language] button[value=en]")
+    page.wait_for_load_state()
 
     def charged_at_override():
         response = httpx.post(f"{live.base_url}/chat/completions", timeout=20,
