@@ -3,6 +3,7 @@
 method calls the same service function as its console page."""
 import datetime as dt
 
+from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -17,6 +18,8 @@ from accounts.selectors import require_platform
 from billing import selectors, services
 from billing.api import MAX_AMOUNT, OperatorAPIView, Refused
 from billing.models import PriceOverride
+from keys.models import KeyGroup
+from routing.selectors import catalog_models
 from support.api import UsageOutput, errors
 
 MAX_MULTIPLIER_PPM = 100 * 1_000_000
@@ -96,8 +99,6 @@ class OperatorTeamCreateApi(OperatorAPIView):
     @extend_schema(tags=["operator"], request=InputSerializer,
                    responses={201: TeamCreatedOutput, **errors(400, 401, 403)})
     def post(self, request):
-        from django.core.exceptions import ValidationError
-
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -125,8 +126,6 @@ class OperatorTeamPricesApi(OperatorAPIView):
 
     @extend_schema(tags=["operator"], responses={200: TeamPricesOutput, **errors(401, 403, 404)})
     def get(self, request, team_id):
-        from keys.models import KeyGroup
-
         team = _team(team_id)
         return Response(self.TeamPricesOutput({
             "multiplier_ppm": selectors.team_multiplier_ppm(team=team),
@@ -136,8 +135,6 @@ class OperatorTeamPricesApi(OperatorAPIView):
     @extend_schema(tags=["operator"], request=OverrideInput,
                    responses={201: PriceOverrideOutput, **errors(400, 401, 403, 404)})
     def post(self, request, team_id):
-        from routing.selectors import catalog_models
-
         team = _team(team_id)
         data = self.OverrideInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -189,8 +186,6 @@ class OperatorGroupMultiplierApi(OperatorAPIView):
     @extend_schema(tags=["operator"], request=GroupMultiplierInput,
                    responses={200: KeyGroupMultiplierOutput, **errors(400, 401, 403, 404)})
     def put(self, request, team_id, group_id):
-        from keys.models import KeyGroup
-
         group = KeyGroup.objects.filter(team_id=team_id, pk=group_id).first()
         if group is None:
             raise Http404("No such key group.")

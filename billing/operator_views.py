@@ -15,14 +15,16 @@ from django.utils.translation import ngettext
 from accounts import roles
 from accounts.edge import team_view
 from accounts.models import Team
-from accounts.views import never_cache_if, platform_view, render_operator, render_team, reveal_once_pop, \
-    reveal_once_put
+from accounts.views import (never_cache_if, platform_view, render_operator, render_team, reveal_once_pop,
+                            reveal_once_put)
 from billing import selectors, services
 from billing.models import PriceOverride
 from billing.money import MICRO
 from billing.operator_forms import (BatchForm, GroupMultiplierForm, OperatorLogFilterForm, PriceOverrideForm,
                                     RedemptionBatchForm, TeamCreateForm, TeamMultiplierForm, balance_confirm_token)
 from billing.views import _csv_response, _decimal, _page
+from keys.models import KeyGroup
+from routing.selectors import catalog_models
 
 
 def _multiplier_text(ppm: int | None) -> str:
@@ -161,8 +163,6 @@ def _team(pk) -> Team:
 
 
 def _groups(team):
-    from keys.models import KeyGroup  # keys sits below billing; the query is the page's only one on it
-
     return KeyGroup.objects.filter(team=team).order_by("name")
 
 
@@ -182,8 +182,6 @@ def _prices_page(request, platform, team, *, override_form=None, multiplier_form
 
 
 def _catalog():
-    from routing.selectors import catalog_models
-
     return catalog_models().filter(enabled=True).order_by("public_id")
 
 
