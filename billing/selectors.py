@@ -2,7 +2,8 @@ import datetime
 import math
 from dataclasses import dataclass
 
-from django.db.models import BigIntegerField, Count, F, Max, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models import (BigIntegerField, Count, ExpressionWrapper, F, FloatField, Max, Min, OuterRef, Q,
+                              QuerySet, Subquery, Sum, Value)
 from django.db.models.functions import Coalesce, NullIf, TruncDate
 from django.utils import timezone
 
@@ -223,7 +224,11 @@ def catalog_with_prices(*, at=None) -> QuerySet[Model]:
 def teams_with_balances() -> QuerySet[Team]:
     return Team.objects.order_by("name").annotate(
         balance_value=Coalesce(F("balance__balance"), Value(0, output_field=BigIntegerField())),
-        member_count=Count("memberships", distinct=True))
+        member_count=Count("memberships", distinct=True),
+        # Custom pricing at a glance: a multiplier other than 1 (as a number, for display) and overrides.
+        multiplier=ExpressionWrapper(F("billing_policy__price_multiplier_ppm") / Value(1e6),
+                                     output_field=FloatField()),
+        override_count=Count("price_overrides", distinct=True))
 
 
 # --- operator: code batches, cross-team logs, prices per customer -------------------------------------------

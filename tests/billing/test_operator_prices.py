@@ -224,3 +224,18 @@ def test_team_creation_api():
     assert again.status_code == 400 and "taken" in again.json()["error"]["message"]
     assert client_for(staff(roles.SUPPORT)).post("/api/operator/teams/", {"name": "n", "slug": "n", "owner": "o"},
                                                  content_type="application/json").status_code == 403
+
+
+@pytest.mark.django_db
+def test_teams_list_shows_custom_pricing():
+    factories.TeamFactory(name="A plain")
+    custom = factories.TeamFactory(name="B custom")
+    price = factories.PriceFactory()
+    services.team_multiplier_set(team=custom, multiplier_ppm=850_000)
+    services.price_override_set(team=custom, model=price.model, input_per_m=1, output_per_m=1, cached_input_per_m=1)
+    page = client_for(staff(roles.SUPPORT)).get(reverse("operator-teams"))
+    teams = {t.name: t for t in page.context["teams"]}
+    assert (teams["A plain"].multiplier, teams["A plain"].override_count) == (None, 0)
+    assert (teams["B custom"].multiplier, teams["B custom"].override_count) == (0.85, 1)
+    body = text(page)
+    assert "×0.85" in body and "1 override" in body and "list prices" in body
