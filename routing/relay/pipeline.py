@@ -296,8 +296,10 @@ class RelayCall:
     def route_header(self) -> str:
         """X-Tollgate-Route: what served and why others did not (platform channels stay anonymous)."""
         plan = self.route_plan
-        parts = [f"route={plan.route or 'direct'}", f"model={self.model.public_id if self.model else '-'}",
-                 f"attempts={len(self.attempts) + (1 if self.status < 400 else 0)}"]
+        parts = [f"route={plan.route or 'direct'}", f"model={self.model.public_id if self.model else '-'}"]
+        if self.channel is not None and self.status < 400:  # a team's own channel by name, platform ones not
+            parts.append(f"channel={self.channel.name if self.channel.team_id == self.ctx.team_id else 'platform'}")
+        parts.append(f"attempts={len(self.attempts) + (1 if self.status < 400 else 0)}")
         skipped = plan.skipped + self.attempts
         if skipped:
             parts.append("skipped=" + " | ".join(skipped))

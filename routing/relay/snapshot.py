@@ -105,6 +105,9 @@ class Snapshot:
     def policy(self, team_id: int) -> TeamPolicy:
         return self.policies.get(team_id, DEFAULT_POLICY)
 
+    def auto_for(self, team_id: int) -> AutoEntry:
+        return self.auto.get(team_id, DEFAULT_AUTO)
+
     def price_for(self, model: ModelEntry, team_id: int, at: float | None = None) -> PriceEntry | None:
         """The price a team pays for a model (before multipliers): its override in force, else the catalog
         price (one announced for later counts from its start, without a reload)."""
@@ -116,9 +119,6 @@ class Snapshot:
                     if starts <= at:
                         return price
         return model.price
-
-    def auto_for(self, team_id: int) -> AutoEntry:
-        return self.auto.get(team_id, DEFAULT_AUTO)
 
     def resolve(self, name: str) -> ModelEntry | None:
         return self.models.get(name)

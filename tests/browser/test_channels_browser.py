@@ -60,15 +60,21 @@ def test_admin_adds_a_byok_channel_tests_it_and_it_serves_the_next_call(live, pa
     assert own_key not in page.content()
     shot(page, "team-channels")
 
-    # The team's next call for that model, once the change has had its second to reach the gateway.
-    time.sleep(max(0.0, PROPAGATION_SECONDS - (time.monotonic() - saved_at)))
+    # The team's next call for that model: served by its own channel within a second of the save.
     marker = f"browser-{uuid.uuid4().hex}"
-    reply = httpx.post(f"{live.base_url}/chat/completions", headers={"Authorization": f"Bearer {live.secret}"},
-                       json={"model": live.model.public_id, "messages": [{"role": "user", "content": marker}]},
-                       timeout=20)
+
+    def call():
+        reply = httpx.post(f"{live.base_url}/chat/completions", headers={"Authorization": f"Bearer {live.secret}"},
+                           json={"model": live.model.public_id, "messages": [{"role": "user", "content": marker}]},
+                           timeout=20)
+        return reply if "channel=our-openai" in reply.headers.get("x-tollgate-route", "") else None
+
+    reply = wait_for(call, timeout=PROPAGATION_SECONDS, interval=0.05)
+    assert reply is not None, "the team's channel did not serve within a second of saving it"
+    assert time.monotonic() - saved_at <= PROPAGATION_SECONDS + 1.0
     assert reply.status_code == 200, reply.text
     seen = httpx.get(f"{live.simulator.url}/_sim/requests?limit=50").json()["requests"]
-    (upstream,) = [r for r in seen if marker in str(r.get("body"))]
+    upstream = [r for r in seen if marker in str(r.get("body"))][-1]
     assert upstream["headers"]["authorization"].endswith(own_key[-4:])      # the team's own key …
     assert upstream["body"]["model"] == "gpt-4o-mini-our-deployment"        # … and its model-name mapping
     assert "route=direct" in reply.headers["x-tollgate-route"] and "skipped" not in reply.headers["x-tollgate-route"]

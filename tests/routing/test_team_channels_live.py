@@ -89,6 +89,7 @@ def test_a_channel_added_through_the_api_serves_the_teams_next_call_within_a_sec
     request_id = reply.headers["x-request-id"]
     record = wait_for(lambda: UsageRecord.objects.filter(request_id=request_id).first())
     assert record is not None and record.channel_id == channel_id and record.status_code == 200
+    assert "channel=our-byok" in reply.headers["x-tollgate-route"]   # the header names the team's channel
 
     # Its own channel failing, the platform's serves; the route header names the team channel that was skipped.
     sim.fault(byok_key, "status:503", count=1)
@@ -96,7 +97,7 @@ def test_a_channel_added_through_the_api_serves_the_teams_next_call_within_a_sec
     assert fallback, "the platform channel should have served after the team channel's 503"
     route = fallback[0].headers["x-tollgate-route"]
     assert "channel 'our-byok': HTTP 503" in route, route
-    assert "platform channel" not in route.split("skipped=")[0]
+    assert "platform channel" not in route.split("skipped=")[0] and "channel=platform" in route
 
     # "Test now" against the simulator passes, and answers a "needs attention" flag.
     Channel.objects.filter(pk=channel_id).update(needs_attention=True, attention_reason="probe: HTTP 401")
