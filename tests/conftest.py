@@ -11,6 +11,31 @@ from tests import factories
 from tests.servers import start_gateway, start_simulator
 
 
+def _flush_retrying_deadlocks():
+    """Between transactional tests the tables are truncated while live gateways may still be flushing their
+    usage journals: TRUNCATE and a journal COPY take their locks in opposite orders, and PostgreSQL breaks the
+    deadlock by aborting one of them. The aborted TRUNCATE is simply tried again (the aborted COPY is retried
+    by the gateway itself), so no test inherits another's rows."""
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+
+    handle = flush.Command.handle
+
+    def handle_retrying(self, **options):
+        for attempt in range(5):
+            try:
+                return handle(self, **options)
+            except CommandError as exc:
+                if "deadlock" not in str(exc.__cause__ or exc) or attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    flush.Command.handle = handle_retrying
+
+
+_flush_retrying_deadlocks()
+
+
 @pytest.fixture(autouse=True)
 def _clean_shared_cache():
     """Each test starts with an empty shared cache (Redis DB of the test run, or the in-process dict)."""
