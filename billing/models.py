@@ -46,6 +46,7 @@ class UsageRecord(models.Model):
     user_agent = models.CharField(max_length=300, blank=True)
     sdk = models.CharField(max_length=80, blank=True)          # "openai-python 1.2.3"
     path = models.CharField(max_length=300, blank=True)        # the path the client called
+    finish_reason = models.CharField(max_length=40, blank=True, default="")  # stop | length | tool_calls | …
     route = models.CharField(max_length=120, blank=True)       # "route:tools", "models[]", "auto → route:vision"
     attempts = models.JSONField(default=list, blank=True)      # candidates skipped or failed, and why
     created_at = models.DateTimeField(db_index=True)

@@ -107,6 +107,8 @@ def insert_records(records: list[dict]) -> None:
 
     if not records:
         return
+    for record in records:  # journal lines written before a column existed get its default
+        record.setdefault("finish_reason", "")
     for start in range(0, len(records), BATCH):
         chunk = records[start:start + BATCH]
         try:

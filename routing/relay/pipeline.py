@@ -75,7 +75,7 @@ class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
                  "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical",
-                 "stream_outcome")
+                 "stream_outcome", "finish_reason")
 
     def __init__(self, request, fmt: str = "openai"):
         self.request = request
@@ -83,6 +83,7 @@ class RelayCall:
         self.snap = self.route_plan = self.held = self.reservation = None
         self.rate_headers: dict = {}
         self.produced = 0          # completion tokens streamed so far (for a stream the client aborts)
+        self.finish_reason = ""    # what ended the generation, as the upstream said (OpenAI's words)
         self.canonical: dict | None = None
         self.stream_outcome: tuple | None = None   # an open stream's attempt, reported to health at its end
         self.hex_id = os.urandom(12).hex()
@@ -360,6 +361,7 @@ class RelayCall:
             "latency_ms": self.latency_ms(), "ttfb_ms": self.ttfb_ms,
             "stream": self.stream, "user_agent": meta.get("HTTP_USER_AGENT", "")[:300], "sdk": sdk_of(meta),
             "path": self.request.path[:300], "created_at": self.created,
+            "finish_reason": self.finish_reason[:40],
             "route": (self.route_plan.route or "") if self.route_plan else "",
             "attempts": ((self.route_plan.skipped + self.attempts) if self.route_plan else [])[:20],
         })

@@ -19,7 +19,7 @@ from gateway_site import shared_cache
 from gateway_site.db import db_call
 from keys.selectors import allowed_models
 from routing import tokens
-from routing.adapters.base import ReasoningDelta, TextDelta, ToolCallDelta, UsageEvent
+from routing.adapters.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, UsageEvent
 from routing.adapters.registry import adapter_for
 from routing.relay import errors, snapshot
 from routing.relay.formats import anthropic as anthropic_format
@@ -113,6 +113,8 @@ def _complete_response(call: RelayCall, body: bytes) -> HttpResponse:
     call.ttfb_ms = call.latency_ms()
     data, usage = adapter_for(call.channel.kind).from_upstream(body)  # validated in open_upstream
     call.usage = usage
+    choices = data.get("choices") or [{}]
+    call.finish_reason = str(choices[0].get("finish_reason") or "")
     if call.fmt == ANTHROPIC:
         data = anthropic_format.message_from_canonical(data, usage, message_id="msg_" + call.hex_id,
                                                         model=call.model.public_id)
@@ -164,6 +166,8 @@ def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: d
         async for event in adapter.stream_events(_lines(resp)):
             if isinstance(event, UsageEvent):
                 call.usage = event.usage
+            elif isinstance(event, Finish):
+                call.finish_reason = event.reason or ""
             elif isinstance(event, (TextDelta, ReasoningDelta, ToolCallDelta)):
                 call.produced += tokens.text_tokens(getattr(event, "text", "") or getattr(event, "arguments", ""))
             out = renderer.render(event)
@@ -213,6 +217,8 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
                 call.ttfb_ms = call.latency_ms()
             if b'"content":"' in out or b'"arguments":"' in out:
                 call.produced += 1  # OpenAI streams about one token a chunk: the count if the client aborts
+            if b'"finish_reason":"' in out:
+                call.finish_reason = _passthrough_finish(out)
             yield out + b"\n\n"
         if not finished:
             raise aiohttp.ClientPayloadError("the upstream closed the stream before [DONE]")
@@ -363,12 +369,23 @@ async def key_info(call, ctx):
                          request_id=call.request_id)
 
 
+def _passthrough_finish(chunk: bytes) -> str:
+    """The finish_reason of a passed-through chunk (the chunk that carries one is parsed, no other)."""
+    try:
+        choices = orjson.loads(chunk[6:]).get("choices") or [{}]
+    except orjson.JSONDecodeError:
+        return ""
+    return str(choices[0].get("finish_reason") or "")
+
+
 def _finish_reason(record) -> str | None:
-    """What ended the generation, from what the record holds: "error" (the call failed), "stop" (it
-    finished), None when the client went away mid-stream (`cancelled` says so)."""
+    """What ended the generation: the upstream's own reason (stop, length, tool_calls, content_filter),
+    "error" when the call failed, None when the client went away mid-stream (`cancelled` says so)."""
     if record.status_code == 499:
         return None
-    return "error" if record.status_code >= 400 else "stop"
+    if record.status_code >= 400:
+        return "error"
+    return record.finish_reason or "stop"
 
 
 def _generation(team_id: int, ident: str) -> dict | None:

@@ -217,7 +217,10 @@ def test_generation_fills_finish_reason(live):
     ok = chat(live, content="[[sim:tokens=5]] hi")
     failed = chat(live, content="[[sim:fault=status:503]] hi")
     assert (ok.status_code, failed.status_code) == (200, 502)
-    for resp, finish in ((ok, "stop"), (failed, "error")):
+    cut = chat(live, content="[[sim:tokens=20]] hi", max_tokens=3)                   # the upstream's own reason
+    streamed = chat(live, content="[[sim:tokens=20]] hi", max_tokens=3, stream=True)  # passed through
+    assert (cut.status_code, streamed.status_code) == (200, 200)
+    for resp, finish in ((ok, "stop"), (failed, "error"), (cut, "length"), (streamed, "length")):
         request_id = resp.headers["x-request-id"]
         assert wait_for(lambda: UsageRecord.objects.filter(request_id=request_id).exists())
         gen = httpx.get(f"{live.base_url}/generation", params={"id": request_id}, headers=bearer(live.secret))
