@@ -106,7 +106,7 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
                 "priority": channel.priority, "weight": channel.weight,
                 "within_attempt_limit": len(result["candidates"]) < settings.TOLLGATE_MAX_ATTEMPTS})
             if call.model is None:
-                call.model, before_first = model, len(call.attempts)
+                call.model, call.channel, before_first = model, channel, len(call.attempts)
     # The header the call would carry if the first candidate answered (the channel skips before it included).
     all_attempts, call.attempts = call.attempts, call.attempts[:before_first]
     result["route"] = plan.route or "direct"

@@ -331,7 +331,7 @@ def test_dry_run_lists_candidates_and_skip_reasons():
         ("test/strong", "channel 'our-openai'"), ("test/strong", f"platform channel #{platform.pk}")]
     assert "test/weak: no tool calling" in result["skipped"]
     assert "test/same via -: no channel serves it" in result["skipped"]
-    assert result["header"].startswith("route=route:tools; model=test/strong; attempts=1; skipped=")
+    assert result["header"].startswith("route=route:tools; model=test/strong; channel=our-openai; attempts=1; skipped=")
     assert "test/weak: no tool calling" in result["header"]
     assert own.pk  # the team's own channel comes first
 
