@@ -14,12 +14,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import roles
-from accounts.edge import TeamAPIView
+from accounts.edge import PlatformAPIView, TeamAPIView
 from accounts.models import Team
-from accounts.selectors import require_platform
 from billing import selectors, services
 from billing.emails import default_alert_recipients
 from billing.forms import SpendReportForm
@@ -257,13 +255,7 @@ class PolicyApi(TeamAPIView):
 
 
 # --- operator (platform.manage) -----------------------------------------------------------------------------
-class OperatorAPIView(APIView):
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        require_platform(user=request.user, permission=roles.PLATFORM_MANAGE)
-
-
-class RedemptionBatchApi(OperatorAPIView):
+class RedemptionBatchApi(PlatformAPIView):
     class InputSerializer(serializers.Serializer):
         count = serializers.IntegerField(min_value=1, max_value=1000)
         amount = serializers.IntegerField(min_value=1, max_value=MAX_AMOUNT, help_text="Micro-units per code")
@@ -306,7 +298,7 @@ class RedemptionBatchApi(OperatorAPIView):
                                                           ).data, status=201)
 
 
-class RedemptionBatchVoidApi(OperatorAPIView):
+class RedemptionBatchVoidApi(PlatformAPIView):
     """Void (disable) the batch's codes that are still unused; redeemed ones keep their history."""
 
     class RedemptionBatchVoidOutput(serializers.Serializer):
@@ -322,7 +314,7 @@ class RedemptionBatchVoidApi(OperatorAPIView):
         return Response(self.RedemptionBatchVoidOutput({"batch": batch, "voided": voided}).data)
 
 
-class TeamCreditApi(OperatorAPIView):
+class TeamCreditApi(PlatformAPIView):
     """Credit a team (a top-up, optionally expiring as a bundle) or adjust its balance either way; the reason
     is the audit trail. Send the same idempotency_key to retry safely."""
 

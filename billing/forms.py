@@ -9,7 +9,7 @@ from django.core.validators import validate_email
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from billing.money import MICRO, MoneyParseError, money_plain, parse_money
+from billing.money import MoneyParseError, money_plain, parse_money
 
 MAX_RANGE = datetime.timedelta(days=31)
 PERIODS = {"1h": datetime.timedelta(hours=1), "24h": datetime.timedelta(days=1), "7d": datetime.timedelta(days=7),

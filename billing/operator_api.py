@@ -9,14 +9,13 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts import roles
-from accounts.edge import TeamAPIView
+from accounts.edge import PlatformAPIView, TeamAPIView
 from accounts.models import Team
-from accounts.selectors import require_platform
 from billing import selectors, services
-from billing.api import MAX_AMOUNT, OperatorAPIView, Refused
+from billing.api import MAX_AMOUNT, Refused
+from billing.serializers import UsageFilters
 from billing.models import PriceOverride
 from keys.models import KeyGroup
 from routing.selectors import catalog_models
@@ -80,7 +79,7 @@ class TeamPriceListApi(TeamAPIView):
 
 
 # --- operator: teams ----------------------------------------------------------------------------------------
-class OperatorTeamCreateApi(OperatorAPIView):
+class OperatorTeamCreateApi(PlatformAPIView):
     """Create a team with its owner (username or email). An unknown owner becomes a new user whose one-time
     password is in this response only."""
 
@@ -111,7 +110,7 @@ class OperatorTeamCreateApi(OperatorAPIView):
 
 
 # --- operator: prices per customer --------------------------------------------------------------------------
-class OperatorTeamPricesApi(OperatorAPIView):
+class OperatorTeamPricesApi(PlatformAPIView):
     """A team's price terms: its multiplier, its key groups' multipliers and its per-model overrides (GET);
     a new override from a date on (POST; default now; usage already recorded keeps its cost)."""
 
@@ -149,7 +148,7 @@ class OperatorTeamPricesApi(OperatorAPIView):
         return Response(PriceOverrideOutput(override).data, status=201)
 
 
-class OperatorPriceOverrideApi(OperatorAPIView):
+class OperatorPriceOverrideApi(PlatformAPIView):
     @extend_schema(tags=["operator"], responses={204: None, **errors(401, 403, 404)})
     def delete(self, request, team_id, override_id):
         override = PriceOverride.objects.filter(team_id=team_id, pk=override_id).first()
@@ -164,7 +163,7 @@ class _MultiplierInput(serializers.Serializer):
                                               help_text="Parts per million: 1000000 = list price")
 
 
-class OperatorTeamMultiplierApi(OperatorAPIView):
+class OperatorTeamMultiplierApi(PlatformAPIView):
     class TeamMultiplierOutput(serializers.Serializer):
         multiplier_ppm = serializers.IntegerField(source="price_multiplier_ppm")
 
@@ -178,7 +177,7 @@ class OperatorTeamMultiplierApi(OperatorAPIView):
         return Response(self.TeamMultiplierOutput(policy).data)
 
 
-class OperatorGroupMultiplierApi(OperatorAPIView):
+class OperatorGroupMultiplierApi(PlatformAPIView):
     class GroupMultiplierInput(serializers.Serializer):
         multiplier_ppm = serializers.IntegerField(min_value=0, max_value=MAX_MULTIPLIER_PPM, allow_null=True,
                                                   help_text="Parts per million on top of the team's; null: none")
@@ -203,28 +202,18 @@ class TeamUsageOutput(UsageOutput):
         fields = ["team", *UsageOutput.Meta.fields]
 
 
-class OperatorUsageListApi(APIView):
+class OperatorUsageListApi(PlatformAPIView):
     """Every team's usage records, newest first (platform.read: operators and support staff); the filters of
     the team usage list, with a team slug instead of a key. Bounded by time: `since` defaults to 7 days ago."""
 
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(UsageFilters):
         team = serializers.SlugField(required=False, help_text="A team's slug")
-        since = serializers.DateTimeField(required=False)
-        until = serializers.DateTimeField(required=False)
-        model = serializers.CharField(required=False, help_text="Part of the requested or served model")
-        status = serializers.RegexField(r"^(ok|error|4xx|5xx|\d{3})$", required=False,
-                                        help_text="ok, error, 4xx, 5xx or an HTTP status code")
-        request_id = serializers.CharField(required=False, help_text="req_… or chatcmpl-…")
-        limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
-        offset = serializers.IntegerField(required=False, min_value=0, default=0)
 
     class PlatformUsageOutput(serializers.Serializer):
         data = TeamUsageOutput(many=True)
         has_more = serializers.BooleanField()
 
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        require_platform(user=request.user, permission=roles.PLATFORM_READ)
+    platform_permission = roles.PLATFORM_READ
 
     @extend_schema(tags=["operator"], operation_id="operator_usage_list", parameters=[FilterSerializer],
                    responses={200: PlatformUsageOutput, **errors(400, 401, 403)})

@@ -15,6 +15,7 @@ from accounts import roles, tokens
 from accounts.edge import TeamAPIView
 from accounts.models import PersonalAccessToken
 from billing import selectors as billing_selectors
+from billing.serializers import UsageFilters
 from billing.models import UsageRecord
 from support import selectors, services
 from support.models import Ticket, TicketEvent
@@ -62,16 +63,8 @@ class UsageListApi(TeamAPIView):
 
     permissions_by_method = {"GET": (roles.LOGS_READ, roles.USAGE_OWN)}
 
-    class FilterSerializer(serializers.Serializer):
-        since = serializers.DateTimeField(required=False)
-        until = serializers.DateTimeField(required=False)
+    class FilterSerializer(UsageFilters):
         key_id = serializers.IntegerField(required=False, help_text="API key id")
-        model = serializers.CharField(required=False, help_text="Requested or served model")
-        status = serializers.RegexField(r"^(ok|error|4xx|5xx|\d{3})$", required=False,
-                                        help_text="ok, error, 4xx, 5xx or an HTTP status code")
-        request_id = serializers.CharField(required=False, help_text="req_… or chatcmpl-…")
-        limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
-        offset = serializers.IntegerField(required=False, min_value=0, default=0)
 
     class OutputSerializer(serializers.Serializer):
         data = UsageOutput(many=True)
