@@ -1,7 +1,8 @@
 """The bare relay: what Django + granian + the relay's aiohttp session cost with no gateway feature at all.
 
 No auth, no model lookup, no usage record: forward the body to BENCH_UPSTREAM_URL and hand back the answer
-(streamed as it comes when the upstream streams). Routed only when TOLLGATE_BENCH_BARE_RELAY is on.
+(streamed as it comes when the upstream streams). Routed only by bench.urls (bench.settings), never by
+the production URLconf.
 """
 import os
 

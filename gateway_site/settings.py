@@ -207,7 +207,6 @@ TOLLGATE_PROBE_TIMEOUT_SECONDS = env.float("TOLLGATE_PROBE_TIMEOUT_SECONDS", def
 # GET /metrics wants "Authorization: Bearer <token>" when set. With several workers set
 # PROMETHEUS_MULTIPROC_DIR (an empty directory, emptied before the server starts).
 TOLLGATE_METRICS_TOKEN = env("TOLLGATE_METRICS_TOKEN", default="")
-TOLLGATE_BENCH_BARE_RELAY = env.bool("TOLLGATE_BENCH_BARE_RELAY", default=False)
 TOLLGATE_PUBLIC_BASE_URL = env("TOLLGATE_PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
@@ -36,10 +35,6 @@ urlpatterns = [
     re_path(r"^(?:v1|v1beta)(?:/.*)?$", relay.unknown_endpoint),
     re_path(r"^(?:chat/completions|completions|models|embeddings|messages|responses)/?$", relay.unknown_endpoint),
 ]
-
-if settings.TOLLGATE_BENCH_BARE_RELAY:  # `make bench` only: the bare relay Tollgate is measured against
-    from bench.bare_relay import bare_chat_completions
-    urlpatterns.append(path("bare/v1/chat/completions", bare_chat_completions))
 
 handler400 = "gateway_site.views.bad_request"
 handler404 = "gateway_site.views.not_found"
