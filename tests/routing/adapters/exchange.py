@@ -91,9 +91,10 @@ def call(adapter, sim, request: dict, *, model: str, stream: bool = False, key: 
     return asyncio.run(_send(adapter, upstream, stream))
 
 
-def post_raw(adapter, sim, request: dict, *, model: str, edit) -> httpx.Response:
+def post_raw(adapter, sim, request: dict, *, model: str, edit, base_url: str | None = None) -> httpx.Response:
     """to_upstream's request with its JSON body changed by `edit` (to show what the simulator refuses)."""
-    upstream = adapter.to_upstream(request, upstream_model=model, base_url=sim.url, api_key=KEY, stream=False)
+    upstream = adapter.to_upstream(request, upstream_model=model, base_url=base_url or sim.url, api_key=KEY,
+                                   stream=False)
     body = orjson.loads(upstream.body)
     edit(body)
     return httpx.post(upstream.url, content=orjson.dumps(body), headers=upstream.headers, timeout=10)
