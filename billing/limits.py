@@ -13,98 +13,90 @@ embedded default (no Redis) runs the same algorithm in-process under a lock.
 import asyncio
 import datetime as dt
 import logging
-import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 from django.conf import settings
 from django.db.models import Sum
 
 from gateway_site import shared_cache
-
-log = logging.getLogger(__name__)
 from gateway_site.db import db_call
 
-# Each check: kind, key, limit, amount, aux key. Kinds: rate (counter in a window), conc (in flight),
-# budget (spent key + hold aux key, limit), balance (available key + hold aux key, no limit).
-# ARGV: worst, minimum, request id, sweep-at (unix s), then checks of 5: kind, key, limit, amount, aux key.
-# Kinds: rate (counter in a window), conc (in flight), budget (spent key + hold aux key, limit), balance
-# (available key + hold aux key). Each reservation is indexed (tg:holds zset + tg:holds:data hash) so the
-# sweep can give back holds and slots of requests whose process died before settling.
-RESERVE_LUA = """
-local n = #ARGV
-local worst, minimum, rid, sweep_at = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local hold = worst
-local used_list = {}
--- On a refusal: every rate counter as it stands (this request not counted), for the x-ratelimit-* headers.
-local function counts()
-  local out = {}
-  for j = 5, n, 5 do
-    out[#out + 1] = (ARGV[j] == 'rate') and tonumber(redis.call('GET', ARGV[j+1]) or '0') or 0
-  end
-  return out
-end
-for i = 5, n, 5 do
-  local kind, key, limit, amount, aux = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), tonumber(ARGV[i+3]), ARGV[i+4]
-  if kind == 'rate' or kind == 'conc' then
-    local used = tonumber(redis.call('GET', key) or '0')
-    if used + amount > limit then return {0, (i - 5) / 5, used, counts()} end
-    used_list[#used_list + 1] = used + amount
-  else
-    local base = redis.call('GET', key)
-    if not base then return {2, (i - 5) / 5, 0} end
-    local held = tonumber(redis.call('GET', aux) or '0')
-    local left = (kind == 'budget') and (limit - tonumber(base) - held) or (tonumber(base) - held)
-    if left < minimum then return {0, (i - 5) / 5, left, counts()} end
-    if left < hold then hold = left end
-    used_list[#used_list + 1] = 0
-  end
-end
-local held_keys, slots = {}, {}
-for i = 5, n, 5 do
-  local kind, key, amount, aux = ARGV[i], ARGV[i+1], tonumber(ARGV[i+3]), ARGV[i+4]
-  if kind == 'rate' then
-    redis.call('INCRBY', key, amount); redis.call('EXPIRE', key, 120)
-  elseif kind == 'conc' then
-    redis.call('INCRBY', key, 1); redis.call('EXPIRE', key, 86400); slots[#slots + 1] = key
-  else
-    redis.call('INCRBY', aux, hold); redis.call('EXPIRE', aux, 86400); held_keys[#held_keys + 1] = aux
-  end
-end
-redis.call('ZADD', 'tg:holds', sweep_at, rid)
-redis.call('HSET', 'tg:holds:data', rid, hold .. '|' .. table.concat(held_keys, ',') .. '|' .. table.concat(slots, ','))
-return {1, hold, used_list}
+log = logging.getLogger(__name__)
+
+
+class Metric(StrEnum):
+    """What a check counts."""
+    REQUESTS = "requests"          # per minute
+    TOKENS = "tokens"              # per minute: the estimate is taken, the real count settled
+    MONEY = "money"                # micro-units per period, or the team's balance
+    CONCURRENCY = "concurrency"    # requests in flight
+
+
+class Scope(StrEnum):
+    """Whose limit a check is."""
+    KEY = "key"
+    GROUP = "key group"
+    ROUTE = "route"
+    TEAM = "team"
+    BALANCE = "balance"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a money counter is rebuilt from when the cache lost it: the team's usage records since `start`
+    (those with `field` = `ident` when a field is given) or, for the balance, the team's ledger."""
+    team_id: int
+    field: str | None = None
+    ident: object = None
+    start: float | None = None     # unix seconds; None: since the beginning
+    end: float | None = None       # when the period ends (the counter's expiry); None: it does not
+
+
+# --- the table of checks: the one definition the Redis scripts and the in-process twin both follow ---------
+@dataclass(frozen=True, slots=True)
+class Kind:
+    counted: bool          # a count checked against the limit; else money left checked against the minimum
+    take: str              # what a reservation adds: "amount" (the check's), "one" (a slot), "hold"
+    into: str              # which key it goes into: "key" or "aux"
+    ttl: int               # seconds the taken counter lives (the sweep gives back a dead process's holds)
+    metric: Metric         # the metric of a check that does not name one
+    capped: bool = False   # money left = limit - spent - held (a budget); else available - held (the balance)
+
+
+KINDS = {
+    "rate": Kind(counted=True, take="amount", into="key", ttl=120, metric=Metric.REQUESTS),
+    "conc": Kind(counted=True, take="one", into="key", ttl=86400, metric=Metric.CONCURRENCY),
+    "budget": Kind(counted=False, take="hold", into="aux", ttl=86400, metric=Metric.MONEY, capped=True),
+    "balance": Kind(counted=False, take="hold", into="aux", ttl=86400, metric=Metric.MONEY),
+}
+# What settling moves by the real spend: counter → (the script's variable, sign). Counters not cached are left
+# alone (the next request rebuilds them from the database, real spend included).
+SETTLE_MOVES = {"tokens": ("delta", 1), "budget": ("cost", 1), "balance": ("cost", -1)}
+# The embedded default has no sweep and is one process: its slots and holds live at most this long.
+LOCAL_SLOT_TTL = 900
+HOLDS, HOLDS_DATA = "tg:holds", "tg:holds:data"
+
+
+def _lua_table(values: dict) -> str:
+    def lua(v):
+        return "true" if v is True else repr(v) if isinstance(v, str) else str(v)
+    return "{" + ", ".join(f"{k}={lua(v)}" for k, v in values.items()) + "}"
+
+
+_LUA_KINDS = f"""
+local counted = {_lua_table({k: True for k, v in KINDS.items() if v.counted})}
+local capped = {_lua_table({k: True for k, v in KINDS.items() if v.capped})}
+local take = {_lua_table({k: v.take for k, v in KINDS.items()})}
+local into = {_lua_table({k: v.into for k, v in KINDS.items()})}
+local ttl = {_lua_table({k: v.ttl for k, v in KINDS.items()})}
 """
-# ARGV: request id, cost, token delta, then kind/key triples of counters to move by the real spend.
-SETTLE_LUA = """
-local rid, cost, delta = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local function release(data)
-  local hold, held, slots = string.match(data, '^(-?%d+)|([^|]*)|(.*)$')
-  for key in string.gmatch(held, '[^,]+') do redis.call('DECRBY', key, tonumber(hold)) end
-  for key in string.gmatch(slots, '[^,]+') do
-    if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
-  end
-end
-local data = redis.call('HGET', 'tg:holds:data', rid)
-if data then
-  release(data)
-  redis.call('HDEL', 'tg:holds:data', rid); redis.call('ZREM', 'tg:holds', rid)
-end
-for i = 4, #ARGV, 2 do
-  local kind, key = ARGV[i], ARGV[i+1]
-  if redis.call('EXISTS', key) == 1 then
-    if kind == 'tokens' then redis.call('INCRBY', key, delta)
-    elseif kind == 'budget' then redis.call('INCRBY', key, cost)
-    elseif kind == 'balance' then redis.call('DECRBY', key, cost) end
-  end
-end
-return 1
-"""
-# Give back the holds and slots of reservations past their sweep time (their process died). ARGV: now, max.
-SWEEP_LUA = """
-local stale = redis.call('ZRANGEBYSCORE', 'tg:holds', '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, rid in ipairs(stale) do
-  local data = redis.call('HGET', 'tg:holds:data', rid)
+# A reservation's record (HOLDS_DATA[request id] = "hold|held keys|slot keys"), given back once: by its
+# settle, or by the sweep when its process died before settling.
+_LUA_RELEASE = f"""
+local function release(rid)
+  local data = redis.call('HGET', '{HOLDS_DATA}', rid)
   if data then
     local hold, held, slots = string.match(data, '^(-?%d+)|([^|]*)|(.*)$')
     for key in string.gmatch(held, '[^,]+') do redis.call('DECRBY', key, tonumber(hold)) end
@@ -112,22 +104,96 @@ for _, rid in ipairs(stale) do
       if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
     end
   end
-  redis.call('HDEL', 'tg:holds:data', rid); redis.call('ZREM', 'tg:holds', rid)
+  redis.call('HDEL', '{HOLDS_DATA}', rid); redis.call('ZREM', '{HOLDS}', rid)
 end
+"""
+# ARGV: worst, minimum, request id, sweep-at (unix s), then checks of 5: kind, key, limit, amount, aux key.
+# Returns {1, hold, per check the count after this request}, {0, refused check, left, rate counts} or
+# {2, check whose counter must be rebuilt first}.
+RESERVE_LUA = _LUA_KINDS + f"""
+local n = #ARGV
+local worst, minimum, rid, sweep_at = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local hold = worst
+local used_list = {{}}
+-- On a refusal: every rate counter as it stands (this request not counted), for the x-ratelimit-* headers.
+local function counts()
+  local out = {{}}
+  for j = 5, n, 5 do
+    out[#out + 1] = (ARGV[j] == 'rate') and tonumber(redis.call('GET', ARGV[j+1]) or '0') or 0
+  end
+  return out
+end
+for i = 5, n, 5 do
+  local kind, key, limit, amount, aux = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), tonumber(ARGV[i+3]), ARGV[i+4]
+  if counted[kind] then
+    local used = tonumber(redis.call('GET', key) or '0')
+    if used + amount > limit then return {{0, (i - 5) / 5, used, counts()}} end
+    used_list[#used_list + 1] = used + amount
+  else
+    local base = redis.call('GET', key)
+    if not base then return {{2, (i - 5) / 5, 0}} end
+    local held = tonumber(redis.call('GET', aux) or '0')
+    local left = capped[kind] and (limit - tonumber(base) - held) or (tonumber(base) - held)
+    if left < minimum then return {{0, (i - 5) / 5, left, counts()}} end
+    if left < hold then hold = left end
+    used_list[#used_list + 1] = 0
+  end
+end
+local held_keys, slots = {{}}, {{}}
+for i = 5, n, 5 do
+  local kind, key, amount, aux = ARGV[i], ARGV[i+1], tonumber(ARGV[i+3]), ARGV[i+4]
+  local target = (into[kind] == 'key') and key or aux
+  local by = (take[kind] == 'amount' and amount) or (take[kind] == 'one' and 1) or hold
+  redis.call('INCRBY', target, by); redis.call('EXPIRE', target, ttl[kind])
+  if take[kind] == 'one' then slots[#slots + 1] = target
+  elseif take[kind] == 'hold' then held_keys[#held_keys + 1] = target end
+end
+redis.call('ZADD', '{HOLDS}', sweep_at, rid)
+redis.call('HSET', '{HOLDS_DATA}', rid, hold .. '|' .. table.concat(held_keys, ',') .. '|' .. table.concat(slots, ','))
+return {{1, hold, used_list}}
+"""
+# ARGV: request id, cost, token delta, then counter/key pairs to move by the real spend (SETTLE_MOVES).
+SETTLE_LUA = _LUA_RELEASE + f"""
+local rid, cost, delta = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+release(rid)
+local moves = {{{", ".join(f"{name}={'-' if sign < 0 else ''}{var}" for name, (var, sign) in SETTLE_MOVES.items())}}}
+for i = 4, #ARGV, 2 do
+  local key = ARGV[i+1]
+  if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, moves[ARGV[i]]) end
+end
+return 1
+"""
+# Give back the holds and slots of reservations past their sweep time (their process died). ARGV: now, max.
+SWEEP_LUA = _LUA_RELEASE + f"""
+local stale = redis.call('ZRANGEBYSCORE', '{HOLDS}', '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, rid in ipairs(stale) do release(rid) end
 return #stale
 """
 
 
 @dataclass(slots=True)
 class Check:
-    kind: str            # rate | conc | budget | balance
+    kind: str            # rate | conc | budget | balance: how its counter is kept (KINDS)
     key: str
     limit: int
     amount: int
     aux: str = ""
     label: str = ""      # what the client is told: "key group 'production' daily budget"
-    scope: tuple = ()    # how to rebuild the counter from the database
+    metric: Metric | None = None     # None: the kind's (a rate check counts requests unless told tokens)
+    scope: Scope | None = None
+    source: Source | None = None     # how to rebuild a money counter from the database
     reset: str = ""      # when it resets, for the message
+
+    def __post_init__(self):
+        if self.metric is None:
+            self.metric = KINDS[self.kind].metric
+
+    @property
+    def settle_move(self) -> str | None:
+        """The counter settling moves by the real spend (SETTLE_MOVES), if any."""
+        if self.metric is Metric.TOKENS:
+            return "tokens"
+        return self.kind if self.kind in SETTLE_MOVES else None
 
 
 @dataclass(slots=True)
@@ -178,20 +244,23 @@ def period_tag(period: str, now: dt.datetime) -> str:
     return "all" if start is None else f"{period[0]}{start:%Y%m%d}"
 
 
-# --- the embedded default: the same algorithm in-process -----------------------------------------------
-_lock = threading.Lock()
+# --- the embedded default: the same algorithm in-process, line for line with the scripts above ------------
+def _target(c: Check) -> str:
+    return c.key if KINDS[c.kind].into == "key" else c.aux
 
 
 def _local_reserve(worst: int, minimum: int, checks: list[Check]) -> tuple:
-    data = shared_cache._memory
+    """RESERVE_LUA against the in-process store; the same return values."""
+    data = shared_cache.memory_store()
 
     def counts():
         return [int(data.get(c.key) or 0) if c.kind == "rate" else 0 for c in checks]
 
-    with _lock:
+    with data.lock:
         hold, used_list = worst, []
         for i, c in enumerate(checks):
-            if c.kind in ("rate", "conc"):
+            kind = KINDS[c.kind]
+            if kind.counted:
                 used = int(data.get(c.key) or 0)
                 if used + c.amount > c.limit:
                     return 0, i, used, counts()
@@ -201,59 +270,57 @@ def _local_reserve(worst: int, minimum: int, checks: list[Check]) -> tuple:
                 if base is None:
                     return 2, i, 0
                 held = int(data.get(c.aux) or 0)
-                left = (c.limit - int(base) - held) if c.kind == "budget" else (int(base) - held)
+                left = (c.limit - int(base) - held) if kind.capped else (int(base) - held)
                 if left < minimum:
                     return 0, i, left, counts()
                 hold = min(hold, left)
                 used_list.append(0)
         for c in checks:
-            if c.kind in ("rate", "conc"):
-                data.set(c.key, str(int(data.get(c.key) or 0) + (c.amount if c.kind == "rate" else 1)).encode(),
-                         120 if c.kind == "rate" else 900)
-            else:
-                data.set(c.aux, str(int(data.get(c.aux) or 0) + hold).encode(), 900)
+            kind = KINDS[c.kind]
+            by = c.amount if kind.take == "amount" else 1 if kind.take == "one" else hold
+            data.incrby(_target(c), by, min(kind.ttl, LOCAL_SLOT_TTL))
         return 1, hold, used_list
 
 
-def _local_settle(hold: int, cost: int, delta: int, triples: list[tuple[str, str, str]]) -> None:
-    data = shared_cache._memory
-    with _lock:
-        for kind, key, aux in triples:
-            if kind == "conc":
-                data.set(key, str(max(int(data.get(key) or 0) - 1, 0)).encode(), 900)
-            elif kind == "tokens" and data.get(key) is not None:
-                data.set(key, str(int(data.get(key)) + delta).encode(), 120)
-            elif kind in ("budget", "balance"):
-                if data.get(key) is not None:
-                    sign = 1 if kind == "budget" else -1
-                    data.set(key, str(int(data.get(key)) + sign * cost).encode(), 40 * 86400)
-                data.set(aux, str(int(data.get(aux) or 0) - hold).encode(), 900)
+def _local_settle(res: Reservation, cost: int, delta: int, moves: list[tuple[str, str]]) -> None:
+    """SETTLE_LUA against the in-process store: release the reservation's holds and slots (its record is the
+    reservation itself: one process), then move the cached counters by the real spend."""
+    data = shared_cache.memory_store()
+    values = {"cost": cost, "delta": delta}
+    with data.lock:
+        for c in res.checks:
+            kind, target = KINDS[c.kind], _target(c)
+            if kind.take == "hold":
+                data.incrby(target, -res.hold, LOCAL_SLOT_TTL)
+            elif kind.take == "one" and int(data.get(target) or 0) > 0:
+                data.incrby(target, -1, LOCAL_SLOT_TTL)
+        for name, key in moves:
+            if data.get(key) is not None:
+                var, sign = SETTLE_MOVES[name]
+                data.incrby(key, sign * values[var])
 
 
 # --- rebuilding counters from the database (cold path) --------------------------------------------------
 def rebuild(check: Check) -> None:
     from billing.models import TeamBalance, UsageRecord
 
-    kind, *rest = check.scope
-    if kind == "balance":
-        (team_id,) = rest
+    source = check.source
+    if source is None:
+        raise ValueError(f"{check.key} has no source to rebuild it from")
+    if check.scope is Scope.BALANCE:
+        team_id = source.team_id
         balance = TeamBalance.objects.filter(team_id=team_id).values_list("balance", flat=True).first() or 0
         unbilled = UsageRecord.objects.filter(team_id=team_id, billed_at=None).aggregate(s=Sum("cost"))["s"] or 0
         value, ttl = balance - unbilled, 7 * 86400
     else:
-        field_name, ident, team_id, start_ts, end_ts = rest
-        qs = UsageRecord.objects.filter(team_id=team_id)
-        if field_name:
-            qs = qs.filter(**{field_name: ident})
-        if start_ts:
-            qs = qs.filter(created_at__gte=dt.datetime.fromtimestamp(start_ts, dt.UTC))
+        qs = UsageRecord.objects.filter(team_id=source.team_id)
+        if source.field:
+            qs = qs.filter(**{source.field: source.ident})
+        if source.start:
+            qs = qs.filter(created_at__gte=dt.datetime.fromtimestamp(source.start, dt.UTC))
         value = qs.aggregate(s=Sum("cost"))["s"] or 0
-        ttl = int(end_ts - time.time()) + 86400 if end_ts else 40 * 86400
-    client = shared_cache.sync_client()
-    if client is not None:
-        client.set(check.key, value, ex=ttl, nx=True)
-    elif shared_cache._memory.get(check.key) is None:
-        shared_cache._memory.set(check.key, str(value).encode(), ttl)
+        ttl = int(source.end - time.time()) + 86400 if source.end else 40 * 86400
+    shared_cache.set(check.key, str(value).encode(), ttl, nx=True)
 
 
 _scripts: dict = {}
@@ -289,36 +356,21 @@ async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str
     raise RuntimeError("limit counters could not be rebuilt")
 
 
-def settle_args(res: Reservation, cost: int, tokens_used: int) -> tuple[int, int, int, list]:
-    triples = []
-    for c in res.checks:
-        if c.kind == "conc":
-            triples.append(("conc", c.key, "-"))
-        elif c.kind == "rate" and c.label.endswith("tokens per minute"):
-            triples.append(("tokens", c.key, "-"))
-        elif c.kind in ("budget", "balance"):
-            triples.append((c.kind, c.key, c.aux))
-    return res.hold, cost, tokens_used - res.estimate_tokens, triples
-
-
-def _settle_redis_args(res: Reservation, cost: int, delta: int, triples) -> list:
-    return [res.request_id, cost, delta] + [x for kind, key, _ in triples if kind != "conc" for x in (kind, key)]
-
-
 def settle_soon(res: Reservation, cost: int, tokens_used: int) -> None:
     """Release the reservation's holds and slots (unless the sweep already did) and count the real spend, off
     the response path: the settles of the last few milliseconds go to Redis together in one pipelined round
     trip instead of one each (`make bench`). Must be called from the event loop."""
-    hold, cost, delta, triples = settle_args(res, cost, tokens_used)
+    delta = tokens_used - res.estimate_tokens
+    moves = [(move, c.key) for c in res.checks if (move := c.settle_move) is not None]
     client = shared_cache.async_client()
     if client is None:
-        _local_settle(hold, cost, delta, triples)
+        _local_settle(res, cost, delta, moves)
         return
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:
         batcher = _batchers[loop] = _SettleBatcher(client)
-    batcher.add(_settle_redis_args(res, cost, delta, triples))
+    batcher.add([res.request_id, cost, delta, *(x for move in moves for x in move)])
 
 
 class _SettleBatcher:
@@ -364,31 +416,28 @@ def sweep_stale_holds(batch: int = 500) -> int:
 
 def stale_hold_count() -> int:
     client = shared_cache.sync_client()
-    return int(client.zcount("tg:holds", "-inf", int(time.time()))) if client is not None else 0
+    return int(client.zcount(HOLDS, "-inf", int(time.time()))) if client is not None else 0
 
 
 def balance_changed(team_id: int, amount: int) -> None:
     """A non-usage ledger entry moved a team's balance: move the available counter by the same amount
     (if it is not cached, the next request rebuilds it from the ledger)."""
-    key = balance_key(team_id)
-    client = shared_cache.sync_client()
-    if client is not None:
-        if client.exists(key):
-            client.incrby(key, amount)
-    elif shared_cache._memory.get(key) is not None:
-        with _lock:
-            shared_cache._memory.set(key, str(int(shared_cache._memory.get(key)) + amount).encode(), 7 * 86400)
+    shared_cache.incr_existing(balance_key(team_id), amount)
 
 
 def balance_key(team_id: int) -> str:
     return f"tg:avail:{team_id}"
 
 
-async def spent(checks: list[Check], rule) -> int | None:
+def route_budget(checks: list[Check]) -> Check | None:
+    """The route's budget check, whose counter a soft limit is read from."""
+    return next((c for c in checks if c.scope is Scope.ROUTE and c.metric is Metric.MONEY), None)
+
+
+async def spent(checks: list[Check], rule=None) -> int | None:
     """What a route has spent this period (for its soft limit), from the counter its budget check uses."""
-    for c in checks:
-        if c.kind == "budget" and c.key.startswith("tg:spent:route:") and f":{rule.name}:" in c.key:
-            client = shared_cache.async_client()
-            raw = await client.get(c.key) if client else shared_cache._memory.get(c.key)
-            return int(raw) if raw is not None else None
-    return None
+    check = route_budget(checks)
+    if check is None:
+        return None
+    raw = await shared_cache.aget(check.key)
+    return int(raw) if raw is not None else None

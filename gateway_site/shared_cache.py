@@ -4,6 +4,7 @@ The hot path uses the async methods (redis.asyncio, no thread hop); services use
 layer of its own rather than Django's cache because Django's async cache API runs in a thread.
 """
 import asyncio
+import threading
 import time
 
 import redis
@@ -11,11 +12,13 @@ import redis.asyncio as aredis
 from django.conf import settings
 
 
-class _MemoryStore:
-    """The embedded default: one process, so a dict with expiry times is the whole shared cache."""
+class MemoryStore:
+    """The embedded default: one process, so a dict with expiry times is the whole shared cache. `lock` makes
+    a read-modify-write of several keys atomic (billing.limits' in-process twin of its Redis scripts)."""
 
     def __init__(self):
         self._data: dict[str, tuple[bytes, float | None]] = {}
+        self.lock = threading.RLock()
 
     def get(self, key):
         item = self._data.get(key)
@@ -27,15 +30,27 @@ class _MemoryStore:
             return None
         return value
 
-    def set(self, key, value, ttl=None):
+    def set(self, key, value, ttl=None, nx=False):
+        if nx and self.get(key) is not None:
+            return
         self._data[key] = (value, time.monotonic() + ttl if ttl else None)
+
+    def incrby(self, key, amount: int, ttl=None) -> int:
+        """Redis's INCRBY: a missing key counts from 0; the expiry is kept unless `ttl` is given (EXPIRE)."""
+        item = self._data.get(key)
+        if item is not None and item[1] is not None and item[1] < time.monotonic():
+            item = None
+        value = (int(item[0]) if item else 0) + amount
+        expires = time.monotonic() + ttl if ttl else (item[1] if item else None)
+        self._data[key] = (str(value).encode(), expires)
+        return value
 
     def delete(self, *keys):
         for key in keys:
             self._data.pop(key, None)
 
 
-_memory = _MemoryStore()
+_memory = MemoryStore()
 _sync_client = None
 _async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
 
@@ -66,6 +81,11 @@ def async_client() -> aredis.Redis | None:
     return client
 
 
+def memory_store() -> MemoryStore:
+    """The in-process store the embedded default (no REDIS_URL) keeps everything in."""
+    return _memory
+
+
 async def aget(key: str) -> bytes | None:
     client = async_client()
     return await client.get(key) if client else _memory.get(key)
@@ -84,12 +104,25 @@ def get(key: str) -> bytes | None:
     return client.get(key) if client else _memory.get(key)
 
 
-def set(key: str, value: bytes, ttl: int | None = None) -> None:  # noqa: A001 - mirrors the cache verb
+def set(key: str, value: bytes, ttl: int | None = None, *, nx: bool = False) -> None:  # noqa: A001 - the cache verb
+    """`nx`: only when the key is not there yet (a counter rebuilt while another process already did)."""
     client = sync_client()
     if client:
-        client.set(key, value, ex=ttl)
+        client.set(key, value, ex=ttl, nx=nx)
     else:
-        _memory.set(key, value, ttl)
+        _memory.set(key, value, ttl, nx=nx)
+
+
+def incr_existing(key: str, amount: int) -> None:
+    """Move a counter by `amount` if it is cached (a missing one is rebuilt by whoever needs it next)."""
+    client = sync_client()
+    if client:
+        if client.exists(key):
+            client.incrby(key, amount)
+        return
+    with _memory.lock:
+        if _memory.get(key) is not None:
+            _memory.incrby(key, amount)
 
 
 def delete(*keys: str) -> None:

@@ -56,13 +56,13 @@ def _past_soft_limit(call, request: dict) -> bool:
         checks = quota.build(call, request)[0]
     finally:
         call.model = None
-    for check in checks:
-        if check.kind == "budget" and check.key.startswith("tg:spent:route:"):
-            if shared_cache.get(check.key) is None:
-                limits.rebuild(check)
-            raw = shared_cache.get(check.key)
-            return raw is not None and int(raw) >= rule.soft_limit
-    return False
+    check = limits.route_budget(checks)
+    if check is None:
+        return False
+    if shared_cache.get(check.key) is None:
+        limits.rebuild(check)
+    raw = shared_cache.get(check.key)
+    return raw is not None and int(raw) >= rule.soft_limit
 
 
 def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) -> dict:

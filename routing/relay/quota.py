@@ -3,6 +3,7 @@ and rates, the route's budget, the team's monthly cap and its balance. The tight
 every inbound route (they all come through RelayCall)."""
 import datetime as dt
 import time
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -12,21 +13,32 @@ from routing import tokens
 from routing.relay import errors
 
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "none": "total"}
+Metric, Scope = limits.Metric, limits.Scope
+
+
+class LimitValues(NamedTuple):
+    """A key's or group's limits as its KeyContext carries them (keys.models.Limits.limits_tuple)."""
+    budget: int | None
+    period: str
+    rpm: int | None
+    tpm: int | None
+    concurrency: int | None
 
 
 def _money(micro: int) -> str:
     return format_money(micro, settings.TOLLGATE_CURRENCY)
 
 
-def _budget(scope_key: str, label: str, limit: int, period: str, worst: int, now: dt.datetime, *,
-            team_id: int, field: str | None, ident) -> limits.Check:
+def _budget(scope: limits.Scope, scope_key: str, label: str, limit: int, period: str, worst: int,
+            now: dt.datetime, *, team_id: int, field: str | None, ident) -> limits.Check:
     start, end = limits.period_start(period, now), limits.period_end(period, now)
     tag = limits.period_tag(period, now)
     return limits.Check(
         "budget", f"tg:spent:{scope_key}:{tag}", limit, worst, aux=f"tg:held:{scope_key}",
         label=f"{label} {PERIOD_WORDS.get(period, period)} budget of {_money(limit)}",
-        scope=("spent", field, ident, team_id, start.timestamp() if start else None,
-               end.timestamp() if end else None),
+        metric=Metric.MONEY, scope=scope,
+        source=limits.Source(team_id, field, ident, start.timestamp() if start else None,
+                             end.timestamp() if end else None),
         reset=f"it resets at {end:%Y-%m-%d %H:%M} UTC" if end else "it does not reset; raise the limit")
 
 
@@ -63,45 +75,49 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
             worst = max(worst, usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0,
                                           price=price, multiplier_ppm=multiplier))
     checks: list[limits.Check] = []
-    for scope, label, values, ident, field in (
-            ("key", f"key '{ctx.name}'", ctx.key_limits, ctx.key_id, "api_key_id"),
-            ("group", f"key group '{ctx.group_name}'", ctx.group_limits, ctx.group_id, "api_key__group_id")):
-        budget, period, rpm, tpm, concurrency = values
-        if rpm:
-            checks.append(limits.Check("rate", f"tg:rpm:{scope}:{ident}:{minute}", rpm, 1,
-                                       label=f"{label} limit of {rpm} requests per minute"))
-        if tpm:
-            checks.append(limits.Check("rate", f"tg:tpm:{scope}:{ident}:{minute}", tpm, prompt + output,
-                                       label=f"{label} limit of {tpm} tokens per minute"))
-        if concurrency:
-            checks.append(limits.Check("conc", f"tg:cc:{scope}:{ident}", concurrency, 1,
-                                       label=f"{label} limit of {concurrency} concurrent requests"))
-        if budget is not None:
-            checks.append(_budget(f"{scope}:{ident}", label, budget, period, worst, now, team_id=ctx.team_id,
-                                  field=field, ident=ident))
+    for scope, prefix, label, values, ident, field in (
+            (Scope.KEY, "key", f"key '{ctx.name}'", ctx.key_limits, ctx.key_id, "api_key_id"),
+            (Scope.GROUP, "group", f"key group '{ctx.group_name}'", ctx.group_limits, ctx.group_id,
+             "api_key__group_id")):
+        lim = LimitValues._make(values)
+        if lim.rpm:
+            checks.append(limits.Check("rate", f"tg:rpm:{prefix}:{ident}:{minute}", lim.rpm, 1,
+                                       label=f"{label} limit of {lim.rpm} requests per minute",
+                                       metric=Metric.REQUESTS, scope=scope))
+        if lim.tpm:
+            checks.append(limits.Check("rate", f"tg:tpm:{prefix}:{ident}:{minute}", lim.tpm, prompt + output,
+                                       label=f"{label} limit of {lim.tpm} tokens per minute",
+                                       metric=Metric.TOKENS, scope=scope))
+        if lim.concurrency:
+            checks.append(limits.Check("conc", f"tg:cc:{prefix}:{ident}", lim.concurrency, 1,
+                                       label=f"{label} limit of {lim.concurrency} concurrent requests",
+                                       metric=Metric.CONCURRENCY, scope=scope))
+        if lim.budget is not None:
+            checks.append(_budget(scope, f"{prefix}:{ident}", label, lim.budget, lim.period, worst, now,
+                                  team_id=ctx.team_id, field=field, ident=ident))
     rule = call.route_rule
     if rule is not None and rule.budget_limit is not None:
-        checks.append(_budget(f"route:{ctx.team_id}:{rule.name}", f"route '{rule.name}'", rule.budget_limit,
-                              rule.budget_period, worst, now, team_id=ctx.team_id, field="route__in",
-                              ident=route_names(rule.name)))
+        checks.append(_budget(Scope.ROUTE, f"route:{ctx.team_id}:{rule.name}", f"route '{rule.name}'",
+                              rule.budget_limit, rule.budget_period, worst, now, team_id=ctx.team_id,
+                              field="route__in", ident=route_names(rule.name)))
     if policy.monthly_cap is not None:
-        checks.append(_budget(f"team:{ctx.team_id}", "team", policy.monthly_cap, "month", worst, now,
+        checks.append(_budget(Scope.TEAM, f"team:{ctx.team_id}", "team", policy.monthly_cap, "month", worst, now,
                               team_id=ctx.team_id, field=None, ident=None))
     checks.append(limits.Check("balance", limits.balance_key(ctx.team_id), 0, worst,
                                aux=f"tg:held:team:{ctx.team_id}", label="team balance",
-                               scope=("balance", ctx.team_id)))
+                               metric=Metric.MONEY, scope=Scope.BALANCE, source=limits.Source(ctx.team_id)))
     return checks, worst, minimum, prompt + output
 
 
 def refusal(exc: limits.LimitExceeded, minimum: int) -> errors.RelayError:
     check = exc.check
-    if check.kind in ("rate", "conc"):
-        retry = 1 if check.kind == "conc" else 60 - int(time.time()) % 60
+    if check.metric is not Metric.MONEY:
+        retry = 1 if check.metric is Metric.CONCURRENCY else 60 - int(time.time()) % 60
         return errors.RelayError(
             429, "rate_limit_error", "rate_limit_exceeded",
             f"Rate limit reached: the {check.label} is used up. Retry after {retry} s, or ask a team admin "
             "to raise it.", headers={"Retry-After": str(retry)})
-    if check.kind == "balance":
+    if check.scope is Scope.BALANCE:
         return errors.RelayError(
             402, "insufficient_quota", "insufficient_quota",
             f"The team balance cannot cover this request: it needs at least {_money(minimum)} and "
@@ -116,10 +132,11 @@ def rate_headers(checks: list[limits.Check], used: list[int]) -> dict:
     """x-ratelimit-* headers from the tightest request and token limits that apply."""
     headers = {}
     reset = f"{60 - int(time.time()) % 60}s"
-    for suffix, marker in (("requests", "requests per minute"), ("tokens", "tokens per minute")):
+    for metric in (Metric.REQUESTS, Metric.TOKENS):
+        suffix = metric.value
         tightest = None
         for check, count in zip(checks, used):
-            if check.kind == "rate" and check.label.endswith(marker):
+            if check.metric is metric:
                 remaining = max(check.limit - count, 0)
                 if tightest is None or remaining < tightest[1]:
                     tightest = (check.limit, remaining)
