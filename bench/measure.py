@@ -1,18 +1,24 @@
 """Measure the targets bench/run started, print the report and end with the RESULT line.
 
 Per target: wrk (bench/post.lua, one thread) at concurrency 1 and 16 after a short warm-up, in ROUNDS
-interleaved rounds (direct, bare, tollgate, litellm, then again): each figure is from the round with the
-most req/s (undisturbed rounds first), which damps the noise of anything else running on a 2-core machine; a measurement whose best
-round still shared the CPU with other processes is retried while BENCH_RETRY_SECONDS last. Then ~50 sequential
+interleaved rounds (direct, raw, bare, tollgate, litellm, then again): each figure is from the round with the
+most req/s (undisturbed rounds first), which damps the noise of anything else running on a 2-core machine;
+a measurement whose best round still shared the CPU with other processes is retried while BENCH_RETRY_SECONDS
+last. Then ~50 sequential
 streaming requests per target, timed to their first body chunk. Alongside: the server's CPU time per request
-(the process and its children, from /proc) and how much CPU other processes took meanwhile.
+(the process and its children, from /proc) and how much CPU other processes took meanwhile. Last, memory:
+MEMORY_STREAMS streaming requests held open at once through one target (Tollgate) against a slow simulated
+upstream; the server's RSS (the process and its children) before, during (the most while all are open) and
+after (a few seconds after the last one closed).
 
 Environment: BENCH_TARGETS = space-separated "name|url|api key|model|server pid";
 BENCH_DURATION (s per measurement, 4), BENCH_WARMUP (s, 2), BENCH_ROUNDS (3), BENCH_STREAMS (50),
-BENCH_RETRY_SECONDS (60);
+BENCH_RETRY_SECONDS (60); BENCH_MEMORY_STREAMS (1000; 0 skips the memory measurement), BENCH_MEMORY_TARGET
+(tollgate);
 BENCH_REPORT: a file that gets the whole report, the RESULT line included, which stdout then leaves out
 (bench/run prints it last).
 """
+import asyncio
 import http.client
 import importlib.metadata
 import json
@@ -31,12 +37,15 @@ WARMUP = float(os.environ.get("BENCH_WARMUP", 2))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 STREAMS = int(os.environ.get("BENCH_STREAMS", 50))
 RETRY_SECONDS = float(os.environ.get("BENCH_RETRY_SECONDS", 60))
+MEMORY_STREAMS = int(os.environ.get("BENCH_MEMORY_STREAMS", 1000))
+MEMORY_TARGET = os.environ.get("BENCH_MEMORY_TARGET", "tollgate")
+SLOW_STREAM = "[[sim:tokens=60]] [[sim:chunk_delay_ms=200]] Count slowly."  # ~12 s per stream
 BUSY = 0.25  # cores used by other processes above which a measurement counts as disturbed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NAN = float("nan")
-ORDER = ("direct", "bare", "tollgate", "litellm")
-LABELS = {"direct": "direct (simulator)", "bare": "bare relay (Django view + aiohttp)", "tollgate": "**Tollgate**",
-          "litellm": "LiteLLM proxy 1.108.0"}
+ORDER = ("direct", "raw", "bare", "tollgate", "litellm")
+LABELS = {"direct": "direct (simulator)", "raw": "raw ASGI relay (aiohttp, no Django)",
+          "bare": "bare relay (Django view + aiohttp)", "tollgate": "**Tollgate**", "litellm": "LiteLLM proxy 1.108.0"}
 SERVER_PIDS: list[str] = []
 REPORT = open(os.environ["BENCH_REPORT"], "a") if os.environ.get("BENCH_REPORT") else None
 
@@ -94,7 +103,24 @@ def own_seconds() -> float:
             + me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime)
 
 
-# --- the two measurements --------------------------------------------------------------------------------
+def rss_mb(pid: str) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    table, total, todo, seen = proc_table(), 0, [pid], set()
+    while todo:
+        cur = todo.pop()
+        if cur in seen or cur not in table:
+            continue
+        seen.add(cur)
+        try:
+            status = Path(f"/proc/{cur}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        todo += [child for child, (ppid, _, _) in table.items() if ppid == cur]
+    return total / 1024
+
+
+# --- the measurements --------------------------------------------------------------------------------
 def wrk(target: dict, conns: int, seconds: float) -> dict:
     env = dict(os.environ, BENCH_KEY=target["key"], BENCH_MODEL=target["model"])
     cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(HERE / "post.lua"),
@@ -132,6 +158,57 @@ def stream_ttfb(target: dict, n: int) -> float:
             samples.append((t1 - t0) * 1000)
     conn.close()
     return statistics.median(samples)
+
+
+def stream_memory(target: dict, n: int) -> dict:
+    """RSS of the target's server before, during and after n slow streams held open at once."""
+    import aiohttp  # the gateway's own dependency, in the same venv
+
+    body = json.dumps({"model": target["model"], "stream": True, "max_tokens": 64,
+                       "messages": [{"role": "user", "content": SLOW_STREAM}]})
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + target["key"]}
+    result = {"before": rss_mb(target["pid"]), "during": 0.0, "opened": 0, "failed": 0}
+
+    async def run():
+        all_open, one_ended, settled = asyncio.Event(), asyncio.Event(), [0]
+
+        def settle(opened: bool) -> None:  # each stream opens (or fails to) once; when all have, sample
+            settled[0] += 1
+            result["opened"] += opened
+            if settled[0] == n:
+                all_open.set()
+
+        async def one(client):
+            opened = False
+            try:
+                async with client.post(target["url"], data=body, headers=headers) as resp:
+                    first = await resp.content.readany()
+                    opened = resp.status == 200 and bool(first)
+                    settle(opened)
+                    rest = await resp.read()
+                    if not opened or b"[DONE]" not in first + rest:
+                        result["failed"] += 1
+            except Exception:
+                result["failed"] += 1
+                if not opened:
+                    settle(False)
+            finally:
+                if opened:
+                    one_ended.set()
+
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as client:
+            tasks = [asyncio.create_task(one(client)) for _ in range(n)]
+            await asyncio.wait_for(all_open.wait(), 90)
+            while not one_ended.is_set() and not all(t.done() for t in tasks):  # the most RSS while all are open
+                result["during"] = max(result["during"], rss_mb(target["pid"]))
+                await asyncio.sleep(0.2)
+            await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    time.sleep(3)  # let the server drop what the streams held
+    result["after"] = rss_mb(target["pid"])
+    return result
 
 
 # --- report --------------------------------------------------------------------------------------------------
@@ -189,6 +266,17 @@ def main() -> int:
             best[t["name"]]["ttfb"] = NAN
             log(f"  stream     {t['name']:<9} failed: {exc}")
 
+    memory = None
+    mem_target = next((t for t in targets if t["name"] == MEMORY_TARGET), None)
+    if MEMORY_STREAMS and mem_target:
+        try:
+            memory = stream_memory(mem_target, MEMORY_STREAMS)
+            log(f"  memory     {MEMORY_TARGET:<9} {MEMORY_STREAMS} open streams: RSS before {memory['before']:.1f} MB, "
+                f"during {memory['during']:.1f} MB, after {memory['after']:.1f} MB "
+                f"({memory['opened']} opened, {memory['failed']} failed)")
+        except Exception as exc:
+            log(f"  memory     {MEMORY_TARGET:<9} failed: {exc}")
+
     def get(name, c, key):
         return best[name][c][key] if name in best else NAN
 
@@ -218,13 +306,23 @@ def main() -> int:
         log(f"\nWARNING: other processes used CPU during these measurements (cores of 2): {busy}. "
             "The figures are then low and noisy; rerun on a quiet machine.")
 
+    if memory:
+        log(f"\nMemory, {MEMORY_STREAMS} concurrent streams open through {LABELS[MEMORY_TARGET]} on one worker "
+            f"(slow simulated upstream, ~12 s each), server RSS: before {memory['before']:.1f} MB, during "
+            f"{memory['during']:.1f} MB, after {memory['after']:.1f} MB"
+            + (f"; {memory['failed']} streams failed" if memory["failed"] else ""))
+
     tg, bare, ll = get("tollgate", 16, "rps"), get("bare", 16, "rps"), get("litellm", 16, "rps")
     ratio = lambda a, b: NAN if a != a or b != b or not b else a / b  # noqa: E731
+    cpu_ratio = ratio(get("tollgate", 16, "cpu_us"), get("bare", 16, "cpu_us"))
     log()
     log(f"RESULT tollgate_rps={fmt(tg, 1)} bare_rps={fmt(bare, 1)} litellm_rps={fmt(ll, 1)} "
         f"rps_ratio={fmt(ratio(tg, ll))} bare_ratio={fmt(ratio(tg, bare))} "
         f"overhead_p50_ms={fmt(get('tollgate', 1, 'p50') - d1['p50'], 3)} "
-        f"overhead_p99_c16_ms={fmt(get('tollgate', 16, 'p99') - d16['p99'], 3)}", result=True)
+        f"overhead_p99_c16_ms={fmt(get('tollgate', 16, 'p99') - d16['p99'], 3)} "
+        f"cpu_ratio_vs_bare={fmt(cpu_ratio)} "
+        f"rss_{MEMORY_STREAMS}_streams_mb={fmt(memory['during'] if memory else NAN, 1)}",
+        result=True)
     return 0
 
 
