@@ -2,7 +2,8 @@
 from django.urls import path
 
 from bench.bare_relay import bare_chat_completions
-from gateway_site.urls import handler400, handler404, handler500, urlpatterns as production_urlpatterns
+from gateway_site.urls import handler400, handler404, handler500
+from gateway_site.urls import urlpatterns as production_urlpatterns
 
 urlpatterns = [path("bare/v1/chat/completions", bare_chat_completions), *production_urlpatterns]
 
