@@ -76,25 +76,16 @@ def _nav(request, items, kind: str, can, url_kwargs=None) -> list[dict]:
     return links
 
 
-def _budget_alerts(access):
-    from billing.services import active_alerts  # billing sits above accounts; imported at render time
-
-    if not access.can((roles.BILLING_READ, roles.KEYS_MANAGE)):
-        return []
-    return active_alerts(team=access.team)
-
-
 def render_team(request, access, template: str, context=None, *, status: int = 200):
     """Render a team console page inside the shared layout (navigation, team switcher)."""
     staff = access.platform_role
+    request.team_access = access  # for context processors (billing's budget alerts banner)
     return render(request, template, {
         "access": access, "team": access.team,
         "nav": _nav(request, TEAM_NAV, "team", access.can, {"team": access.team.slug}),
         "switch_teams": selectors.console_teams(user=request.user),
         "operator_home": reverse("operator-catalog") if staff else None,
         "role_label": ROLE_LABELS.get(access.role or staff, ""), "now": timezone.now(),
-        # Budget alerts (80% / 100%) for those who can act on them.
-        "budget_alerts": _budget_alerts(access),
         **(context or {}),
     }, status=status)
 
