@@ -1,4 +1,6 @@
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -8,20 +10,27 @@ from django.db import connection
 from gateway_site import shared_cache
 from routing.catalog import bump_version
 from tests import factories
+from tests import servers
 from tests.servers import start_gateway, start_simulator
+
+DRAIN_TIMEOUT = 10.0
+_marks: dict = {}      # gateway → where its journal and log ended when the current test started
 
 
 def _flush_retrying_deadlocks():
-    """Between transactional tests the tables are truncated while live gateways may still be flushing their
-    usage journals: TRUNCATE and a journal COPY take their locks in opposite orders, and PostgreSQL breaks the
-    deadlock by aborting one of them. The aborted TRUNCATE is simply tried again (the aborted COPY is retried
-    by the gateway itself), so no test inherits another's rows."""
+    """Between transactional tests the tables are truncated (`manage.py flush`) while live gateways may still
+    be writing in the background: a usage-journal flush or a breaker event. TRUNCATE and those INSERTs take
+    their locks in opposite orders, so PostgreSQL would break the deadlock by aborting one of them, and the
+    next test could inherit this one's rows. So the truncate first waits until every gateway's writes of this
+    test are in (`drain_gateways`); a deadlock that still happens (a request the test left running) aborts
+    the TRUNCATE, which is tried again (an aborted COPY is retried by the gateway itself)."""
     from django.core.management.base import CommandError
     from django.core.management.commands import flush
 
     handle = flush.Command.handle
 
     def handle_retrying(self, **options):
+        drain_gateways(_marks)
         for attempt in range(5):
             try:
                 return handle(self, **options)
@@ -34,6 +43,54 @@ def _flush_retrying_deadlocks():
 
 
 _flush_retrying_deadlocks()
+
+
+def drain_gateways(marks: dict, timeout: float = DRAIN_TIMEOUT) -> bool:
+    """Wait until the background writes every running gateway made since `marks` are in the database: the
+    usage record of each line appended to its journal, and the ChannelHealthEvent of each breaker transition
+    it logged. A record of a team (or an event of a channel) deleted since is dropped by the gateway, so it is
+    not waited for. Warns (it does not fail the test) when the writes are not in after `timeout` seconds."""
+    test_database = servers.database_url(connection.settings_dict)
+    gateways = [g for g in servers.GATEWAYS if g.proc.poll() is None and g.database_url == test_database]
+    records = [r for g in gateways for r in g.journaled_since(marks.get(g))]
+    transitions = [t for g in gateways for t in g.transitions_since(marks.get(g))]
+    if not records and not transitions:
+        return True
+
+    from accounts.models import Team
+    from billing.models import UsageRecord
+    from routing import breaker as br
+    from routing.models import Channel, ChannelHealthEvent
+
+    wanted = {r["request_id"]: r["team_id"] for r in records}
+    expected = Counter((*br.parse_scope(scope), to_state) for scope, _, to_state in transitions)
+
+    def usage_in():
+        missing = set(wanted) - set(UsageRecord.objects.filter(request_id__in=list(wanted))
+                                    .values_list("request_id", flat=True))
+        teams = set(Team.objects.filter(pk__in={wanted[rid] for rid in missing}).values_list("pk", flat=True))
+        return not any(wanted[rid] in teams for rid in missing)
+
+    def events_in():
+        channels = set(Channel.objects.filter(pk__in={c for c, _, _ in expected}).values_list("pk", flat=True))
+        stored = Counter(ChannelHealthEvent.objects.filter(channel_id__in=channels, source="traffic")
+                         .values_list("channel_id", "model_id", "to_state"))
+        return all(stored[key] >= count for key, count in expected.items() if key[0] in channels)
+
+    if wait_for(lambda: usage_in() and events_in(), timeout=timeout):
+        return True
+    warnings.warn(f"live gateways did not finish their background writes within {timeout} s "
+                  f"({len(wanted)} journal lines, {len(transitions)} breaker transitions)")
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _gateway_marks():
+    """Note where each running gateway's journal and log end, so the truncate after this test waits only for
+    this test's writes (a gateway started during the test is read from its beginning)."""
+    _marks.clear()
+    _marks.update({g: g.mark() for g in servers.GATEWAYS if g.proc.poll() is None})
+    yield
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +125,6 @@ def gateway_factory(django_db_setup, log_dir, tmp_path_factory):
         journal = journal_dir or tmp_path_factory.mktemp("journal")
         server = start_gateway(settings_dict=connection.settings_dict, log_dir=log_dir, journal_dir=journal,
                                extra_env=extra_env)
-        server.journal_dir = journal
         started.append(server)
         return server
 
@@ -109,11 +165,9 @@ def make_live_setup(server, simulator, **key_kwargs) -> LiveSetup:
 
 @pytest.fixture
 def live(transactional_db, gateway, simulator):
-    """A team with a key, one catalog model with a price, and a platform channel to the simulator."""
-    yield make_live_setup(gateway, simulator)
-    # Let the gateway's journal flush land before the tables are truncated (a flush racing TRUNCATE can
-    # deadlock and leave the next test with this one's rows).
-    time.sleep(0.3)
+    """A team with a key, one catalog model with a price, and a platform channel to the simulator. (The
+    truncate after the test waits for the gateways' background writes: `drain_gateways`.)"""
+    return make_live_setup(gateway, simulator)
 
 
 def wait_for(predicate, timeout=5.0, interval=0.05):

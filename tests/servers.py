@@ -1,5 +1,6 @@
 """Real processes for tests: the simulated upstream and gateway workers (granian), on free loopback ports."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -8,9 +9,13 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+GATEWAYS: list["Server"] = []   # every gateway started by this test run (see `mark` and `drain_gateways`)
+# routing/relay/health.py logs each breaker transition it makes before it records it as a ChannelHealthEvent.
+_TRANSITION = re.compile(rb"circuit (c:\d+|m:\d+:\d+) (\w+) \xe2\x86\x92 (\w+)")
 
 
 def free_port() -> int:
@@ -62,6 +67,56 @@ class Server:
         self._log.close()
 
 
+class Gateway(Server):
+    """A gateway worker and what the tests can observe of its background writes without asking it: the lines
+    of its usage journal (one per finished request, flushed to the database in batches) and the breaker
+    transitions in its log (recorded as ChannelHealthEvent rows from a thread)."""
+
+    journal_dir: Path
+    database_url: str | None     # None: the embedded default (SQLite)
+
+    def mark(self) -> dict:
+        """Where this gateway's journal files and log end now."""
+        files = {}
+        for path in self.journal_dir.glob("usage-*.jsonl"):
+            try:
+                files[path.name] = path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return {"files": files, "log": self.log_path.stat().st_size}
+
+    def journaled_since(self, mark: dict | None) -> list[dict]:
+        """The usage records this gateway's live worker(s) appended to the journal since `mark` (a file
+        of a dead worker is skipped: only a replay flushes it, which is no background write)."""
+        mark = mark or {"files": {}}
+        records = []
+        for path in self.journal_dir.glob("usage-*.jsonl"):
+            if not _pid_alive(path.name.split("-")[1]):
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(mark["files"].get(path.name, 0))
+                    data = fh.read()
+            except FileNotFoundError:    # rotated away: flushed
+                continue
+            for line in data.split(b"\n")[:-1]:     # the last piece is empty or a line still being written
+                try:
+                    records.append(orjson.loads(line))
+                except orjson.JSONDecodeError:
+                    pass
+        return records
+
+    def transitions_since(self, mark: dict | None) -> list[tuple[str, str, str]]:
+        """(scope, from_state, to_state) of every breaker transition this gateway made since `mark`."""
+        with open(self.log_path, "rb") as fh:
+            fh.seek((mark or {}).get("log", 0))
+            return [tuple(part.decode() for part in m.groups()) for m in _TRANSITION.finditer(fh.read())]
+
+
+def _pid_alive(pid: str) -> bool:
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
 def start_simulator(log_dir: Path) -> Server:
     port = free_port()
     return Server("simulator", [sys.executable, "-m", "simulator", "--host", "127.0.0.1", "--port", str(port)],
@@ -77,7 +132,7 @@ def database_url(settings_dict: dict) -> str:
 
 
 def start_gateway(*, settings_dict: dict | None, log_dir: Path, journal_dir: Path, extra_env: dict | None = None
-                  ) -> Server:
+                  ) -> Gateway:
     """A granian worker on the test database (`settings_dict`), or on whatever DATABASE_URL `extra_env` names;
     a None value in `extra_env` removes that variable (REDIS_URL=None: the embedded default)."""
     port = free_port()
@@ -86,4 +141,7 @@ def start_gateway(*, settings_dict: dict | None, log_dir: Path, journal_dir: Pat
     env = {name: value for name, value in env.items() if value is not None}
     argv = [str(VENV_BIN / "granian"), "--interface", "asgi", "--loop", "uvloop", "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1", "gateway_site.asgi:application"]
-    return Server("gateway", argv, port, env, log_dir / f"gateway-{port}.log", "/healthz")
+    server = Gateway("gateway", argv, port, env, log_dir / f"gateway-{port}.log", "/healthz")
+    server.journal_dir, server.database_url = Path(journal_dir), env.get("DATABASE_URL")
+    GATEWAYS.append(server)
+    return server

@@ -41,6 +41,18 @@ def chat(client: httpx.Client, server, secret, **body):
     return client.post(server.url + CHAT, json={**BODY, **body}, headers={"Authorization": f"Bearer {secret}"})
 
 
+def routed_to_channel(server, simulator, secret, upstream_key) -> bool:
+    """Does the gateway send this key's calls upstream with `upstream_key` (this test's channel)? It reloads
+    the catalog at most 0.5 s after `bump_version`; until then it serves the previous test's channel."""
+    marker = secrets.token_hex(8)
+    resp = httpx.post(server.url + CHAT, headers={"Authorization": f"Bearer {secret}"}, timeout=15,
+                      json={**BODY, "messages": [{"role": "user", "content": marker}]})
+    seen = httpx.get(f"{simulator.url}/_sim/requests", params={"limit": 50}).json()["requests"]
+    return resp.status_code == 200 and any(marker in orjson.dumps(r["body"]).decode()
+                                           and r["headers"]["authorization"] == "***" + upstream_key[-4:]
+                                           for r in seen)
+
+
 def test_revoked_key_is_refused_by_a_second_gateway_within_one_second(live, second_gateway):
     key, secret = live.key, live.secret
     gateways = (live.server, second_gateway)
@@ -119,7 +131,7 @@ def test_key_secret_is_stored_only_as_hash_and_mask(transactional_db, gateway, s
     key, secret = factories.api_key()
     factories.credit(key.team)
     bump_version()
-    time.sleep(0.6)  # the gateway checks the catalog version at most every 0.5 s: use this channel
+    assert wait_for(lambda: routed_to_channel(gateway, simulator, secret, channel_secret))
 
     row = ApiKey.objects.get(pk=key.pk)
     assert row.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
@@ -189,7 +201,7 @@ def test_channel_upstream_key_is_encrypted_at_rest(transactional_db, gateway, si
     # The gateway decrypts it and sends the real key upstream (the simulator logs its last 4 characters).
     _, secret = factories.api_key()
     marker = secrets.token_hex(8)
-    time.sleep(0.6)  # the gateway checks the catalog version at most every 0.5 s
+    assert wait_for(lambda: routed_to_channel(gateway, simulator, secret, plain))
     resp = httpx.post(gateway.url + CHAT, headers={"Authorization": f"Bearer {secret}"}, timeout=15,
                       json={**BODY, "messages": [{"role": "user", "content": marker}]})
     assert resp.status_code == 200, resp.text

@@ -1,5 +1,6 @@
 """The circuit breaker's state machine (routing/breaker.py) and the relay's in-process hooks, without servers."""
 import asyncio
+import time
 
 import pytest
 
@@ -132,9 +133,15 @@ def test_report_and_allow_never_wait(fresh_health):
     async def call():
         health.report(9, 1, ok=True, status=200, code=None, error_class="", latency_ms=3)
         assert health._counters["c:9"][:3] == [2, 0, 15]     # not flushed yet: nothing was awaited
-        await asyncio.sleep(0.1)
-        buckets = br.read_buckets(br.MINUTE_BUCKETS, 2)   # (the minute may have just turned)
-        return dict(health._counters), [sum(b.get("c:9", [0] * 3)[i] for b in buckets) for i in range(3)]
+
+        def shared():
+            buckets = br.read_buckets(br.MINUTE_BUCKETS, 2)   # (the minute may have just turned)
+            return [sum(b.get("c:9", [0] * 3)[i] for b in buckets) for i in range(3)]
+
+        deadline = time.monotonic() + 5                      # the background task's sync lands
+        while shared() != [2, 0, 15] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return dict(health._counters), shared()
 
     counters, shared = asyncio.run(call())
     assert counters == {} and shared == [2, 0, 15]

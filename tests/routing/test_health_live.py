@@ -13,7 +13,6 @@ import httpx
 import pytest
 from django.db import connection
 
-from billing.models import UsageRecord
 from routing import breaker as br
 from routing import probes, tasks
 from routing.catalog import bump_version
@@ -34,16 +33,8 @@ def fast_gateway(gateway_factory):
 
 @pytest.fixture
 def settled(transactional_db):
-    """On teardown, wait until the gateways' background writes (usage journal, breaker events) are done:
-    the database flush after the test must not race them."""
-    yield
-    counts = (lambda: (UsageRecord.objects.count(), ChannelHealthEvent.objects.count()))
-    before = counts()
-    for _ in range(20):
-        time.sleep(0.6)      # longer than the journal's flush interval
-        if (after := counts()) == before:
-            return
-        before = after
+    """A transactional test: the truncate after it first waits until the gateways' background writes of the
+    test (usage journal, breaker events) are in the database (tests/conftest.py `drain_gateways`)."""
 
 
 @pytest.fixture
@@ -133,7 +124,11 @@ def test_a_breaker_opened_in_one_gateway_process_is_honoured_by_another(settled,
     run = uuid.uuid4().hex
     assert all(chat(live, f"{run}-{i}").status_code == 200 for i in range(3))
     assert sum(sim.calls(key, f"{run}-{i}") for i in range(3)) == 3           # opened in the first process
-    time.sleep(1.0)                                                            # the other syncs every 0.5 s
+    # Published to the shared cache at once; the other process reads it on its next sync, which comes at
+    # most TOLLGATE_LOCAL_TTL_SECONDS (0.5 s) later and cannot be observed from outside: give it two.
+    scope = br.model_scope(primary.pk, live.model.pk)
+    assert wait_for(lambda: (entry := br.read_breakers().get(scope)) and entry["state"] == br.OPEN)
+    time.sleep(2 * 0.5)
     answers = [chat(live_other, f"{run}-other-{i}") for i in range(3)]
     assert all(r.status_code == 200 for r in answers)
     assert sum(sim.calls(key, f"{run}-other-{i}") for i in range(3)) == 0     # … and skipped in the other
@@ -168,7 +163,8 @@ def test_an_admin_disabled_channel_is_never_re_enabled(live, sim, settings):
     failed = probes.channel_probe_now(disabled)
     assert (failed.ok, failed.status_code, failed.error_class) == (False, 401, "http_401")
     assert br.read_breakers()[br.channel_scope(disabled.pk)]["state"] == br.OPEN
-    time.sleep(0.3)
+    scope = br.channel_scope(disabled.pk)     # the cool-down (0.2 s) has to pass
+    assert wait_for(lambda: br.entry_state(br.read_breakers()[scope], time.time()) == br.HALF_OPEN, timeout=2)
     # … closed again by a successful probe after the cool-down: the channel itself stays disabled.
     assert probes.channel_probe_now(disabled).ok
     assert br.read_breakers()[br.channel_scope(disabled.pk)]["state"] == br.CLOSED

@@ -1,12 +1,10 @@
 """Channel health from live traffic, over real HTTP: a stream that broke mid-way is a failure (passive stats
 and breaker), and the status page's latency figures are the measured ones (a slow simulated upstream shows).
 Its own gateway: the breakers these tests open stay in that process."""
-import time
 
 import httpx
 import pytest
 
-from billing.models import UsageRecord
 from routing import breaker as br
 from routing import selectors
 from routing.catalog import bump_version
@@ -22,15 +20,9 @@ def health_gateway(gateway_factory):
 
 @pytest.fixture
 def live(transactional_db, health_gateway, simulator):
-    yield make_live_setup(health_gateway, simulator)
-    # Let the gateway's background writes (usage, breaker events) land before the tables are emptied.
-    counts = (lambda: (UsageRecord.objects.count(), ChannelHealthEvent.objects.count()))
-    before = counts()
-    for _ in range(10):
-        time.sleep(0.6)      # longer than the journal's flush interval and the health sync
-        if (after := counts()) == before:
-            return
-        before = after
+    # The truncate after the test waits for the gateway's background writes (usage, breaker events) to be in
+    # the database (tests/conftest.py `drain_gateways`).
+    return make_live_setup(health_gateway, simulator)
 
 
 def bearer(live):
