@@ -1,8 +1,8 @@
 """Management API for platform staff accounts (operators only): list, invite (one-time password returned
 once), deactivate, reactivate. The same accounts.services functions as the operator's staff page.
 
-The OpenAPI descriptions are view extensions (drf-spectacular) so the shared error schema can be imported
-lazily from the support app above, as support/schema.py does for keys/views.py."""
+The OpenAPI descriptions are view extensions (drf-spectacular), attached at schema generation time; the
+shared error schema is core.api_schema's."""
 from django.core.exceptions import ValidationError
 from drf_spectacular.extensions import OpenApiViewExtension
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -83,7 +83,7 @@ class StaffListApiSchema(OpenApiViewExtension):
     target_class = "accounts.api.StaffListApi"
 
     def view_replacement(self):
-        from support.api import errors
+        from core.api_schema import errors
 
         return extend_schema_view(
             get=extend_schema(tags=["operator"], responses={200: StaffOutput(many=True), **errors(401, 403)}),
@@ -96,7 +96,7 @@ class StaffDeactivateApiSchema(OpenApiViewExtension):
     target_class = "accounts.api.StaffDeactivateApi"
 
     def view_replacement(self):
-        from support.api import errors
+        from core.api_schema import errors
 
         return extend_schema_view(post=extend_schema(
             tags=["operator"], request=None, responses={200: StaffOutput, **errors(400, 401, 403, 404)}),
@@ -107,7 +107,7 @@ class StaffReactivateApiSchema(OpenApiViewExtension):
     target_class = "accounts.api.StaffReactivateApi"
 
     def view_replacement(self):
-        from support.api import errors
+        from core.api_schema import errors
 
         return extend_schema_view(post=extend_schema(
             tags=["operator"], request=None, responses={200: StaffOutput, **errors(401, 403, 404)}),

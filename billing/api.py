@@ -22,7 +22,7 @@ from billing import selectors, services
 from billing.emails import default_alert_recipients
 from billing.forms import SpendReportForm
 from billing.models import BudgetAlert, CreditBundle, LedgerEntry
-from support.api import errors
+from core.api_schema import errors
 
 MAX_AMOUNT = 10**15   # a billion units of currency: anything larger is a typo
 

@@ -15,11 +15,11 @@ from accounts.edge import PlatformAPIView, TeamAPIView
 from accounts.models import Team
 from billing import selectors, services
 from billing.api import MAX_AMOUNT, Refused
-from billing.serializers import UsageFilters
+from billing.serializers import UsageFilters, UsageOutput
 from billing.models import PriceOverride
+from core.api_schema import errors
 from keys.models import KeyGroup
 from routing.selectors import catalog_models
-from support.api import UsageOutput, errors
 
 MAX_MULTIPLIER_PPM = 100 * 1_000_000
 

@@ -151,7 +151,7 @@ REST_FRAMEWORK = {
                                        "rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "gateway_site.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "support.schema.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.api_schema.AutoSchema",
 }
 # OpenAPI schema at /api/schema/, Swagger UI at /api/docs/ with its assets from drf-spectacular-sidecar
 # (served from /static/: nothing is loaded from a CDN; the validator badge that would call out is off).
@@ -218,7 +218,7 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="tollgate@localhost")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "support.redaction.RedactingFilter"},
+    "filters": {"redact": {"()": "core.redaction.RedactingFilter"},
                 "client_error": {"()": "gateway_site.logfilters.ClientErrorWithoutTraceback"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["client_error", "redact"]}},
     # A refused request (403, 400) is logged as one line, without a traceback, by every handler.

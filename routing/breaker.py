@@ -371,7 +371,7 @@ def save_transitions(transitions: list[Transition]) -> None:
     import datetime as dt
 
     from routing.models import Channel, ChannelHealthEvent, Model
-    from support.redaction import redact
+    from core.redaction import redact
 
     if not transitions:
         return

@@ -6,11 +6,11 @@ import time
 import httpx
 from django.utils import timezone
 
+from core.redaction import redact
 from routing import breaker as br
 from routing.adapters.base import UpstreamFormatError
 from routing.adapters.registry import adapter_for
 from routing.models import Channel, ChannelProbe, Model
-from support.redaction import redact
 
 PING = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 5}
 

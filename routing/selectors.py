@@ -36,7 +36,7 @@ from django.db.models.functions import RowNumber  # noqa: E402
 
 from routing import breaker as br  # noqa: E402
 from routing.models import ChannelProbe  # noqa: E402
-from support.redaction import redact  # noqa: E402
+from core.redaction import redact  # noqa: E402
 
 HEALTH_WINDOWS = (("1h", 3600), ("24h", 86400), ("7d", 7 * 86400))
 

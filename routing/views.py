@@ -268,10 +268,9 @@ class ChannelTestApi(TeamAPIView):
         return Response({"probe": selectors.probe_summary(probe), "channel": _output(with_health([channel]))[0]})
 
 
-# OpenAPI: schemas are attached here, at generation time, so that this module needs nothing from support (an
-# app above routing) when it is imported.
+# OpenAPI: schemas are attached here, at generation time (the error body is core.api_schema's).
 def _errors(*codes):
-    from support.api import errors
+    from core.api_schema import errors
 
     return errors(*codes)
 

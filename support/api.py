@@ -5,7 +5,7 @@ One APIView per resource, nested Input/Output serializers, one service or select
 take the project's `{"error": {...}}` shape (gateway_site.api.exception_handler).
 """
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
@@ -15,49 +15,14 @@ from accounts import roles, tokens
 from accounts.edge import TeamAPIView
 from accounts.models import PersonalAccessToken
 from billing import selectors as billing_selectors
-from billing.serializers import UsageFilters
+from billing.serializers import UsageFilters, UsageOutput
 from billing.models import UsageRecord
+from core.api_schema import errors
 from support import selectors, services
 from support.models import Ticket, TicketEvent
-from support.redaction import redact
-
-
-class ErrorOutput(serializers.Serializer):
-    class Detail(serializers.Serializer):
-        message = serializers.CharField()
-        type = serializers.CharField()
-        param = serializers.CharField(allow_null=True)
-        code = serializers.CharField()
-
-    error = Detail()
-
-
-def errors(*codes) -> dict:
-    return {code: OpenApiResponse(ErrorOutput, description="Error") for code in codes}
 
 
 # --- Usage records ------------------------------------------------------------------------------------
-class UsageOutput(serializers.ModelSerializer):
-    key_id = serializers.IntegerField(source="api_key_id", allow_null=True)
-    response_id = serializers.SerializerMethodField()
-
-    class Meta:
-        model = UsageRecord
-        fields = ["id", "request_id", "response_id", "created_at", "key_id", "key_mask", "requested_model",
-                  "served_model", "status_code", "error_code", "error_text", "prompt_tokens", "completion_tokens",
-                  "cached_tokens", "cost", "latency_ms", "ttfb_ms", "stream", "user_agent", "sdk", "path"]
-
-    def get_response_id(self, obj) -> str:
-        return "chatcmpl-" + obj.request_id[4:] if obj.request_id.startswith("req_") else ""
-
-    def to_representation(self, instance):
-        # Error text is redacted when recorded; here again with the team's own secrets, and what the client
-        # sent (user-agent, path) too.
-        secrets = self.context.get("secrets", ())
-        return {k: redact(v, secrets) if isinstance(v, str) else v
-                for k, v in super().to_representation(instance).items()}
-
-
 class UsageListApi(TeamAPIView):
     """The team's usage records, newest first; callers without logs.read see only their own keys'."""
 

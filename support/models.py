@@ -1,6 +1,6 @@
 """Support tickets: the troubleshooting evidence chain, from a failed request to its resolution.
 
-Everything stored here went through support.redaction first (support.services does it); the models
+Everything stored here went through core.redaction first (support.services does it); the models
 themselves hold no logic beyond choices and ordering.
 """
 from django.conf import settings

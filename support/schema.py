@@ -1,21 +1,9 @@
-"""OpenAPI schema (drf-spectacular): the schema class, the token authentication scheme, and schemas for the
-key endpoints of keys/views.py (which declare no serializers the generator can find). The extensions are
-registered by SupportConfig.ready()."""
+"""OpenAPI schema (drf-spectacular): the token authentication scheme and schemas for the key endpoints of
+keys/views.py (which declare no serializers the generator can find). The extensions are registered by
+SupportConfig.ready(); the schema class and the error body are core.api_schema's."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
-from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers
-
-
-class AutoSchema(SpectacularAutoSchema):
-    """Names nested serializers after the class they sit in (`KeyListApi.InputSerializer` → `KeyListInput`),
-    so every endpoint can keep HackSoft-style nested Input/Output serializers without component clashes."""
-
-    def get_serializer_name(self, serializer, direction):
-        cls = serializer.__class__
-        outer = [part.removesuffix("Api") for part in cls.__qualname__.split(".")[:-1] if part[:1].isupper()]
-        name = cls.__name__.removesuffix("Serializer")
-        return "".join(outer) + name if outer else cls.__name__
 
 
 class PersonalAccessTokenScheme(OpenApiAuthenticationExtension):
@@ -43,7 +31,7 @@ class KeyListApiSchema(OpenApiViewExtension):
     target_class = "keys.views.KeyListApi"
 
     def view_replacement(self):
-        from support.api import errors
+        from core.api_schema import errors
 
         key_output, key_created = _key_outputs()
         return extend_schema_view(
@@ -57,7 +45,7 @@ class KeyDetailApiSchema(OpenApiViewExtension):
     target_class = "keys.views.KeyDetailApi"
 
     def view_replacement(self):
-        from support.api import errors
+        from core.api_schema import errors
 
         key_output, _ = _key_outputs()
         return extend_schema_view(

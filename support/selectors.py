@@ -18,7 +18,7 @@ from billing import selectors as billing_selectors
 from billing.models import UsageRecord
 from routing.models import Channel
 from support.models import Ticket, TicketEvent
-from support.redaction import redact
+from core.redaction import redact
 
 _HEX_ID = re.compile(r"^[0-9a-f]{16,36}$")
 

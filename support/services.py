@@ -1,4 +1,4 @@
-"""Ticket writes. Everything that enters a ticket goes through support.redaction here, with the team's own
+"""Ticket writes. Everything that enters a ticket goes through core.redaction here, with the team's own
 upstream secrets named; status changes and assignments are audited as events in the same transaction."""
 from django.db import transaction
 
@@ -6,7 +6,7 @@ from accounts.models import StaffRole
 from billing.models import UsageRecord
 from support import selectors
 from support.models import Ticket, TicketEvent
-from support.redaction import redact
+from core.redaction import redact
 
 HANDOFF_FIELDS = ("owner", "environment", "selected_capability", "last_known_good", "observed_symptom",
                   "evidence")

@@ -18,7 +18,7 @@ from routing.adapters.registry import adapter_for
 from routing import tokens
 from routing.relay import errors, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
-from support.redaction import redact
+from core.redaction import redact
 
 
 

@@ -26,7 +26,7 @@ from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats import openai as openai_format
 from routing.relay.formats.openai import validate_chat
 from routing.relay.pipeline import RelayCall
-from support.redaction import redact
+from core.redaction import redact
 
 JSON = "application/json"
 

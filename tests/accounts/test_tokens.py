@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from accounts import roles
 from accounts.models import PersonalAccessToken
 from accounts.tokens import personal_access_token_create
-from support.redaction import redact
+from core.redaction import redact
 from tests import factories
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from support.redaction import redact
+from core.redaction import redact
 
 # Fake keys in the real providers' shapes.
 OPENAI_PROJECT = "sk-proj-4fJx9QeT2mZr8LwP0aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789abcdEFGH_ijkl-mnop"

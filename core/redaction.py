@@ -1,4 +1,5 @@
-"""The one redaction engine. Everything that stores or shows error text, logs or ticket fields goes through it.
+"""The one redaction engine. Everything that stores or shows error text, logs or ticket fields goes through it
+(the relay, routing, billing and support alike: it sits below every app).
 
 Replaces provider key shapes, bearer tokens, API-key headers and query parameters, and any secrets the
 caller names (a team's own upstream keys), with a mask that keeps only the last four characters.
