@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from routing.adapters.base import ACCOUNT_STATUSES
+from routing.adapters.registry import ACCOUNT_CODES, CHANNEL_CODES
+
 log = logging.getLogger(__name__)
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
@@ -46,12 +49,9 @@ FINE_OFFSET = 3 + COARSE_FIELDS             # index of the first fine bucket in 
 STAT_FIELDS = (("ok", "fail", "ms") + tuple(f"b{i}" for i in range(COARSE_FIELDS))
                + tuple(f"f{i}" for i in range(len(FINE_BOUNDS_MS) + 1)))
 
-# Upstream answers that say the channel's own account is unusable: open at once and flag it for an admin.
-FATAL_STATUSES = frozenset({401, 402, 403})
-FATAL_CODES = frozenset({"authentication_error", "permission_error", "billing_error", "insufficient_quota",
-                         "API_KEY_INVALID", "PERMISSION_DENIED", "invalid_api_key"})
-# The other codes that move a call to the next channel (kept in step with relay.pipeline.classify).
-CHANNEL_CODES = FATAL_CODES | {"RESOURCE_EXHAUSTED", "overloaded_error"}
+# Upstream answers that say the channel's own account is unusable open at once and flag it for an admin; the
+# statuses and codes (and the ones that move a call to the next channel) are the adapters' (their `classify`).
+FATAL_STATUSES = ACCOUNT_STATUSES
 FATAL, TRANSPORT, UPSTREAM = "fatal", "transport", "upstream"
 
 
@@ -85,7 +85,7 @@ def is_channel_failure(status: int | None, code: str | None) -> bool:
 def failure_kind(ok: bool, status: int | None, code: str | None, error_class: str) -> str | None:
     if ok:
         return None
-    if status in FATAL_STATUSES or code in FATAL_CODES:
+    if status in FATAL_STATUSES or code in ACCOUNT_CODES:
         return FATAL
     if error_class in ("timeout", "connection"):
         return TRANSPORT

@@ -3,6 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Team
 from gateway_site import crypto
+from routing.adapters import registry
 
 
 class Model(models.Model):
@@ -32,7 +33,7 @@ class Channel(models.Model):
     team channels (bring-your-own-key) carry only their own team's traffic."""
 
     OPENAI, ANTHROPIC, GEMINI = "openai", "anthropic", "gemini"
-    KINDS = [(OPENAI, _("OpenAI-compatible")), (ANTHROPIC, _("Anthropic Messages")), (GEMINI, _("Google Gemini"))]
+    KINDS = registry.KINDS   # one line per provider in routing/adapters/registry.py
     ENABLED, DISABLED = "enabled", "disabled"
     STATUSES = [(ENABLED, _("Enabled")), (DISABLED, _("Disabled by admin"))]
 

@@ -13,96 +13,16 @@ Where the formats do not map 1:1:
   no signed thinking block to send back (Anthropic rejects that), and with thinking on temperature/top_p are
   left out (Anthropic only accepts their defaults).
 - Thinking signatures travel as the non-standard `message.thinking_signature`; images as base64 or url sources;
-  other media parts (audio, video) are not sent.
-
-The module also holds the helpers on canonical (OpenAI-shaped) data that the Gemini adapter shares."""
+  other media parts (audio, video) are not sent."""
 import re
-import time
 
 import orjson
+from django.utils.translation import gettext_lazy as _
 
-from routing.adapters.base import (Adapter, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
-                                   UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
-
-# --- canonical helpers (shared with gemini.py) -----------------------------------------------------------
-_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^,]*)?;base64,(.*)", re.S)
-
-
-def data_url(url: str) -> tuple[str, str] | None:
-    """(mime type, base64 data) of a `data:…;base64,…` URL, else None."""
-    match = _DATA_URL.fullmatch(url or "")
-    return (match[1] or "application/octet-stream", match[2]) if match else None
-
-
-def parts_of(content) -> list[dict]:
-    """A message content (string, parts or None) as a list of OpenAI parts."""
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}]
-    return [p for p in content or () if isinstance(p, dict)]
-
-
-def text_of(content) -> str:
-    return "\n".join(p.get("text") or "" for p in parts_of(content) if p.get("type") == "text")
-
-
-def json_object(text) -> dict:
-    """Tool-call arguments (a JSON string) as an object; anything else as {}."""
-    try:
-        value = orjson.loads(text or "{}")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def load_json(body: bytes) -> dict:
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamFormatError(f"invalid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UpstreamFormatError("the answer is not a JSON object")
-    return data
-
-
-def sse_json(line: bytes) -> dict | None:
-    """The JSON object of an SSE `data:` line; None for other lines (event names, comments)."""
-    return load_json(line[5:]) if line.startswith(b"data:") else None
-
-
-def tool_call(call_id: str, name: str, args) -> dict:
-    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": orjson.dumps(args).decode()}}
-
-
-def completion(response_id, model, choices: list[dict], usage: Usage) -> dict:
-    """An OpenAI `chat.completion` (the relay sets its own id and model)."""
-    return {"id": response_id or "", "object": "chat.completion", "created": int(time.time()), "model": model or "",
-            "choices": choices, "usage": {
-                "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-                "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}}
-
-
-def max_tokens_of(request: dict) -> int | None:
-    return request.get("max_completion_tokens") or request.get("max_tokens")
-
-
-def stops_of(request: dict) -> list[str]:
-    stop = request.get("stop")
-    return [stop] if isinstance(stop, str) else [s for s in stop or () if isinstance(s, str)]
-
-
-def error_of(body: bytes) -> dict:
-    """The `error` object of an error body (a JSON list of errors too), {} when there is none."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return {}
-    if isinstance(data, list) and data:
-        data = data[0]
-    err = data.get("error") if isinstance(data, dict) else None
-    return err if isinstance(err, dict) else {"message": str(err)} if err else {}
-
+from routing.adapters.base import (Adapter, Capabilities, Finish, ReasoningDelta, StreamError, TextDelta,
+                                   ToolCallDelta, UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
+from routing.adapters.canonical import (append_turn, completion, data_url, error_of, json_object, load_json,
+                                        max_tokens_of, parts_of, sse_json, stops_of, text_of, tool_call)
 
 # --- Anthropic ---------------------------------------------------------------------------------------------
 VERSION = "2023-06-01"
@@ -167,15 +87,6 @@ def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
         append_turn(turns, role, "content", blocks)
     return system, turns
 
-
-def append_turn(turns: list[dict], role: str, key: str, items: list) -> None:
-    """Add a turn's blocks/parts; both providers want alternating roles, so a same-role turn is merged."""
-    if not items:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1][key] += items
-    else:
-        turns.append({"role": role, key: items})
 
 
 def _tool(fn: dict) -> dict:
@@ -258,6 +169,11 @@ def _is_json_tool(name) -> bool:
 
 class AnthropicAdapter(Adapter):
     kind = "anthropic"
+    label = _("Anthropic Messages")
+    capabilities = Capabilities(cache_control=True)
+    account_codes = frozenset({"authentication_error", "permission_error", "billing_error"})
+    channel_codes = frozenset({"overloaded_error"})
+    model_codes = frozenset({"context_length_exceeded", "not_found_error"})
 
     def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
         asked = max_tokens_of(request)

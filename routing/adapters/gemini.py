@@ -19,11 +19,12 @@ import secrets
 from urllib.parse import urlsplit
 
 import orjson
+from django.utils.translation import gettext_lazy as _
 
-from routing.adapters.anthropic import (completion, data_url, error_of, json_object, load_json, max_tokens_of,
-                                        parts_of, sse_json, stops_of, text_of, tool_call, append_turn)
 from routing.adapters.base import (Adapter, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
                                    UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
+from routing.adapters.canonical import (append_turn, completion, data_url, error_of, json_object, load_json,
+                                        max_tokens_of, parts_of, sse_json, stops_of, text_of, tool_call)
 
 SIGNING_MODELS = "gemini-3"
 SKIP_SIGNATURE = "skip_thought_signature_validator"  # Google's placeholder for calls it did not sign
@@ -214,6 +215,10 @@ def _choice(candidate: dict, index: int) -> dict:
 
 class GeminiAdapter(Adapter):
     kind = "gemini"
+    label = _("Google Gemini")
+    account_codes = frozenset({"API_KEY_INVALID", "PERMISSION_DENIED"})
+    channel_codes = frozenset({"RESOURCE_EXHAUSTED"})
+    model_codes = frozenset({"context_length_exceeded", "NOT_FOUND"})
 
     def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
         model = upstream_model.removeprefix("models/")

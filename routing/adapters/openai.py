@@ -3,8 +3,9 @@
 On the OpenAI inbound route this is a byte passthrough (`passthrough`): the hot path does not parse chunks
 it can forward. `stream_events` parses into canonical events for the other inbound formats."""
 import orjson
+from django.utils.translation import gettext_lazy as _
 
-from routing.adapters.base import (Adapter, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
+from routing.adapters.base import (Adapter, Capabilities, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
                                    UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
 
 # Models that reject `max_tokens` and want `max_completion_tokens` (reasoning models).
@@ -38,6 +39,11 @@ def _strip_foreign_fields(body: dict) -> None:
 
 class OpenAIAdapter(Adapter):
     kind = "openai"
+    label = _("OpenAI-compatible")
+    capabilities = Capabilities(embeddings=True, passthrough=True)
+    account_codes = frozenset({"invalid_api_key", "insufficient_quota"})
+    model_codes = frozenset({"context_length_exceeded", "content_filter", "content_policy_violation",
+                             "model_not_found"})
 
     def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
         body = dict(request, model=upstream_model)

@@ -98,7 +98,7 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
                    for scope in (br.channel_scope(channel.id), br.model_scope(channel.id, model.id))):
                 call.skip(model, channel, "circuit open (cooling down)")
                 continue
-            if output == "embeddings" and not hasattr(adapter_for(channel.kind), "embeddings_request"):
+            if output == "embeddings" and not adapter_for(channel.kind).capabilities.embeddings:
                 call.skip(model, channel, "no embeddings API")
                 continue
             result["candidates"].append({

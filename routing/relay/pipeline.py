@@ -13,7 +13,7 @@ from billing import usage_journal
 from billing import limits
 from billing.money import combined_multiplier, usage_cost
 from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
-from routing.adapters.base import UpstreamFormatError, Usage
+from routing.adapters.base import FATAL, NEXT_CHANNEL, NEXT_MODEL, UpstreamError, UpstreamFormatError, Usage
 from routing.adapters.registry import adapter_for
 from routing import tokens
 from routing.relay import errors, health, metrics, quota, router, snapshot
@@ -22,21 +22,7 @@ from core.redaction import redact
 
 
 
-NEXT_CHANNEL, NEXT_MODEL, FATAL = "channel", "model", "fatal"
-# Upstream error codes that mean "this model cannot do it" (another model may) or "this channel is broken".
-_MODEL_CODES = frozenset({"context_length_exceeded", "content_filter", "content_policy_violation",
-                          "model_not_found", "not_found_error", "NOT_FOUND"})
-_CHANNEL_CODES = frozenset({"API_KEY_INVALID", "authentication_error", "permission_error", "billing_error",
-                            "insufficient_quota", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "overloaded_error"})
 _in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
-
-
-def classify(status: int, code: str | None) -> str:
-    if status == 429 or status >= 500 or status in (401, 402, 403) or code in _CHANNEL_CODES:
-        return NEXT_CHANNEL
-    if status == 404 or code in _MODEL_CODES:
-        return NEXT_MODEL
-    return FATAL
 
 
 def channel_label(channel, team_id: int) -> str:
@@ -196,7 +182,7 @@ class RelayCall:
                 adapter = adapter_for(channel.kind)
                 upstream_model = channel.model_mapping.get(model.public_id, model.upstream_name)
                 if embeddings:
-                    if not hasattr(adapter, "embeddings_request"):
+                    if not adapter.capabilities.embeddings:
                         self.skip(model, channel, "no embeddings API")
                         continue
                     req = adapter.embeddings_request(request, upstream_model=upstream_model,
@@ -247,16 +233,16 @@ class RelayCall:
                     self.skip(model, channel, f"connection error ({type(exc).__name__})")
                     continue
                 self.release_channel()
-                message, code, _ = adapter.error_detail(resp.status, body)
-                outcome = classify(resp.status, code)
+                error = adapter.error(resp.status, body)   # parsed once
+                outcome, code = error.outcome, error.code
                 # The request's own faults (and "this model cannot") say nothing against the channel.
                 outcome_of(outcome != NEXT_CHANNEL, resp.status, code, "" if outcome != NEXT_CHANNEL
                            else f"http_{resp.status}")
                 if outcome == FATAL:
-                    raise self._client_error_from_upstream(adapter, resp.status, body)
+                    raise self._client_error_from_upstream(error)
                 self.skip(model, channel, f"HTTP {resp.status}" + (f" {code}" if code else ""))
                 if outcome == NEXT_MODEL:
-                    model_error = self._client_error_from_upstream(adapter, resp.status, body)
+                    model_error = self._client_error_from_upstream(error)
                     break
                 model_error = None
         self.channel = None
@@ -307,12 +293,13 @@ class RelayCall:
         # Header values are ASCII: arrows in skip reasons become "->", anything else left becomes "?".
         return "; ".join(parts).replace("\u2192", "->").encode("ascii", "replace").decode()[:2000]
 
-    def _client_error_from_upstream(self, adapter, status: int, body: bytes) -> errors.RelayError:
+    @staticmethod
+    def _client_error_from_upstream(error: UpstreamError) -> errors.RelayError:
         """An error in the client's own request (every channel would repeat it): pass it on, redacted."""
-        message, code, param = adapter.error_detail(status, body)
-        code = code or ("model_not_found" if status == 404 else "invalid_value")
+        status = error.status
+        code = error.code or ("model_not_found" if status == 404 else "invalid_value")
         return errors.RelayError(status if status in (400, 404, 413, 422) else 400, "invalid_request_error",
-                                 code, redact(message), param)
+                                 code, redact(error.message), error.param)
 
     def client_closed(self) -> None:
         """The client went away mid-stream: bill what was produced. Upstream usage, if it already came,

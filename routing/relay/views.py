@@ -90,7 +90,7 @@ async def _relay(request, fmt: str):
         resp, body = await call.open_upstream(canonical, stream=stream)
         if not stream:
             return _complete_response(call, body)
-        if fmt == OPENAI and call.channel.kind == OPENAI:
+        if fmt == OPENAI and adapter_for(call.channel.kind).capabilities.passthrough:
             return _passthrough_stream(call, resp, payload)
         return _translated_stream(call, resp, payload)
     except errors.RelayError as err:
@@ -111,7 +111,8 @@ def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
 
 def _complete_response(call: RelayCall, body: bytes) -> HttpResponse:
     call.ttfb_ms = call.latency_ms()
-    data, usage = adapter_for(call.channel.kind).from_upstream(body)  # validated in open_upstream
+    adapter = adapter_for(call.channel.kind)
+    data, usage = adapter.from_upstream(body)  # validated in open_upstream
     call.usage = usage
     choices = data.get("choices") or [{}]
     call.finish_reason = str(choices[0].get("finish_reason") or "")
@@ -121,7 +122,7 @@ def _complete_response(call: RelayCall, body: bytes) -> HttpResponse:
     else:
         data["id"] = "chatcmpl-" + call.hex_id
         data["model"] = call.model.public_id
-        if call.channel.kind != OPENAI:
+        if not adapter.capabilities.passthrough:  # an OpenAI-shaped answer keeps the usage it was sent with
             data["usage"] = openai_format.usage_dict(usage)
     call.record()
     return _headers(call, HttpResponse(orjson.dumps(data), content_type=JSON))
@@ -183,7 +184,7 @@ def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: d
 
 def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
     """OpenAI client, OpenAI-compatible upstream: forward chunks byte for byte (ids and model rewritten)."""
-    adapter = adapter_for(OPENAI)
+    adapter = adapter_for(call.channel.kind)
     wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
     our_id = b'"id":"chatcmpl-' + call.hex_id.encode() + b'"'
     our_model = b'"model":' + orjson.dumps(call.model.public_id)
@@ -265,7 +266,7 @@ async def embeddings(request):
         call.fail(err)
         call.record()
         return error_response(call, err)
-    data, call.usage = adapter_for(OPENAI).embeddings_from_upstream(body)
+    data, call.usage = adapter_for(call.channel.kind).embeddings_from_upstream(body)
     data["model"] = call.model.public_id
     call.ttfb_ms = call.latency_ms()
     call.record()
