@@ -13,6 +13,7 @@ from django.conf import settings
 
 from gateway_site import shared_cache
 from gateway_site.db import db_call
+from keys.limit_values import NO_LIMITS, LimitValues
 from keys.secrets import hash_secret
 
 CACHE_TTL = 300
@@ -35,9 +36,8 @@ class KeyContext:
     key_models: tuple[str, ...]
     allowed_ips: tuple[str, ...] = ()
     group_name: str = ""
-    # (budget_limit, budget_period, rpm_limit, tpm_limit, max_concurrency) — see keys.models.Limits
-    key_limits: tuple = (None, "month", None, None, None)
-    group_limits: tuple = (None, "month", None, None, None)
+    key_limits: LimitValues = NO_LIMITS
+    group_limits: LimitValues = NO_LIMITS
     group_multiplier_ppm: int | None = None
     # The group's keys may only call `route:NAME` or `auto` (no model named directly).
     group_routes_only: bool = False
@@ -78,7 +78,7 @@ def context_for(api_key) -> KeyContext:
 
 
 def encode(ctx: KeyContext | None) -> bytes:
-    return orjson.dumps(asdict(ctx)) if ctx else _UNKNOWN
+    return orjson.dumps(asdict(ctx), default=list) if ctx else _UNKNOWN  # default: LimitValues as a JSON array
 
 
 def _decode(raw: bytes) -> KeyContext | None:
@@ -88,9 +88,12 @@ def _decode(raw: bytes) -> KeyContext | None:
     known = KeyContext.__dataclass_fields__
     # An entry written by an older or newer release: missing fields take their defaults, unknown ones are dropped.
     data = {name: value for name, value in data.items() if name in known}
-    for name in ("team_models", "group_models", "key_models", "allowed_ips", "key_limits", "group_limits"):
+    for name in ("team_models", "group_models", "key_models", "allowed_ips"):
         if name in data:
             data[name] = tuple(data[name])  # JSON gives lists; the context is hashable and frozen
+    for name in ("key_limits", "group_limits"):
+        if name in data:
+            data[name] = LimitValues(*data[name])
     return KeyContext(**data)
 
 

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from accounts.models import Team
+from keys.limit_values import LimitValues
 
 
 class Limits(models.Model):
@@ -20,8 +21,8 @@ class Limits(models.Model):
     class Meta:
         abstract = True
 
-    def limits_tuple(self) -> tuple:
-        return (self.budget_limit, self.budget_period, self.rpm_limit, self.tpm_limit, self.max_concurrency)
+    def limits_tuple(self) -> LimitValues:
+        return LimitValues(self.budget_limit, self.budget_period, self.rpm_limit, self.tpm_limit, self.max_concurrency)
 
 
 class KeyGroup(Limits):

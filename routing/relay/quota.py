@@ -3,7 +3,6 @@ and rates, the route's budget, the team's monthly cap and its balance. The tight
 every inbound route (they all come through RelayCall)."""
 import datetime as dt
 import time
-from typing import NamedTuple
 
 from django.conf import settings
 
@@ -14,15 +13,6 @@ from routing.relay import errors
 
 PERIOD_WORDS = {"day": "daily", "week": "weekly", "month": "monthly", "none": "total"}
 Metric, Scope = limits.Metric, limits.Scope
-
-
-class LimitValues(NamedTuple):
-    """A key's or group's limits as its KeyContext carries them (keys.models.Limits.limits_tuple)."""
-    budget: int | None
-    period: str
-    rpm: int | None
-    tpm: int | None
-    concurrency: int | None
 
 
 def _money(micro: int) -> str:
@@ -75,11 +65,10 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
             worst = max(worst, usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0,
                                           price=price, multiplier_ppm=multiplier))
     checks: list[limits.Check] = []
-    for scope, prefix, label, values, ident, field in (
+    for scope, prefix, label, lim, ident, field in (
             (Scope.KEY, "key", f"key '{ctx.name}'", ctx.key_limits, ctx.key_id, "api_key_id"),
             (Scope.GROUP, "group", f"key group '{ctx.group_name}'", ctx.group_limits, ctx.group_id,
              "api_key__group_id")):
-        lim = LimitValues._make(values)
         if lim.rpm:
             checks.append(limits.Check("rate", f"tg:rpm:{prefix}:{ident}:{minute}", lim.rpm, 1,
                                        label=f"{label} limit of {lim.rpm} requests per minute",
