@@ -211,11 +211,6 @@ class LimitExceeded(Exception):
         self.check, self.left, self.counts = check, left, counts or []
 
 
-class NeedsRebuild(Exception):
-    def __init__(self, check: Check):
-        self.check = check
-
-
 # --- periods ---------------------------------------------------------------------------------------------
 def period_start(period: str, now: dt.datetime) -> dt.datetime | None:
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
