@@ -9,8 +9,7 @@ from django.db import connection
 
 from gateway_site import shared_cache
 from routing.catalog import bump_version
-from tests import factories
-from tests import servers
+from tests import factories, servers
 from tests.servers import start_gateway, start_simulator
 
 DRAIN_TIMEOUT = 10.0
