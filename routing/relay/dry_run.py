@@ -23,7 +23,7 @@ from routing import breaker as br
 from routing.adapters.registry import adapter_for
 from routing.relay import errors, quota, router, snapshot
 from routing.relay.formats.openai import validate_chat
-from routing.relay.pipeline import RelayCall, channel_label, downgrade_past_soft_limit
+from routing.relay.pipeline import RelayCall, channel_label
 from routing.routes_forms import RouteTryForm, parse_request_body
 from routing.routes_views import routes_page, try_choices
 
@@ -84,10 +84,10 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
         return result
     call.route_plan = plan
     if _past_soft_limit(call, request):
-        downgrade_past_soft_limit(plan)
+        router.downgrade_past_soft_limit(plan)
     breakers, now = br.read_breakers(), time.time()
     before_first = 0
-    models = plan.models + ([plan.downgrade] if plan.downgrade and plan.downgrade not in plan.models else [])
+    models = router.candidate_models(plan)
     for i, model in enumerate(models):
         role = "primary" if i == 0 else "fallback" if i < len(plan.models) else "downgrade"
         channels = router.order_channels(snap.channels_for(model, ctx.team_id), ctx.team_id)

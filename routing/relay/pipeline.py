@@ -3,6 +3,7 @@ skip auth, the allowed-model rule or recording."""
 import asyncio
 import os
 import time
+from dataclasses import dataclass
 
 import aiohttp
 import orjson
@@ -31,10 +32,26 @@ def channel_label(channel, team_id: int) -> str:
     return f"channel '{channel.name}'" if channel.team_id == team_id else f"platform channel #{channel.id}"
 
 
-def downgrade_past_soft_limit(plan) -> None:
-    """The route's spend passed its soft limit: only the downgrade model serves (said in the route header)."""
-    plan.models = [plan.downgrade]
-    plan.skipped.append(f"route '{plan.rule.name}' past its soft limit: downgraded")
+_OK = "ok"
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """One attempt's result: _OK (with the open response, and the body unless streaming), or what to do
+    next (NEXT_CHANNEL | NEXT_MODEL | FATAL) and why."""
+    kind: str
+    resp: aiohttp.ClientResponse | None = None
+    body: bytes | None = None
+    reason: str = ""
+    timeout: int = 0
+    error: UpstreamError | None = None
+
+
+@dataclass(slots=True)
+class _Tries:
+    tried: int = 0
+    timeouts: int = 0
+    model_error: UpstreamError | None = None
 
 
 class MetaHeaders:
@@ -145,117 +162,143 @@ class RelayCall:
             raise quota.refusal(exc, minimum) from None
         self.reservation = limits.Reservation(checks, hold, estimate, self.request_id)
         self.rate_headers = quota.rate_headers(checks, used)
-        rule = self.route_rule
-        if rule is not None and rule.soft_limit is not None and self.route_plan.downgrade is not None:
-            spent = await limits.spent(checks, rule)
-            if spent is not None and spent >= rule.soft_limit:  # past the soft limit: the downgrade serves
-                downgrade_past_soft_limit(self.route_plan)
 
-    async def open_upstream(self, request: dict, *, stream: bool, embeddings: bool = False,
-                            last_resort: bool = False) -> tuple[aiohttp.ClientResponse, bytes | None]:
+    async def open_upstream(self, request: dict, *, stream: bool,
+                            embeddings: bool = False) -> tuple[aiohttp.ClientResponse, bytes | None]:
         """Try candidates (model × channel) until one answers, only before any byte reached the client.
 
-        429, 5xx, timeouts, connection errors and the channel's own credential/balance errors move to the
-        next channel; context-length, moderation and unknown-model errors move to the next model; any other
-        4xx is the client's own mistake and returns at once. Returns the open response and, for
+        What moves on to the next channel, the next model or returns at once is the adapter's `classify`;
+        timeouts and connection errors move to the next channel. Returns the open response and, for
         non-streaming calls, its whole (valid) body."""
         plan = self.route_plan
-        models = plan.models + ([plan.downgrade] if plan.downgrade and plan.downgrade not in plan.models else [])
+        if self.reservation is not None and router.watches_spend(plan):
+            router.after_spend(plan, await limits.spent(self.reservation.checks, plan.rule))
+        models = router.candidate_models(plan)
+        tries = _Tries()
+        candidates = self._candidates(models, tries, embeddings)
+        outcome = None
+        while True:
+            try:
+                model, channel = candidates.send(outcome)
+            except StopIteration:
+                break
+            tries.tried += 1
+            result = await self._attempt(request, model, channel, stream=stream, embeddings=embeddings)
+            if result.kind is _OK:
+                return result.resp, result.body
+            outcome = result.kind
+            if result.error is not None and result.error.outcome == FATAL:
+                raise self._client_error_from_upstream(result.error)
+            self.skip(model, channel, result.reason)
+            tries.timeouts += result.timeout
+            # The last "this model cannot" answer is returned if nothing else serves; a later channel's error
+            # answer (of another model) clears it.
+            if outcome == NEXT_MODEL:
+                tries.model_error = result.error
+            elif result.error is not None:
+                tries.model_error = None
+        self.channel = None
+        raise self._final_error(models, tries)
+
+    def _candidates(self, models: list, tries: "_Tries", embeddings: bool):
+        """(model, channel) in the order the router gave, skipping (with a reason) channels whose circuit is
+        open, that are at their concurrency cap or cannot do the call; stops at the attempt limit or the
+        deadline. The caller sends each attempt's outcome back: NEXT_MODEL leaves the model's other channels.
+        When every candidate was cooling down and none was tried, they are tried anyway (last resort) rather
+        than failing fast."""
         deadline = self.started + settings.TOLLGATE_ROUTE_DEADLINE_SECONDS
         max_attempts = settings.TOLLGATE_MAX_ATTEMPTS
-        tried = timeouts = cooling = 0
-        model_error = None   # the last "this model cannot" answer, returned if nothing else serves
-        for model in models:
-            channels = router.order_channels(self.snap.channels_for(model, self.ctx.team_id), self.ctx.team_id)
-            if not channels:
-                self.skip(model, None, "no channel serves it")
-            for channel in channels:
-                if tried >= max_attempts or time.perf_counter() > deadline:
-                    break
-                if not last_resort and not health.allow(channel.id, model.id):
-                    self.skip(model, channel, "circuit open (cooling down)")
-                    cooling += 1
-                    continue
-                if channel.max_concurrency and _in_flight.get(channel.id, 0) >= channel.max_concurrency:
-                    self.skip(model, channel, "at its concurrency cap")
-                    continue
-                adapter = adapter_for(channel.kind)
-                upstream_model = channel.model_mapping.get(model.public_id, model.upstream_name)
-                if embeddings:
-                    if not adapter.capabilities.embeddings:
+        cooling = 0
+        for last_resort in (False, True):
+            if last_resort:
+                if tries.tried or not cooling:
+                    return
+                self.attempts.clear()
+            for model in models:
+                channels = router.order_channels(self.snap.channels_for(model, self.ctx.team_id), self.ctx.team_id)
+                if not channels:
+                    self.skip(model, None, "no channel serves it")
+                for channel in channels:
+                    if tries.tried >= max_attempts or time.perf_counter() > deadline:
+                        break
+                    if not last_resort and not health.allow(channel.id, model.id):
+                        self.skip(model, channel, "circuit open (cooling down)")
+                        cooling += 1
+                        continue
+                    if channel.max_concurrency and _in_flight.get(channel.id, 0) >= channel.max_concurrency:
+                        self.skip(model, channel, "at its concurrency cap")
+                        continue
+                    if embeddings and not adapter_for(channel.kind).capabilities.embeddings:
                         self.skip(model, channel, "no embeddings API")
                         continue
-                    req = adapter.embeddings_request(request, upstream_model=upstream_model,
-                                                     base_url=channel.base_url, api_key=channel.api_key)
-                    validate = adapter.embeddings_from_upstream
-                else:
-                    req = adapter.to_upstream(request, upstream_model=upstream_model, base_url=channel.base_url,
-                                              api_key=channel.api_key, stream=stream)
-                    validate = adapter.from_upstream
-                tried += 1
-                self.model, self.channel = model, channel
-                self.hold_channel()
-                sent = time.perf_counter()
+                    if (yield model, channel) == NEXT_MODEL:
+                        break
 
-                def outcome_of(ok, status=None, code=None, error_class=""):
-                    health.report(channel.id, model.id, ok=ok, status=status, code=code, error_class=error_class,
-                                  latency_ms=int((time.perf_counter() - sent) * 1000))
+    async def _attempt(self, request: dict, model, channel, *, stream: bool, embeddings: bool) -> "_Outcome":
+        """One upstream call; reports its outcome to channel health (a stream's once it ended)."""
+        adapter = adapter_for(channel.kind)
+        upstream_model = channel.model_mapping.get(model.public_id, model.upstream_name)
+        if embeddings:
+            req = adapter.embeddings_request(request, upstream_model=upstream_model, base_url=channel.base_url,
+                                             api_key=channel.api_key)
+            validate = adapter.embeddings_from_upstream
+        else:
+            req = adapter.to_upstream(request, upstream_model=upstream_model, base_url=channel.base_url,
+                                      api_key=channel.api_key, stream=stream)
+            validate = adapter.from_upstream
+        self.model, self.channel = model, channel
+        self.hold_channel()
+        sent = time.perf_counter()
 
-                try:
-                    resp = await session().post(req.url, data=req.body, headers=req.headers)
-                    if resp.status < 400:
-                        if stream:  # its outcome counts once it ended: one that breaks mid-way failed
-                            latency = int((time.perf_counter() - sent) * 1000)
-                            health.note_upstream_ms(latency)
-                            self.stream_outcome = (channel.id, model.id, resp.status, latency)
-                            return resp, None
-                        body = await resp.read()
-                        try:
-                            validate(body)  # an invalid answer counts as a failed attempt
-                        except UpstreamFormatError as exc:
-                            self.release_channel()
-                            outcome_of(False, resp.status, error_class="invalid_response")
-                            self.skip(model, channel, str(exc))
-                            continue
-                        outcome_of(True, resp.status)
-                        return resp, body
-                    body = await resp.read()
-                    resp.release()
-                except (asyncio.TimeoutError, TimeoutError):
-                    self.release_channel()
-                    outcome_of(False, error_class="timeout")
-                    timeouts += 1
-                    self.skip(model, channel, "timeout")
-                    continue
-                except aiohttp.ClientError as exc:
-                    self.release_channel()
-                    outcome_of(False, error_class="connection")
-                    self.skip(model, channel, f"connection error ({type(exc).__name__})")
-                    continue
+        def report(ok, status=None, code=None, error_class=""):
+            health.report(channel.id, model.id, ok=ok, status=status, code=code, error_class=error_class,
+                          latency_ms=int((time.perf_counter() - sent) * 1000))
+
+        try:
+            resp = await session().post(req.url, data=req.body, headers=req.headers)
+            if resp.status < 400 and stream:  # its outcome counts once it ended: one that breaks mid-way failed
+                latency = int((time.perf_counter() - sent) * 1000)
+                health.note_upstream_ms(latency)
+                self.stream_outcome = (channel.id, model.id, resp.status, latency)
+                return _Outcome(_OK, resp=resp)
+            body = await resp.read()
+            if resp.status >= 400:
+                resp.release()
+        except (asyncio.TimeoutError, TimeoutError):
+            self.release_channel()
+            report(False, error_class="timeout")
+            return _Outcome(NEXT_CHANNEL, reason="timeout", timeout=1)
+        except aiohttp.ClientError as exc:
+            self.release_channel()
+            report(False, error_class="connection")
+            return _Outcome(NEXT_CHANNEL, reason=f"connection error ({type(exc).__name__})")
+        if resp.status < 400:
+            try:
+                validate(body)  # an invalid answer counts as a failed attempt
+            except UpstreamFormatError as exc:
                 self.release_channel()
-                error = adapter.error(resp.status, body)   # parsed once
-                outcome, code = error.outcome, error.code
-                # The request's own faults (and "this model cannot") say nothing against the channel.
-                outcome_of(outcome != NEXT_CHANNEL, resp.status, code, "" if outcome != NEXT_CHANNEL
-                           else f"http_{resp.status}")
-                if outcome == FATAL:
-                    raise self._client_error_from_upstream(error)
-                self.skip(model, channel, f"HTTP {resp.status}" + (f" {code}" if code else ""))
-                if outcome == NEXT_MODEL:
-                    model_error = self._client_error_from_upstream(error)
-                    break
-                model_error = None
-        self.channel = None
-        if not tried and cooling:  # every candidate is cooling down: try them anyway rather than fail fast
-            self.attempts.clear()
-            return await self.open_upstream(request, stream=stream, embeddings=embeddings, last_resort=True)
-        if model_error is not None:
-            raise model_error
-        if tried and timeouts == tried:
-            raise errors.upstream_timeout(settings.TOLLGATE_UPSTREAM_TIMEOUT)
-        if tried == 1 and len(self.attempts) == 1 and len(models) == 1:
-            raise errors.upstream_unavailable(self.attempts[0])
-        raise errors.no_available_channel(models[0].public_id, plan.skipped + self.attempts)
+                report(False, resp.status, error_class="invalid_response")
+                return _Outcome(NEXT_CHANNEL, reason=str(exc))
+            report(True, resp.status)
+            return _Outcome(_OK, resp=resp, body=body)
+        self.release_channel()
+        error = adapter.error(resp.status, body)   # the error body, parsed once
+        channel_fault = error.outcome == NEXT_CHANNEL
+        # The request's own faults (and "this model cannot") say nothing against the channel.
+        report(not channel_fault, resp.status, error.code, f"http_{resp.status}" if channel_fault else "")
+        return _Outcome(error.outcome, reason=f"HTTP {resp.status}" + (f" {error.code}" if error.code else ""),
+                        error=error)
+
+    def _final_error(self, models: list, tries: "_Tries") -> errors.RelayError:
+        """Nothing served: the error that says the most (a model's own refusal, all timeouts, the one
+        upstream's failure, else every skip)."""
+        if tries.model_error is not None:
+            return self._client_error_from_upstream(tries.model_error)
+        if tries.tried and tries.timeouts == tries.tried:
+            return errors.upstream_timeout(settings.TOLLGATE_UPSTREAM_TIMEOUT)
+        if tries.tried == 1 and len(self.attempts) == 1 and len(models) == 1:
+            return errors.upstream_unavailable(self.attempts[0])
+        return errors.no_available_channel(models[0].public_id, self.route_plan.skipped + self.attempts)
 
     def stream_ended(self, ok: bool, error_class: str = "") -> None:
         """Report an open stream's attempt to channel health, once: broken mid-way (the upstream dropped the

@@ -130,6 +130,30 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
     return result
 
 
+def candidate_models(plan: Plan) -> list[ModelEntry]:
+    """The models to try, in order: the planned ones, then the route's downgrade."""
+    downgrade = plan.downgrade
+    return plan.models + ([downgrade] if downgrade and downgrade not in plan.models else [])
+
+
+def watches_spend(plan: Plan) -> bool:
+    """Does the route's spend decide the models (a soft limit with a downgrade to fall to)?"""
+    rule = plan.rule
+    return rule is not None and rule.soft_limit is not None and plan.downgrade is not None
+
+
+def after_spend(plan: Plan, spent: int | None) -> None:
+    """The last model choice, once the route's spend this period is known (None: nothing recorded yet)."""
+    if watches_spend(plan) and spent is not None and spent >= plan.rule.soft_limit:
+        downgrade_past_soft_limit(plan)
+
+
+def downgrade_past_soft_limit(plan: Plan) -> None:
+    """The route's spend passed its soft limit: only the downgrade model serves (said in the route header)."""
+    plan.models = [plan.downgrade]
+    plan.skipped.append(f"route '{plan.rule.name}' past its soft limit: downgraded")
+
+
 def order_channels(channels: list[ChannelEntry], team_id: int) -> list[ChannelEntry]:
     """Team's own channels, then platform; each by priority tier (high first), weighted random inside."""
     def tiers(group):
