@@ -400,3 +400,42 @@ def key_budgets(*, key, now=None) -> list[BudgetUse]:
         result.append(BudgetUse(source, limit, period, qs.aggregate(s=Coalesce(Sum("cost"), 0))["s"],
                                 period_end(period, now)))
     return result
+
+
+# === relay: a key's own spend and one request's record (GET /v1/key, GET /v1/generation) ==================
+# routing/relay/views.py reads these (through db_call); nothing else in billing depends on them.
+def _spent_in(records, period: str, now) -> int:
+    from billing import limits
+
+    start = limits.period_start(period, now)
+    if start is not None:
+        records = records.filter(created_at__gte=start)
+    return records.aggregate(s=Sum("cost"))["s"] or 0
+
+
+def relay_key_spend(*, ctx, monthly_cap: int | None, now) -> tuple[dict, list[tuple]]:
+    """A key's spend (all time, today, this week, this month) and the budgets over it: (sums, [(source,
+    limit, period, spent in the period)]) for the key's budget, its group's and the team's monthly cap."""
+    from billing import limits
+
+    records = UsageRecord.objects.filter(api_key_id=ctx.key_id)
+    sums = records.aggregate(
+        usage=Sum("cost"),
+        daily=Sum("cost", filter=Q(created_at__gte=limits.period_start("day", now))),
+        weekly=Sum("cost", filter=Q(created_at__gte=limits.period_start("week", now))),
+        monthly=Sum("cost", filter=Q(created_at__gte=limits.period_start("month", now))))
+    budgets = []
+    for source, (budget, period, *_), scoped in (
+            ("key", ctx.key_limits, records),
+            ("key group", ctx.group_limits, UsageRecord.objects.filter(api_key__group_id=ctx.group_id))):
+        if budget is not None:
+            budgets.append((source, budget, period, _spent_in(scoped, period, now)))
+    if monthly_cap is not None:
+        budgets.append(("team", monthly_cap, "month",
+                        _spent_in(UsageRecord.objects.filter(team_id=ctx.team_id), "month", now)))
+    return sums, budgets
+
+
+def generation_record(*, team_id: int, request_id: str) -> UsageRecord | None:
+    """One request's usage record, scoped to the caller's team."""
+    return UsageRecord.objects.filter(team_id=team_id, request_id=request_id).first()

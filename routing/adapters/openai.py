@@ -37,6 +37,15 @@ def _strip_foreign_fields(body: dict) -> None:
     body["messages"] = messages
 
 
+def _compact(line: bytes) -> bytes:
+    """A `data:` line as `data: <compact JSON>` (left as it is when it is not JSON: [DONE], garbage)."""
+    payload = line[5:].strip()
+    try:
+        return b"data: " + orjson.dumps(orjson.loads(payload))
+    except orjson.JSONDecodeError:
+        return line if payload != b"[DONE]" else b"data: [DONE]"
+
+
 class OpenAIAdapter(Adapter):
     kind = "openai"
     label = _("OpenAI-compatible")
@@ -89,9 +98,16 @@ class OpenAIAdapter(Adapter):
         return data, usage_from(data.get("usage")) or Usage()
 
     def passthrough(self, line: bytes) -> tuple[bytes | None, Usage | None]:
-        """One SSE line → (the line to forward or None, usage if the line carries it). No parse unless usage."""
+        """One SSE line → (the line to forward or None, usage if the line carries it). No parse unless usage.
+
+        The relay matches bytes of compact JSON in what it forwards (ids, usage, finish reasons): a chunk
+        that is not compact (pretty-printed, `": "` separators, several data lines) is re-encoded first, so
+        only such upstreams pay a parse."""
         if not line.startswith(b"data:"):
             return None, None  # SSE comments and blank keep-alives
+        if not line.startswith(b"data: {") or b', "' in line or b"\n" in line or (
+                b'": ' in line and line.count(b'": ') != line.count(b'\\": ')):  # a string's \": is text
+            line = _compact(line)
         if b'"usage":{' in line:
             data = orjson.loads(line[5:])
             return line, usage_from(data.get("usage"))

@@ -9,11 +9,11 @@ import aiohttp
 import orjson
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, Sum
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from billing import limits
+from billing import selectors as billing_selectors
 from billing.money import MICRO
 from gateway_site import shared_cache
 from gateway_site.db import db_call
@@ -21,6 +21,7 @@ from keys.selectors import allowed_models
 from routing import tokens
 from routing.adapters.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, UsageEvent
 from routing.adapters.registry import adapter_for
+from routing.adapters.sse import sse_lines
 from routing.relay import errors, snapshot
 from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats import openai as openai_format
@@ -65,38 +66,56 @@ def error_response(call: RelayCall, err: errors.RelayError) -> HttpResponse:
     return response
 
 
-@csrf_exempt
-async def chat_completions(request):
-    return await _relay(request, OPENAI)
+def relay_route(method: str = "POST", fmt: str = OPENAI, *, record: bool = True):
+    """The prologue and the error tail every relay route shares: the method check, the key (and its IP
+    rule), the JSON body of a POST, and any RelayError answered in the route's format (recorded as a usage
+    record when `record`). The view is `view(call, payload, **url_kwargs)` for a POST, `view(call,
+    **url_kwargs)` for a GET; `call.ctx` is the caller's key."""
+
+    def decorate(view):
+        @csrf_exempt
+        @wraps(view)
+        async def route(request, **kwargs):
+            call = RelayCall(request, fmt)
+            if request.method != method:
+                return method_not_allowed(request, method, call.request_id)
+            try:
+                await call.authenticate()
+                if method == "POST":
+                    return await view(call, call.read_json(), **kwargs)
+                return await view(call, **kwargs)
+            except errors.RelayError as err:
+                if record:
+                    call.fail(err)
+                    call.record()
+                return error_response(call, err)
+
+        return route
+
+    return decorate
 
 
-@csrf_exempt
-async def messages(request):
-    return await _relay(request, ANTHROPIC)
+@relay_route(fmt=OPENAI)
+async def chat_completions(call, payload):
+    return await _relay(call, payload, validate_chat(payload))
 
 
-async def _relay(request, fmt: str):
-    call = RelayCall(request, fmt)
-    if request.method != "POST":
-        return method_not_allowed(request, "POST", call.request_id)
-    try:
-        await call.authenticate()
-        payload = call.read_json()
-        canonical = validate_chat(payload) if fmt == OPENAI else anthropic_format.to_canonical(payload)
-        await call.plan(canonical)
-        await call.reserve_quota(canonical)
-        stream = canonical.get("stream") is True
-        call.stream = stream
-        resp, body = await call.open_upstream(canonical, stream=stream)
-        if not stream:
-            return _complete_response(call, body)
-        if fmt == OPENAI and adapter_for(call.channel.kind).capabilities.passthrough:
-            return _passthrough_stream(call, resp, payload)
-        return _translated_stream(call, resp, payload)
-    except errors.RelayError as err:
-        call.fail(err)
-        call.record()
-        return error_response(call, err)
+@relay_route(fmt=ANTHROPIC)
+async def messages(call, payload):
+    return await _relay(call, payload, anthropic_format.to_canonical(payload))
+
+
+async def _relay(call: RelayCall, payload: dict, canonical: dict):
+    await call.plan(canonical)
+    await call.reserve_quota(canonical)
+    stream = canonical.get("stream") is True
+    call.stream = stream
+    resp, body = await call.open_upstream(canonical, stream=stream)
+    if not stream:
+        return _complete_response(call, body)
+    if call.fmt == OPENAI and adapter_for(call.channel.kind).capabilities.passthrough:
+        return _passthrough_stream(call, resp, payload)
+    return _translated_stream(call, resp, payload)
 
 
 def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
@@ -135,13 +154,6 @@ def _stream_http(call: RelayCall, events) -> StreamingHttpResponse:
     return _headers(call, response)
 
 
-async def _lines(resp: aiohttp.ClientResponse):
-    async for raw in resp.content:
-        line = raw.rstrip(b"\r\n")
-        if line:
-            yield line
-
-
 def _broken(call: RelayCall, exc: Exception) -> errors.RelayError:
     err = exc if isinstance(exc, errors.RelayError) else \
         errors.upstream_unavailable(f"the stream broke ({type(exc).__name__})")
@@ -164,7 +176,7 @@ def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: d
             include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
 
     async def events():
-        async for event in adapter.stream_events(_lines(resp)):
+        async for event in adapter.stream_events(sse_lines(resp.content)):
             if isinstance(event, UsageEvent):
                 call.usage = event.usage
             elif isinstance(event, Finish):
@@ -194,7 +206,7 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
     async def events():
         upstream_id = upstream_model = None
         finished = False
-        async for line in _lines(resp):
+        async for line in sse_lines(resp.content):
             if line == b"data: [DONE]":
                 finished = True
                 call.record()  # durable before the client sees the end of the stream
@@ -247,25 +259,15 @@ async def _guarded(call: RelayCall, resp: aiohttp.ClientResponse, renderer, even
         call.record()
 
 
-@csrf_exempt
-async def embeddings(request):
-    """POST /v1/embeddings, for models served by OpenAI-compatible channels."""
-    call = RelayCall(request)
-    if request.method != "POST":
-        return method_not_allowed(request, "POST", call.request_id)
-    try:
-        await call.authenticate()
-        payload = call.read_json()
-        if payload.get("input") is None:
-            raise errors.missing_field("input")
-        await call.plan({"model": payload.get("model"), "messages": []}, output="embeddings")
-        await call.reserve_quota({"messages": [{"role": "user", "content": str(payload["input"])}],
-                                  "max_tokens": 1})
-        _, body = await call.open_upstream(payload, stream=False, embeddings=True)
-    except errors.RelayError as err:
-        call.fail(err)
-        call.record()
-        return error_response(call, err)
+@relay_route()
+async def embeddings(call, payload):
+    """POST /v1/embeddings, for models served by channels with an embeddings API."""
+    if payload.get("input") is None:
+        raise errors.missing_field("input")
+    await call.plan({"model": payload.get("model"), "messages": []}, output="embeddings")
+    await call.reserve_quota({"messages": [{"role": "user", "content": str(payload["input"])}],
+                              "max_tokens": 1})
+    _, body = await call.open_upstream(payload, stream=False, embeddings=True)
     data, call.usage = adapter_for(call.channel.kind).embeddings_from_upstream(body)
     data["model"] = call.model.public_id
     call.ttfb_ms = call.latency_ms()
@@ -273,19 +275,11 @@ async def embeddings(request):
     return _headers(call, HttpResponse(orjson.dumps(data), content_type=JSON))
 
 
-@csrf_exempt
-async def count_tokens(request):
+@relay_route(fmt=ANTHROPIC, record=False)
+async def count_tokens(call, payload):
     """Anthropic's /v1/messages/count_tokens, answered offline from the same estimate routing uses."""
-    call = RelayCall(request, ANTHROPIC)
-    if request.method != "POST":
-        return method_not_allowed(request, "POST", call.request_id)
-    try:
-        await call.authenticate()
-        payload = call.read_json()
-        canonical = anthropic_format.to_canonical({"max_tokens": 1, **payload})
-        await call.plan(canonical)
-    except errors.RelayError as err:
-        return error_response(call, err)
+    canonical = anthropic_format.to_canonical({"max_tokens": 1, **payload})
+    await call.plan(canonical)
     response = json_response({"input_tokens": tokens.estimate_prompt_tokens(canonical)})
     return _headers(call, response)
 
@@ -294,34 +288,11 @@ def _amount(micro: int | None):
     return None if micro is None else float(Decimal(micro) / MICRO)
 
 
-def _spent(records, period: str, now: dt.datetime) -> int:
-    start = limits.period_start(period, now)
-    if start is not None:
-        records = records.filter(created_at__gte=start)
-    return records.aggregate(s=Sum("cost"))["s"] or 0
-
-
 def _key_report(ctx, monthly_cap: int | None) -> dict:
     """The key's spend and its effective limits: of the key's, its group's and the team's budgets the one
     with the least left (`limit_source` names it), and the tightest request rate."""
-    from billing.models import UsageRecord
-
     now = dt.datetime.now(dt.UTC)
-    records = UsageRecord.objects.filter(api_key_id=ctx.key_id)
-    sums = records.aggregate(
-        usage=Sum("cost"),
-        daily=Sum("cost", filter=Q(created_at__gte=limits.period_start("day", now))),
-        weekly=Sum("cost", filter=Q(created_at__gte=limits.period_start("week", now))),
-        monthly=Sum("cost", filter=Q(created_at__gte=limits.period_start("month", now))))
-    budgets = []   # (source, limit, period, spent in the period)
-    for source, (budget, period, *_), scoped in (
-            ("key", ctx.key_limits, records),
-            ("key group", ctx.group_limits, UsageRecord.objects.filter(api_key__group_id=ctx.group_id))):
-        if budget is not None:
-            budgets.append((source, budget, period, _spent(scoped, period, now)))
-    if monthly_cap is not None:
-        budgets.append(("team", monthly_cap, "month",
-                        _spent(UsageRecord.objects.filter(team_id=ctx.team_id), "month", now)))
+    sums, budgets = billing_selectors.relay_key_spend(ctx=ctx, monthly_cap=monthly_cap, now=now)
     report = []
     for source, budget, period, spent in budgets:
         end = limits.period_end(period, now)
@@ -345,21 +316,13 @@ def _key_report(ctx, monthly_cap: int | None) -> dict:
 
 
 def key_get(view):
-    """A GET endpoint that needs only the caller's key: `view(call, ctx, **url_kwargs)` runs after method and
-    key checks."""
+    """A GET endpoint that needs only the caller's key: `view(call, ctx, **url_kwargs)`."""
 
     @wraps(view)
-    async def wrapper(request, **kwargs):
-        call = RelayCall(request)
-        if request.method != "GET":
-            return method_not_allowed(request, "GET", call.request_id)
-        try:
-            ctx = await call.authenticate()
-            return await view(call, ctx, **kwargs)
-        except errors.RelayError as err:
-            return errors.openai_response(err, call.request_id)
+    async def with_ctx(call, **kwargs):
+        return await view(call, call.ctx, **kwargs)
 
-    return wrapper
+    return relay_route("GET", record=False)(with_ctx)
 
 
 @key_get
@@ -390,11 +353,9 @@ def _finish_reason(record) -> str | None:
 
 
 def _generation(team_id: int, ident: str) -> dict | None:
-    from billing.models import UsageRecord
-
     hex_id = ident.split("-", 1)[1] if ident.startswith(("chatcmpl-", "msg_")) else ident
     hex_id = hex_id.removeprefix("msg_").removeprefix("req_")
-    record = UsageRecord.objects.filter(team_id=team_id, request_id="req_" + hex_id).first()
+    record = billing_selectors.generation_record(team_id=team_id, request_id="req_" + hex_id)
     if record is None:
         return None
     status = record.status_code
