@@ -75,7 +75,7 @@ class OpenAIAdapter(Adapter):
     def from_upstream(self, body):
         try:
             data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+        except orjson.JSONDecodeError:
             raise UpstreamFormatError("the answer was not valid JSON") from None
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise UpstreamFormatError("the answer has no choices")

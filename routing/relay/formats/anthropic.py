@@ -1,7 +1,6 @@
 """The Anthropic inbound format (/v1/messages, what Claude Code and the `anthropic` SDK speak): Anthropic
 request → canonical (OpenAI-shaped) request, canonical answer → Anthropic message, canonical events →
 Anthropic SSE, and errors in Anthropic's shape."""
-import time
 
 import orjson
 from django.http import HttpResponse
