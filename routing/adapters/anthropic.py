@@ -159,8 +159,10 @@ def _finish(stop_reason, has_calls: bool) -> str:
 
 def _usage(raw: dict) -> Usage:
     read, write = raw.get("cache_read_input_tokens") or 0, raw.get("cache_creation_input_tokens") or 0
+    thinking = (raw.get("output_tokens_details") or {}).get("thinking_tokens") or 0
     return Usage(prompt_tokens=(raw.get("input_tokens") or 0) + read + write,
-                 completion_tokens=raw.get("output_tokens") or 0, cached_tokens=read, cache_write_tokens=write)
+                 completion_tokens=raw.get("output_tokens") or 0, cached_tokens=read, cache_write_tokens=write,
+                 reasoning_tokens=thinking)
 
 
 def _is_json_tool(name) -> bool:

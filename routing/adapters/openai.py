@@ -30,9 +30,9 @@ def _strip_foreign_fields(body: dict) -> None:
     for message in body.get("messages") or ():
         if "thinking_signature" in message or "reasoning_content" in message:
             message = {k: v for k, v in message.items() if k not in ("thinking_signature", "reasoning_content")}
-        if message.get("tool_calls"):
-            message["tool_calls"] = [{k: v for k, v in c.items() if k != "thought_signature"}
-                                     for c in message["tool_calls"]]
+        if message.get("tool_calls"):  # a new dict: the caller's message keeps its signatures for a retry
+            message = {**message, "tool_calls": [{k: v for k, v in c.items() if k != "thought_signature"}
+                                                 for c in message["tool_calls"]]}
         messages.append(message)
     body["messages"] = messages
 

@@ -118,9 +118,6 @@ def test_anthropic_message_with_thinking_and_a_tool_call():
     assert (usage.prompt_tokens, usage.completion_tokens) == (599, 59)
 
 
-@pytest.mark.xfail(strict=True, reason="AnthropicAdapter ignores usage.output_tokens_details.thinking_tokens, which "
-                                       "the Messages API now reports: the canonical completion_tokens_details."
-                                       "reasoning_tokens stays 0 for Claude")
 def test_anthropic_thinking_tokens_are_reasoning_tokens():
     _, usage = answer(ANTHROPIC, "anthropic/message_thinking_tool_use.json")
     assert usage.reasoning_tokens == 18
