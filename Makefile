@@ -22,6 +22,7 @@ run: install
 	bash bin/run-demo
 
 test: install
+	$(BIN)/ruff check .
 	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production \
 	TOLLGATE_ENCRYPTION_KEY=dGVzdC1vbmx5LWZlcm5ldC1rZXktMDAwMDAwMDAwMDA= \
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \

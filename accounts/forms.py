@@ -6,7 +6,6 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts import roles
 
-
 ROLE_LABELS = {roles.OWNER: _("Owner"), roles.ADMIN: _("Admin"), roles.BILLING: _("Billing"),
                roles.MEMBER: _("Member"), roles.OPERATOR: _("Operator"), roles.SUPPORT: _("Support")}
 

@@ -22,8 +22,14 @@ from django.views.i18n import set_language
 
 from accounts import roles, selectors, services, tokens
 from accounts.edge import console_login_required, team_view
-from accounts.forms import (ROLE_LABELS, AccountPasswordForm, MemberInviteForm, MemberRoleForm, StaffInviteForm,
-                            TokenCreateForm)
+from accounts.forms import (
+    ROLE_LABELS,
+    AccountPasswordForm,
+    MemberInviteForm,
+    MemberRoleForm,
+    StaffInviteForm,
+    TokenCreateForm,
+)
 from accounts.models import Membership, StaffRole
 from gateway_site import crypto
 

@@ -4,7 +4,7 @@ from django.urls import path
 from billing import api
 
 T = "api/teams/<slug:team>/billing/"
-O = "api/operator/"
+OP = "api/operator/"
 
 urlpatterns = [
     path(T + "balance/", api.BalanceApi.as_view(), name="api-billing-balance"),
@@ -13,8 +13,8 @@ urlpatterns = [
     path(T + "redeem/", api.RedeemApi.as_view(), name="api-billing-redeem"),
     path(T + "spend/", api.SpendApi.as_view(), name="api-billing-spend"),
     path(T + "policy/", api.PolicyApi.as_view(), name="api-billing-policy"),
-    path(O + "redemption-batches/", api.RedemptionBatchApi.as_view(), name="api-operator-redemption-batches"),
-    path(O + "redemption-batches/<slug:batch>/void/", api.RedemptionBatchVoidApi.as_view(),
+    path(OP + "redemption-batches/", api.RedemptionBatchApi.as_view(), name="api-operator-redemption-batches"),
+    path(OP + "redemption-batches/<slug:batch>/void/", api.RedemptionBatchVoidApi.as_view(),
          name="api-operator-redemption-batch-void"),
-    path(O + "teams/<int:team_id>/credit/", api.TeamCreditApi.as_view(), name="api-operator-team-credit"),
+    path(OP + "teams/<int:team_id>/credit/", api.TeamCreditApi.as_view(), name="api-operator-team-credit"),
 ]

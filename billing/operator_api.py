@@ -15,8 +15,8 @@ from accounts.edge import PlatformAPIView, TeamAPIView
 from accounts.models import Team
 from billing import selectors, services
 from billing.api import MAX_AMOUNT, Refused
-from billing.serializers import UsageFilters, UsageOutput
 from billing.models import PriceOverride
+from billing.serializers import UsageFilters, UsageOutput
 from core.api_schema import errors
 from keys.models import KeyGroup
 from routing.selectors import catalog_models

@@ -109,7 +109,8 @@ class MultiplierField(forms.DecimalField):
 
 class TeamMultiplierForm(forms.Form):
     multiplier = MultiplierField(label=_("Team multiplier"),
-                                 help_text=_("Applied to every price the team pays: 1 = list price, 0.8 = a fifth off."))
+                                 help_text=_("Applied to every price the team pays: 1 = list price, "
+                                             "0.8 = a fifth off."))
 
 
 class GroupMultiplierForm(forms.Form):

@@ -4,18 +4,18 @@ from django.urls import path
 from billing import operator_api
 from billing import operator_views as views
 
-O = "console/operator/"
+OP = "console/operator/"
 
 urlpatterns = [
-    path(O + "codes/", views.operator_codes, name="operator-codes"),
-    path(O + "codes/export.csv", views.operator_codes_export, name="operator-codes-export"),
-    path(O + "codes/void/", views.operator_codes_void, name="operator-codes-void"),
-    path(O + "teams/new/", views.operator_team_create, name="operator-team-create"),
-    path(O + "teams/<int:pk>/prices/", views.operator_team_prices, name="operator-team-prices"),
-    path(O + "teams/<int:pk>/prices/multiplier/", views.operator_team_multiplier, name="operator-team-multiplier"),
-    path(O + "teams/<int:pk>/prices/group/", views.operator_group_multiplier, name="operator-group-multiplier"),
-    path(O + "teams/<int:pk>/prices/delete/", views.operator_override_delete, name="operator-override-delete"),
-    path(O + "logs/", views.operator_logs, name="operator-logs"),
+    path(OP + "codes/", views.operator_codes, name="operator-codes"),
+    path(OP + "codes/export.csv", views.operator_codes_export, name="operator-codes-export"),
+    path(OP + "codes/void/", views.operator_codes_void, name="operator-codes-void"),
+    path(OP + "teams/new/", views.operator_team_create, name="operator-team-create"),
+    path(OP + "teams/<int:pk>/prices/", views.operator_team_prices, name="operator-team-prices"),
+    path(OP + "teams/<int:pk>/prices/multiplier/", views.operator_team_multiplier, name="operator-team-multiplier"),
+    path(OP + "teams/<int:pk>/prices/group/", views.operator_group_multiplier, name="operator-group-multiplier"),
+    path(OP + "teams/<int:pk>/prices/delete/", views.operator_override_delete, name="operator-override-delete"),
+    path(OP + "logs/", views.operator_logs, name="operator-logs"),
     path("console/t/<slug:team>/prices/", views.team_prices, name="console-prices"),
 ]
 

@@ -15,13 +15,20 @@ from django.utils.translation import ngettext
 from accounts import roles
 from accounts.edge import team_view
 from accounts.models import Team
-from accounts.views import (never_cache_if, platform_view, render_operator, render_team, reveal_once_pop,
-                            reveal_once_put)
+from accounts.views import never_cache_if, platform_view, render_operator, render_team, reveal_once_pop, reveal_once_put
 from billing import selectors, services
 from billing.models import PriceOverride
 from billing.money import MICRO
-from billing.operator_forms import (BatchForm, GroupMultiplierForm, OperatorLogFilterForm, PriceOverrideForm,
-                                    RedemptionBatchForm, TeamCreateForm, TeamMultiplierForm, balance_confirm_token)
+from billing.operator_forms import (
+    BatchForm,
+    GroupMultiplierForm,
+    OperatorLogFilterForm,
+    PriceOverrideForm,
+    RedemptionBatchForm,
+    TeamCreateForm,
+    TeamMultiplierForm,
+    balance_confirm_token,
+)
 from billing.views import _csv_response, _decimal, _page
 from keys.models import KeyGroup
 from routing.selectors import catalog_models

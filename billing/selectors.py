@@ -2,14 +2,34 @@ import datetime
 import math
 from dataclasses import dataclass
 
-from django.db.models import (BigIntegerField, Count, ExpressionWrapper, F, FloatField, Max, Min, OuterRef, Q,
-                              QuerySet, Subquery, Sum, Value)
+from django.db.models import (
+    BigIntegerField,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
 from django.db.models.functions import Coalesce, NullIf, TruncDate
 from django.utils import timezone
 
 from accounts.models import Team
-from billing.models import (LedgerEntry, Price, PriceOverride, RedemptionCode, TeamBalance, TeamBillingPolicy,
-                            UsageRecord)
+from billing.models import (
+    LedgerEntry,
+    Price,
+    PriceOverride,
+    RedemptionCode,
+    TeamBalance,
+    TeamBillingPolicy,
+    UsageRecord,
+)
 from routing.models import Model
 
 

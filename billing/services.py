@@ -15,8 +15,18 @@ from django.utils import timezone
 
 from accounts.models import Team
 from billing import emails, limits
-from billing.models import (BudgetAlert, CreditBundle, CreditBundleCursor, LedgerEntry, Price, PriceOverride,
-                            RedemptionCode, TeamBalance, TeamBillingPolicy, UsageRecord)
+from billing.models import (
+    BudgetAlert,
+    CreditBundle,
+    CreditBundleCursor,
+    LedgerEntry,
+    Price,
+    PriceOverride,
+    RedemptionCode,
+    TeamBalance,
+    TeamBillingPolicy,
+    UsageRecord,
+)
 from keys.models import ApiKey, KeyGroup
 from routing.catalog import bump_version
 from routing.models import RoutingRule

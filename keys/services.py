@@ -5,7 +5,6 @@ from keys import auth
 from keys.models import ApiKey, KeyGroup, Limits
 from keys.secrets import hash_secret, mask_secret, new_secret
 
-
 LIMIT_FIELDS = ("budget_limit", "budget_period", "rpm_limit", "tpm_limit", "max_concurrency")
 
 

@@ -245,7 +245,8 @@ class KeyListApi(TeamAPIView):
     def get(self, request, team):
         return Response(KeyOutput(_visible_keys(self.access, request.user), many=True).data)
 
-    @extend_schema(tags=["keys"], request=InputSerializer, responses={201: CreatedOutput, **_errors(400, 401, 403, 404)})
+    @extend_schema(tags=["keys"], request=InputSerializer,
+                   responses={201: CreatedOutput, **_errors(400, 401, 403, 404)})
     def post(self, request, team):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

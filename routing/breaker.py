@@ -370,8 +370,8 @@ def save_transitions(transitions: list[Transition]) -> None:
     Off the request path: the relay calls it from its background task, probes from Celery."""
     import datetime as dt
 
-    from routing.models import Channel, ChannelHealthEvent, Model
     from core.redaction import redact
+    from routing.models import Channel, ChannelHealthEvent, Model
 
     if not transitions:
         return

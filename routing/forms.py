@@ -120,7 +120,8 @@ class ChannelForm(forms.Form):
         self.channel, self.team = channel, team
         models = selectors.catalog_models()
         if team is not None:  # a team's channel serves the enabled models the team may use
-            models = models.filter(public_id__in=[public_id for public_id, _label in selectors.model_choices(team=team)])
+            allowed = [public_id for public_id, _label in selectors.model_choices(team=team)]
+            models = models.filter(public_id__in=allowed)
         self.fields["models"].queryset = models
         self.fields["test_model"].queryset = models
         if channel is not None:

@@ -34,9 +34,9 @@ import time  # noqa: E402
 from django.db.models import Count, F, Q, Window  # noqa: E402
 from django.db.models.functions import RowNumber  # noqa: E402
 
+from core.redaction import redact  # noqa: E402
 from routing import breaker as br  # noqa: E402
 from routing.models import ChannelProbe  # noqa: E402
-from core.redaction import redact  # noqa: E402
 
 HEALTH_WINDOWS = (("1h", 3600), ("24h", 86400), ("7d", 7 * 86400))
 

@@ -85,7 +85,8 @@ def _clean_channel(*, team, channel: Channel | None, values: dict) -> dict:
     served = {m.public_id for m in models}
     mapping = values.get("model_mapping") or {}
     if not isinstance(mapping, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v.strip() and len(v) <= 120 and not any(c.isspace() for c in v)
+            isinstance(k, str) and isinstance(v, str) and v.strip() and len(v) <= 120
+            and not any(c.isspace() for c in v)
             for k, v in mapping.items()):
         errors["model_mapping"] = [_("Map each public model id to an upstream name (no spaces).")]
         mapping = {}

@@ -6,9 +6,32 @@ import re
 import orjson
 
 from . import content
-from .core import (BOOLEAN, DICT, INVALID_KEY, STRING, ApiError, Either, Invalid, ListOf, Obj, Provider, Reply,
-                   Scalar, Tagged, call, enum, integer, is_base64, json_tokens, new_id, nullable, number, pick_tool,
-                   refused_media, say)
+from .core import (
+    BOOLEAN,
+    DICT,
+    INVALID_KEY,
+    STRING,
+    ApiError,
+    Either,
+    Invalid,
+    ListOf,
+    Obj,
+    Provider,
+    Reply,
+    Scalar,
+    Tagged,
+    call,
+    enum,
+    integer,
+    is_base64,
+    json_tokens,
+    new_id,
+    nullable,
+    number,
+    pick_tool,
+    refused_media,
+    say,
+)
 from .tokens import IMAGE_TOKENS, MEDIA_TOKENS, MESSAGE_OVERHEAD, count_tokens, pieces
 
 VERSIONS = ("2023-01-01", "2023-06-01", "2026-10-21")  # the last is what the pinned SDK sends

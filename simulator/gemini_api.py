@@ -10,8 +10,29 @@ from urllib.parse import parse_qs
 import orjson
 
 from . import content
-from .core import (ANY, BOOLEAN, DICT, INVALID_KEY, STRING, ApiError, Invalid, ListOf, MapOf, Obj, Provider, Reply,
-                   Scalar, call, enum, is_base64, json_tokens, number, pick_tool, refused_media, say)
+from .core import (
+    ANY,
+    BOOLEAN,
+    DICT,
+    INVALID_KEY,
+    STRING,
+    ApiError,
+    Invalid,
+    ListOf,
+    MapOf,
+    Obj,
+    Provider,
+    Reply,
+    Scalar,
+    call,
+    enum,
+    is_base64,
+    json_tokens,
+    number,
+    pick_tool,
+    refused_media,
+    say,
+)
 from .tokens import IMAGE_TOKENS, MEDIA_TOKENS, MESSAGE_OVERHEAD, count_tokens
 
 PREFIX = "/v1beta/models/"

@@ -15,8 +15,8 @@ from accounts import roles, tokens
 from accounts.edge import TeamAPIView
 from accounts.models import PersonalAccessToken
 from billing import selectors as billing_selectors
-from billing.serializers import UsageFilters, UsageOutput
 from billing.models import UsageRecord
+from billing.serializers import UsageFilters, UsageOutput
 from core.api_schema import errors
 from support import selectors, services
 from support.models import Ticket, TicketEvent

@@ -16,9 +16,9 @@ from django.utils.translation import gettext_lazy as _
 from accounts import roles
 from billing import selectors as billing_selectors
 from billing.models import UsageRecord
+from core.redaction import redact
 from routing.models import Channel
 from support.models import Ticket, TicketEvent
-from core.redaction import redact
 
 _HEX_ID = re.compile(r"^[0-9a-f]{16,36}$")
 

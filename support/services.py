@@ -4,9 +4,9 @@ from django.db import transaction
 
 from accounts.models import StaffRole
 from billing.models import UsageRecord
+from core.redaction import redact
 from support import selectors
 from support.models import Ticket, TicketEvent
-from core.redaction import redact
 
 HANDOFF_FIELDS = ("owner", "environment", "selected_capability", "last_known_good", "observed_symptom",
                   "evidence")

@@ -19,10 +19,33 @@ import re
 import orjson
 from django.utils.translation import gettext_lazy as _
 
-from routing.adapters.base import (Adapter, Capabilities, Finish, ReasoningDelta, StreamError, TextDelta,
-                                   ToolCallDelta, UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
-from routing.adapters.canonical import (append_turn, completion, data_url, error_of, json_object, load_json,
-                                        max_tokens_of, parts_of, sse_json, stops_of, text_of, tool_call)
+from routing.adapters.base import (
+    Adapter,
+    Capabilities,
+    Finish,
+    ReasoningDelta,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamFormatError,
+    UpstreamRequest,
+    Usage,
+    UsageEvent,
+)
+from routing.adapters.canonical import (
+    append_turn,
+    completion,
+    data_url,
+    error_of,
+    json_object,
+    load_json,
+    max_tokens_of,
+    parts_of,
+    sse_json,
+    stops_of,
+    text_of,
+    tool_call,
+)
 
 # --- Anthropic ---------------------------------------------------------------------------------------------
 VERSION = "2023-06-01"

@@ -21,10 +21,32 @@ from urllib.parse import urlsplit
 import orjson
 from django.utils.translation import gettext_lazy as _
 
-from routing.adapters.base import (Adapter, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
-                                   UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
-from routing.adapters.canonical import (append_turn, completion, data_url, error_of, json_object, load_json,
-                                        max_tokens_of, parts_of, sse_json, stops_of, text_of, tool_call)
+from routing.adapters.base import (
+    Adapter,
+    Finish,
+    ReasoningDelta,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamFormatError,
+    UpstreamRequest,
+    Usage,
+    UsageEvent,
+)
+from routing.adapters.canonical import (
+    append_turn,
+    completion,
+    data_url,
+    error_of,
+    json_object,
+    load_json,
+    max_tokens_of,
+    parts_of,
+    sse_json,
+    stops_of,
+    text_of,
+    tool_call,
+)
 
 SIGNING_MODELS = "gemini-3"
 SKIP_SIGNATURE = "skip_thought_signature_validator"  # Google's placeholder for calls it did not sign

@@ -5,8 +5,19 @@ it can forward. `stream_events` parses into canonical events for the other inbou
 import orjson
 from django.utils.translation import gettext_lazy as _
 
-from routing.adapters.base import (Adapter, Capabilities, Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
-                                   UpstreamFormatError, UpstreamRequest, Usage, UsageEvent)
+from routing.adapters.base import (
+    Adapter,
+    Capabilities,
+    Finish,
+    ReasoningDelta,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamFormatError,
+    UpstreamRequest,
+    Usage,
+    UsageEvent,
+)
 
 # Models that reject `max_tokens` and want `max_completion_tokens` (reasoning models).
 _COMPLETION_TOKENS_PREFIXES = ("o1", "o3", "o4", "gpt-5")

@@ -10,18 +10,15 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
-from billing import usage_journal
-from billing import limits
+from billing import limits, usage_journal
 from billing.money import combined_multiplier, usage_cost
+from core.redaction import redact
 from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
+from routing import tokens
 from routing.adapters.base import FATAL, NEXT_CHANNEL, NEXT_MODEL, UpstreamError, UpstreamFormatError, Usage
 from routing.adapters.registry import adapter_for
-from routing import tokens
 from routing.relay import errors, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
-from core.redaction import redact
-
-
 
 _in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
 

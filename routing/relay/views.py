@@ -15,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from billing import limits
 from billing import selectors as billing_selectors
 from billing.money import MICRO
+from core.redaction import redact
 from gateway_site import shared_cache
 from gateway_site.db import db_call
 from keys.selectors import allowed_models
@@ -27,7 +28,6 @@ from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats import openai as openai_format
 from routing.relay.formats.openai import validate_chat
 from routing.relay.pipeline import RelayCall
-from core.redaction import redact
 
 JSON = "application/json"
 

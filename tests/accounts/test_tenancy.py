@@ -11,8 +11,7 @@ from accounts import roles
 from accounts.models import Membership
 from billing.models import UsageRecord
 from keys.models import ApiKey, KeyGroup
-from routing.models import RoutingRule
-from routing.models import Channel
+from routing.models import Channel, RoutingRule
 from support.models import Ticket
 from tests import factories
 from tests.support import factories as support_factories

@@ -66,7 +66,8 @@ def test_the_embedded_schedule_is_celery_beats_schedule():
         assert {e.name: e.interval for e in periodic.schedule()}["reconcile-usage"] == pytest.approx(6.0)
 
 
-@pytest.mark.parametrize("env, expected", [({}, "True True"), ({"REDIS_URL": "redis://127.0.0.1:6379/8"}, "False False"),
+@pytest.mark.parametrize("env, expected", [({}, "True True"),
+                                           ({"REDIS_URL": "redis://127.0.0.1:6379/8"}, "False False"),
                                            ({"REDIS_URL": "redis://127.0.0.1:6379/8",
                                              "TOLLGATE_EMBEDDED_PERIODIC": "1"}, "True False")])
 def test_on_by_default_exactly_when_there_is_no_broker(env, expected):

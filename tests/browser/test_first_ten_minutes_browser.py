@@ -1,7 +1,7 @@
 """The README's "first ten minutes" for a team admin, in a real browser against a live gateway, no restart: create
 a key group with a daily budget, a route, a key in that group; call the route with the OpenAI SDK; see the spend
-on the key list and in the spend report. Then every control-plane page in English and 中文 (the Chinese screenshots no other test takes go to
-docs/screenshots/)."""
+on the key list and in the spend report. Then every control-plane page in English and 中文 (the Chinese
+screenshots no other test takes go to docs/screenshots/)."""
 import openai
 import pytest
 

@@ -104,7 +104,8 @@ def test_sdk_embeddings(live):
     from routing.catalog import bump_version
     from tests import factories
 
-    model = factories.CatalogModelFactory(public_id="openai/text-embedding-3-small", upstream_name="text-embedding-3-small",
+    model = factories.CatalogModelFactory(public_id="openai/text-embedding-3-small",
+                                          upstream_name="text-embedding-3-small",
                                           supports_tools=False, output_modalities=["embeddings"])
     factories.PriceFactory(model=model, input_per_m=20_000, output_per_m=0)
     factories.channel(models=[model], base_url=f"{live.simulator.url}/v1", name="emb")

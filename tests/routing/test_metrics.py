@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from billing.models import UsageRecord
 from routing import breaker as br
-from routing.relay import metrics
 from tests.conftest import make_live_setup, wait_for
 
 # Until gateway_site/urls.py routes /metrics, the in-process scrapes route through this module.
@@ -27,7 +26,8 @@ def samples(text: str) -> dict[str, list]:
 
 
 def total(found, name, **labels):
-    return sum(v for l, v in found.get(name, []) if all(l.get(k) == w for k, w in labels.items()))
+    return sum(v for found_labels, v in found.get(name, [])
+               if all(found_labels.get(k) == w for k, w in labels.items()))
 
 
 def scrape(**headers) -> tuple[int, str]:

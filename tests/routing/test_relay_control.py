@@ -329,7 +329,8 @@ def test_demo_gemini_takes_video_and_its_embedding_model_only_embeds(transaction
     resp = wait_for(lambda: (r := call("/chat/completions", {"model": "google/gemini-2.5-flash", "messages": [
         {"role": "user", "content": content}]})).status_code != 404 and r)
     assert resp.status_code == 200, resp.text
-    resp = call("/chat/completions", {"model": "deepseek/deepseek-chat", "messages": [{"role": "user", "content": content}]})
+    resp = call("/chat/completions", {"model": "deepseek/deepseek-chat",
+                                      "messages": [{"role": "user", "content": content}]})
     assert_unsupported(resp, "no video input")
     assert_unsupported(call("/chat/completions", {"model": "openai/text-embedding-3-small",
                                                    "messages": [{"role": "user", "content": "hi"}]}), "no text output")

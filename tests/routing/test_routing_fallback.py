@@ -5,13 +5,13 @@ import uuid
 import httpx
 import pytest
 
+from billing.models import UsageRecord
 from routing.catalog import bump_version
 from routing.relay.router import order_channels
 from routing.relay.snapshot import ChannelEntry
 from routing.services import routing_rule_upsert
 from tests import factories
 from tests.conftest import wait_for
-from billing.models import UsageRecord
 
 
 @pytest.fixture

@@ -93,7 +93,8 @@ def test_health_column_shows_an_open_breaker_with_its_redacted_reason(world):
     pair = factories.channel(team=team, models=[mini, claude], base_url=REFUSING, name="pair-cooling")
     now = time.time()
     br.publish([t for t in (
-        br.Breaker(br.channel_scope(open_one.pk)).record(False, now, br.Policy(), f"HTTP 401 {UPSTREAM_KEY}", fatal=True),
+        br.Breaker(br.channel_scope(open_one.pk)).record(False, now, br.Policy(), f"HTTP 401 {UPSTREAM_KEY}",
+                                                         fatal=True),
         br.Breaker(br.model_scope(pair.pk, claude.pk)).record(False, now, br.Policy(), "HTTP 404", fatal=True)) if t])
     client = client_for(admin)
     page = text(client.get(urls(team)["list"]))
@@ -154,7 +155,8 @@ def test_a_team_channel_serves_only_models_the_team_may_use(world):
     form = ChannelForm(team=team)
     assert list(form.fields["models"].queryset) == [mini]
     response, body = api(client_for(admin), "post", urls(team)["api"], {
-        "name": "x", "base_url": REFUSING, "api_key": "sk-x-12345678", "models": [claude.public_id, disabled.public_id]})
+        "name": "x", "base_url": REFUSING, "api_key": "sk-x-12345678",
+        "models": [claude.public_id, disabled.public_id]})
     assert response.status_code == 400 and "models" in str(body["error"]["param"]) + body["error"]["message"]
     assert not Channel.objects.exists()
 

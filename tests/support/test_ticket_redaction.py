@@ -15,7 +15,15 @@ from support.models import Ticket, TicketEvent
 from tests import factories
 from tests.support import factories as sf
 from tests.support.test_redaction import (
-    ALL, ANTHROPIC, GOOGLE, LEGACY_OPENAI, OPENAI_PROJECT, OPENROUTER, TEAM_SECRET, TOLLGATE)
+    ALL,
+    ANTHROPIC,
+    GOOGLE,
+    LEGACY_OPENAI,
+    OPENAI_PROJECT,
+    OPENROUTER,
+    TEAM_SECRET,
+    TOLLGATE,
+)
 
 pytestmark = pytest.mark.django_db
 

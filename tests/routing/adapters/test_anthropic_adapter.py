@@ -5,8 +5,16 @@ import orjson
 import pytest
 
 from routing.adapters.anthropic import AnthropicAdapter
-from routing.adapters.base import (Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
-                                   UpstreamFormatError, Usage, UsageEvent)
+from routing.adapters.base import (
+    Finish,
+    ReasoningDelta,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamFormatError,
+    Usage,
+    UsageEvent,
+)
 from tests.routing.adapters import exchange
 from tests.routing.adapters.exchange import PNG, WEATHER, call, post_raw, sse_data
 

@@ -1,11 +1,9 @@
 """The Gemini adapter: translations on representative inputs, then over real HTTP against the simulator."""
-import asyncio
 
 import orjson
 import pytest
 
-from routing.adapters.base import (Finish, ReasoningDelta, StreamError, TextDelta, UpstreamFormatError, Usage,
-                                   UsageEvent)
+from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, UpstreamFormatError, Usage, UsageEvent
 from routing.adapters.gemini import SKIP_SIGNATURE, GeminiAdapter
 from tests.routing.adapters import exchange
 from tests.routing.adapters.exchange import PNG, WEATHER, call, last_request_body, post_raw, sse_data

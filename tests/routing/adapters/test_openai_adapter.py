@@ -4,8 +4,16 @@ import asyncio
 import orjson
 import pytest
 
-from routing.adapters.base import (Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta,
-                                   UpstreamFormatError, Usage, UsageEvent)
+from routing.adapters.base import (
+    Finish,
+    ReasoningDelta,
+    StreamError,
+    TextDelta,
+    ToolCallDelta,
+    UpstreamFormatError,
+    Usage,
+    UsageEvent,
+)
 from routing.adapters.openai import OpenAIAdapter, usage_from
 from tests.routing.adapters import exchange
 from tests.routing.adapters.exchange import PNG, WEATHER, call, last_request_body, post_raw, sse_data
