@@ -5,6 +5,13 @@ before the response's last bytes go out; the kernel keeps that through a `kill -
 background task flushes the lines to PostgreSQL in batches (`INSERT … ON CONFLICT DO NOTHING` on the request
 id, so a replay is harmless). A process holds an exclusive `flock` on its file; a file nobody holds belongs
 to a dead process and is replayed at start-up and by a periodic task.
+
+Nothing a client or an upstream sends can stop recording: `sanitize` makes every record fit its columns
+before it is journaled (NUL stripped, strings clipped to their column, integers clamped to their column's
+range); a batch the database still refuses is retried row by row, and a row that fails alone is quarantined
+in a `rejected-*.jsonl` file next to the journal (kept, logged with its request id, reported by
+`ledger_audit`) instead of blocking the rows behind it. Only an outage (the database unreachable) makes a
+flush or a replay stop and retry later.
 """
 import asyncio
 import datetime as dt
@@ -15,8 +22,9 @@ import uuid
 from pathlib import Path
 
 import orjson
+import psycopg
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, connections, transaction
 from psycopg.types.json import Jsonb
 
 from gateway_site.db import db_call
@@ -24,6 +32,128 @@ from gateway_site.db import db_call
 log = logging.getLogger(__name__)
 ROTATE_BYTES = 16 * 1024 * 1024
 BATCH = 2000
+OUTAGES = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+_TEXT, _INT, _BOOL, _JSON = range(4)
+_spec: dict[str, tuple] | None = None
+
+
+def _columns() -> dict[str, tuple]:
+    """attname -> (kind, bound...) from UsageRecord's fields: the model is the one source of the limits.
+    Foreign keys are left alone (clamping an id would point at another row); the database checks them."""
+    global _spec
+    if _spec is None:
+        from django.db import models
+
+        from billing.models import UsageRecord
+
+        ops, spec = connections["default"].ops, {}
+        for field in UsageRecord._meta.concrete_fields:
+            if field.is_relation or field.primary_key:
+                continue
+            if isinstance(field, (models.CharField, models.TextField)):
+                spec[field.attname] = (_TEXT, field.max_length, field.null)
+            elif isinstance(field, models.BooleanField):
+                spec[field.attname] = (_BOOL,)
+            elif isinstance(field, models.IntegerField):
+                low, high = ops.integer_field_range(field.get_internal_type())
+                spec[field.attname] = (_INT, low, high, field.null)
+            elif isinstance(field, models.JSONField):
+                spec[field.attname] = (_JSON,)
+        _spec = spec
+    return _spec
+
+
+def _clean_text(value, max_length):
+    if type(value) is not str:
+        value = "" if value is None else str(value)
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    return value[:max_length] if max_length is not None and len(value) > max_length else value
+
+
+def _clean_json(value, depth=0):
+    """NUL is also refused inside jsonb strings (and keys); the attempts list is short and shallow."""
+    if type(value) is str:
+        return value.replace("\x00", "") if "\x00" in value else value
+    if depth > 8:
+        return None
+    if isinstance(value, dict):
+        return {_clean_text(k, None): _clean_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v, depth + 1) for v in value]
+    if value is None or type(value) in (bool, float) or (type(value) is int and abs(value) < 2 ** 63):
+        return value
+    return str(value)
+
+
+def sanitize(record: dict) -> dict:
+    """A copy of a usage record that fits UsageRecord's columns. O(fields), no regex.
+
+    Strings lose NUL bytes and are clipped to their column; integers are clamped to their column's range
+    (negative token counts become 0); a value of the wrong type is coerced or replaced by the column's
+    empty value. Keys that are not columns are dropped; relation ids and `created_at` pass through."""
+    spec = _columns()
+    out = {}
+    for name, value in record.items():
+        column = spec.get(name)
+        if column is None:
+            if name.endswith("_id") or name == "created_at":
+                out[name] = value
+            continue
+        kind = column[0]
+        if kind == _TEXT:
+            out[name] = None if value is None and column[2] else _clean_text(value, column[1])
+        elif kind == _INT:
+            if type(value) is not int:
+                if value is None and column[3]:
+                    out[name] = None
+                    continue
+                try:
+                    value = int(value)
+                except (TypeError, ValueError, OverflowError):
+                    value = 0
+            out[name] = column[1] if value < column[1] else column[2] if value > column[2] else value
+        elif kind == _BOOL:
+            out[name] = bool(value)
+        else:
+            out[name] = _clean_json(value)
+    return out
+
+
+def quarantine(record, reason: str, directory: Path | None = None) -> None:
+    """Keep a record the database refused (or a journal line that is not a record) in
+    `rejected-<pid>.jsonl` next to the journal: never lost, never blocking; `ledger_audit` reports them."""
+    directory = directory or settings.TOLLGATE_JOURNAL_DIR
+    request_id = record.get("request_id", "?") if isinstance(record, dict) else "?"
+    log.error("usage record %s quarantined: %s", request_id, reason)
+    entry = {"rejected_at": dt.datetime.now(dt.UTC).isoformat(), "reason": reason[:500], "record": record}
+    try:
+        line = orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        line = orjson.dumps({**entry, "record": repr(record)})
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / f"rejected-{os.getpid()}.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line + b"\n")
+    finally:
+        os.close(fd)
+
+
+def quarantined(directory: Path | None = None) -> tuple[int, int]:
+    """(records, files) quarantined in the journal directory."""
+    directory = directory or settings.TOLLGATE_JOURNAL_DIR
+    if not directory.exists():
+        return 0, 0
+    records = files = 0
+    for path in directory.glob("rejected-*.jsonl"):
+        files += 1
+        try:
+            data = path.read_bytes()
+        except OSError:  # a journal "file" that could not be read at all: count it as one
+            records += 1
+            continue
+        records += sum(1 for line in data.splitlines() if line.strip()) or 1
+    return records, files
 
 
 class Journal:
@@ -45,9 +175,15 @@ class Journal:
         self.fd, self.path = fd, path
 
     def append(self, record: dict) -> None:
+        record = sanitize(record)
+        try:
+            line = orjson.dumps(record)
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate: keep the record, lose the bad characters
+            record = {k: v.encode("utf-8", "replace").decode() if type(v) is str else v for k, v in record.items()}
+            line = orjson.dumps(record, default=str)
         if self.fd is None:
             self._open()
-        os.write(self.fd, orjson.dumps(record) + b"\n")
+        os.write(self.fd, line + b"\n")
         self.pending.append(record)
         self._ensure_flusher()
 
@@ -77,7 +213,7 @@ class Journal:
             self.retired.append((self.fd, self.path))
             self.fd = None
         try:
-            await db_call(insert_records)(batch)
+            await db_call(insert_records)(batch, self.directory)
         except Exception:
             self.pending[:0] = batch
             raise
@@ -90,7 +226,7 @@ class Journal:
     def flush_sync(self) -> int:
         """For management commands and shutdown outside an event loop."""
         batch, self.pending = self.pending, []
-        insert_records(batch)
+        insert_records(batch, self.directory)
         return len(batch)
 
     def close(self) -> None:
@@ -100,9 +236,12 @@ class Journal:
             self.fd = None
 
 
-def insert_records(records: list[dict]) -> None:
-    """Insert usage records, ignoring request ids already stored (replays are idempotent)."""
-    from billing.models import UsageRecord
+def insert_records(records: list[dict], directory: Path | None = None) -> None:
+    """Insert usage records, ignoring request ids already stored (replays are idempotent).
+
+    A chunk the database refuses for its data is retried row by row; a row that fails alone is quarantined
+    (see `quarantine`). An outage (OperationalError/InterfaceError) propagates: the caller keeps the records
+    and retries later."""
     from keys.models import ApiKey
 
     if not records:
@@ -116,22 +255,36 @@ def insert_records(records: list[dict]) -> None:
                 if connection.vendor == "postgresql":
                     _copy_insert(chunk)
                 else:
-                    UsageRecord.objects.bulk_create(_rows(chunk), ignore_conflicts=True)
-        except IntegrityError:
-            _insert_one_by_one(_rows(chunk))
+                    _bulk_create(_rows(chunk))
+        except OUTAGES:
+            raise
+        except Exception as exc:  # a data error of some row: find it, keep the others
+            if not isinstance(exc, IntegrityError):
+                log.warning("usage batch of %d refused (%s); inserting row by row", len(chunk), exc)
+            chunk = _insert_one_by_one(chunk, directory)
         # last_used_at rides on the batch instead of a write per request.
         last_used: dict[int, float] = {}
         for r in chunk:
-            if r.get("api_key_id"):
+            if r.get("api_key_id") and isinstance(r.get("created_at"), (int, float)):
                 last_used[r["api_key_id"]] = max(last_used.get(r["api_key_id"], 0), r["created_at"])
         for key_id, ts in last_used.items():
             ApiKey.objects.filter(pk=key_id).update(last_used_at=dt.datetime.fromtimestamp(ts, dt.UTC))
 
 
-def _rows(chunk: list[dict]) -> list:
+def _bulk_create(rows) -> None:
     from billing.models import UsageRecord
 
-    return [UsageRecord(**{**r, "created_at": dt.datetime.fromtimestamp(r["created_at"], dt.UTC)}) for r in chunk]
+    UsageRecord.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+def _rows(chunk: list[dict]) -> list:
+    return [_row(r) for r in chunk]
+
+
+def _row(r: dict):
+    from billing.models import UsageRecord
+
+    return UsageRecord(**{**r, "created_at": dt.datetime.fromtimestamp(r["created_at"], dt.UTC)})
 
 
 def _copy_insert(chunk: list[dict]) -> None:
@@ -151,30 +304,53 @@ def _copy_insert(chunk: list[dict]) -> None:
                        "ON CONFLICT (request_id) DO NOTHING")
 
 
-def _insert_one_by_one(rows) -> None:
-    """A batch failed because some row points at a key or channel deleted since: keep the record without
-    the dangling link (only that one) rather than let one row block every later record. A record whose team
-    is gone is dropped."""
-    from billing.models import UsageRecord
+def _insert_one_by_one(chunk: list[dict], directory: Path | None) -> list[dict]:
+    """A batch failed: insert its rows one at a time. A row pointing at a key or channel deleted since keeps
+    the record without the dangling link (only that one); a record whose team is gone is dropped (its usage
+    went with the team); any other row that fails is quarantined. Returns the records stored."""
+    from accounts.models import Team
     from keys.models import ApiKey
     from routing.models import Channel
 
-    keys = set(ApiKey.objects.filter(pk__in={r.api_key_id for r in rows}).values_list("pk", flat=True))
-    channels = set(Channel.objects.filter(pk__in={r.channel_id for r in rows}).values_list("pk", flat=True))
-    for row in rows:
-        if row.api_key_id not in keys:
-            row.api_key_id = None
-        if row.channel_id not in channels:
-            row.channel_id = None
+    def ids(name):
+        return {r.get(name) for r in chunk if type(r.get(name)) is int}
+
+    teams = set(Team.objects.filter(pk__in=ids("team_id")).values_list("pk", flat=True))
+    keys = set(ApiKey.objects.filter(pk__in=ids("api_key_id")).values_list("pk", flat=True))
+    channels = set(Channel.objects.filter(pk__in=ids("channel_id")).values_list("pk", flat=True))
+    stored = []
+    for record in chunk:
+        if record.get("team_id") not in teams:
+            log.warning("usage record %s dropped: its team no longer exists", record.get("request_id"))
+            continue
         try:
+            row = _row(record)
+            if row.api_key_id not in keys:
+                row.api_key_id = None
+            if row.channel_id not in channels:
+                row.channel_id = None
             with transaction.atomic():
-                UsageRecord.objects.bulk_create([row], ignore_conflicts=True)
-        except IntegrityError:
-            log.warning("usage record %s dropped: its team no longer exists", row.request_id)
+                _bulk_create([row])
+        except OUTAGES:
+            raise
+        except Exception as exc:  # this row only: keep it aside, go on with the others
+            quarantine(record, f"{type(exc).__name__}: {exc}", directory)
+            continue
+        stored.append(record)
+    return stored
+
+
+def _quarantine_file(path: Path, reason: str) -> None:
+    target = path.with_name("rejected-" + path.name)
+    log.error("usage journal %s quarantined as %s: %s", path.name, target.name, reason)
+    path.rename(target)
 
 
 def replay_orphans(directory: Path | None = None) -> int:
-    """Flush journal files whose process is gone (nobody holds their lock). Returns records replayed."""
+    """Flush journal files whose process is gone (nobody holds their lock). Returns records replayed.
+
+    A line that is not a record is quarantined, and so is a file that cannot be read or inserted: the files
+    after it are still replayed. Only a database outage stops the replay (the periodic task retries)."""
     directory = directory or settings.TOLLGATE_JOURNAL_DIR
     if not directory.exists():
         return 0
@@ -184,24 +360,51 @@ def replay_orphans(directory: Path | None = None) -> int:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             continue
+        except OSError as exc:
+            _quarantine_file(path, f"cannot open: {exc}")
+            continue
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live process owns it
-            records = []
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                for line in fh:
-                    try:
-                        records.append(orjson.loads(line))
-                    except orjson.JSONDecodeError:
-                        continue  # a line cut by a crash mid-write: its response never completed
-            insert_records(records)
+            try:
+                records = _read_journal(fd, directory)
+                insert_records(records, directory)
+            except OUTAGES:
+                raise
+            except Exception as exc:  # keep the file aside, replay the next ones
+                _quarantine_file(path, f"{type(exc).__name__}: {exc}")
+                continue
             path.unlink(missing_ok=True)
             total += len(records)
         finally:
             os.close(fd)
     return total
+
+
+def _read_journal(fd: int, directory: Path) -> list[dict]:
+    with os.fdopen(os.dup(fd), "rb") as fh:
+        lines = fh.read().split(b"\n")
+    records = []
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if i != last:  # only the last line can be cut by a crash mid-write (its response never completed)
+                quarantine(line.decode("utf-8", "replace"), "not a JSON line", directory)
+            continue
+        if not isinstance(record, dict):
+            quarantine(record, "not a usage record", directory)
+            continue
+        try:  # lines of an older version or written before `sanitize` existed
+            records.append(sanitize(record))
+        except Exception as exc:
+            quarantine(record, f"{type(exc).__name__}: {exc}", directory)
+    return records
 
 
 journal = Journal(settings.TOLLGATE_JOURNAL_DIR)

@@ -363,32 +363,34 @@ class RelayCall:
         self.recorded = True
         self.release_channel()
         usage = self.usage or Usage()
+        # An upstream may report anything: a negative count must not turn into a credit. (Column bounds and
+        # NUL bytes are usage_journal.sanitize's job: it makes every field fit before the line is written.)
+        prompt, completion, cached = (int(n) if isinstance(n, (int, float)) and 0 <= n < 1e15 else 0
+                                      for n in (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens))
         model = self.model
         cost = 0
         price = self.snap.price_for(model, self.ctx.team_id) if model is not None else None
         if price is not None and self.usage is not None:
             multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
                                              self.ctx.group_multiplier_ppm)
-            cost = usage_cost(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                              cached_tokens=usage.cached_tokens, price=price, multiplier_ppm=multiplier)
+            cost = usage_cost(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
+                              price=price, multiplier_ppm=multiplier)
         metrics.observe(self, cost)
         if self.reservation is not None:
             # Release the holds and count the real spend; off the response path, batched.
-            limits.settle_soon(self.reservation, cost, usage.prompt_tokens + usage.completion_tokens)
+            limits.settle_soon(self.reservation, cost, prompt + completion)
         meta = self.request.META
         usage_journal.append({
             "request_id": self.request_id, "team_id": self.ctx.team_id, "api_key_id": self.ctx.key_id,
             "key_mask": self.ctx.mask,
-            "requested_model": str((self.payload or {}).get("model") or "")[:200],
+            "requested_model": str((self.payload or {}).get("model") or ""),
             "served_model": model.public_id if model and self.status < 400 else "",
             "channel_id": self.channel.id if self.channel else None,
             "status_code": self.status, "error_code": self.error_code, "error_text": self.error_text,
-            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens, "cost": cost,
+            "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached, "cost": cost,
             "latency_ms": self.latency_ms(), "ttfb_ms": self.ttfb_ms,
-            "stream": self.stream, "user_agent": meta.get("HTTP_USER_AGENT", "")[:300], "sdk": sdk_of(meta),
-            "path": self.request.path[:300], "created_at": self.created,
-            "finish_reason": self.finish_reason[:40],
+            "stream": self.stream, "user_agent": meta.get("HTTP_USER_AGENT", ""), "sdk": sdk_of(meta),
+            "path": self.request.path, "created_at": self.created, "finish_reason": self.finish_reason,
             "route": (self.route_plan.route or "") if self.route_plan else "",
             "attempts": ((self.route_plan.skipped + self.attempts) if self.route_plan else [])[:20],
         })

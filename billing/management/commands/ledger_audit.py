@@ -8,14 +8,15 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Team
-from billing import limits
+from billing import limits, usage_journal
 from billing.models import LedgerEntry, TeamBalance, UsageRecord
 from gateway_site import periodic
 
 
 class Command(BaseCommand):
     help = ("Check the ledger: balances equal ledger sums, running balances, usage billed exactly once, no "
-            "usage left unbilled too long. Exits non-zero with a report on any mismatch.")
+            "usage left unbilled too long, no usage record quarantined by the journal. Exits non-zero with a "
+            "report on any mismatch.")
 
     def add_arguments(self, parser):
         parser.add_argument("--max-unbilled-age", type=float, default=None, metavar="SECONDS",
@@ -39,11 +40,16 @@ class Command(BaseCommand):
         if stale:
             self.stdout.write(f"MISMATCH holds: {stale} hold(s) older than the sweep window "
                               f"({settings.TOLLGATE_HOLD_SWEEP_SECONDS} s); run billing.tasks.sweep_stale_holds")
-        if problems or stale:
+        rejected, rejected_files = usage_journal.quarantined()
+        if rejected:
+            self.stdout.write(f"MISMATCH journal: {rejected} quarantined usage record(s) in {rejected_files} "
+                              f"rejected-*.jsonl file(s) under {settings.TOLLGATE_JOURNAL_DIR}: the database "
+                              f"refused them (see the log for their request ids); fix and replay them")
+        if problems or stale or rejected:
             slugs = dict(Team.objects.filter(pk__in={t for t, _ in problems}).values_list("pk", "slug"))
             for team_id, text in problems:
                 self.stdout.write(f"MISMATCH team {slugs.get(team_id, '?')} (id {team_id}): {text}")
-            raise CommandError(f"ledger audit found {len(problems) + bool(stale)} problem(s)")
+            raise CommandError(f"ledger audit found {len(problems) + bool(stale) + bool(rejected)} problem(s)")
         self.stdout.write("ledger OK")
 
     def balances(self):
