@@ -7,6 +7,7 @@ from django.http import HttpResponse
 
 from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, UsageEvent
 from routing.relay import errors
+from routing.relay.formats import checks
 
 STOP_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
                      "content_filter": "refusal"}
@@ -92,31 +93,80 @@ def _tool_choice(choice: dict):
     return {"auto": "auto", "any": "required", "none": "none"}.get(kind, "auto")
 
 
-def to_canonical(payload: dict) -> dict:
-    """Validate an Anthropic Messages request and translate it to the canonical OpenAI shape."""
-    if payload.get("model") is None:
-        raise errors.missing_field("model")
-    if payload.get("max_tokens") is None:
-        raise errors.missing_field("max_tokens")
-    if not isinstance(payload["max_tokens"], int) or payload["max_tokens"] < 1:
-        raise errors.invalid_value("max_tokens", "expected a positive integer.")
-    messages = payload.get("messages")
-    if messages is None:
-        raise errors.missing_field("messages")
-    if not isinstance(messages, list) or not messages:
-        raise errors.invalid_value("messages", "expected a non-empty array of messages.")
-    out: list[dict] = []
-    system = payload.get("system")
-    if system:
-        out.append({"role": "system", "content": _text_of(system)})
-    for i, message in enumerate(messages):
+def _validate_blocks(field: str, content) -> None:
+    """A string, or an array of content blocks (objects with a string `type`); the fields a block's type
+    uses are checked for theirs."""
+    if isinstance(content, str):
+        return
+    for j, block in enumerate(checks.objects(field, content)):
+        at = f"{field}[{j}]"
+        kind = checks.optional(block, "type", (str,), "a string", f"{at}.type")
+        for key in ("text", "thinking", "signature", "id", "name", "tool_use_id"):
+            checks.optional(block, key, (str,), "a string", f"{at}.{key}")
+        checks.optional(block, "source", (dict,), "an object", f"{at}.source")
+        checks.optional(block, "input", (dict,), "an object", f"{at}.input")
+        if kind == "tool_result" and block.get("content") is not None:
+            _validate_blocks(f"{at}.content", block["content"])
+
+
+def _validate(payload: dict) -> None:
+    """Every field the translation reads, by type (before anything is reserved: a 400, never a 500)."""
+    checks.depth(payload)
+    for i, message in enumerate(payload["messages"]):
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ("user", "assistant"):
             raise errors.invalid_value(f"messages[{i}].role", "expected `user` or `assistant`.")
         content = message.get("content")
         if not isinstance(content, (str, list)):
             raise errors.invalid_value(f"messages[{i}].content", "expected a string or an array of blocks.")
-        out.extend(_user_messages(content) if role == "user" else [_assistant_message(content)])
+        _validate_blocks(f"messages[{i}].content", content)
+    if payload.get("system") is not None:
+        of = checks.of_type("system", payload["system"], (str, list), "a string or an array of text blocks")
+        _validate_blocks("system", of)
+    for key in ("temperature", "top_p"):
+        checks.number(payload, key)
+    checks.integer(payload, "top_k", 0, checks.MAX_TOKENS)
+    checks.strings(payload, "stop_sequences", single=False)
+    tools = payload.get("tools")
+    if tools is not None:
+        for i, tool in enumerate(checks.objects("tools", tools)):
+            checks.optional(tool, "name", (str,), "a string", f"tools[{i}].name")
+            checks.optional(tool, "description", (str,), "a string", f"tools[{i}].description")
+            checks.optional(tool, "input_schema", (dict,), "an object", f"tools[{i}].input_schema")
+    choice = checks.optional(payload, "tool_choice", (dict,), "an object")
+    if choice is not None:
+        checks.optional(choice, "type", (str,), "a string", "tool_choice.type")
+        checks.optional(choice, "name", (str,), "a string", "tool_choice.name")
+    metadata = checks.optional(payload, "metadata", (dict,), "an object")
+    if metadata is not None:
+        checks.optional(metadata, "user_id", (str,), "a string", "metadata.user_id")
+    thinking = checks.optional(payload, "thinking", (dict,), "an object")
+    if thinking is not None:
+        checks.integer(thinking, "budget_tokens", 0, checks.MAX_TOKENS, "thinking.budget_tokens")
+
+
+def to_canonical(payload: dict) -> dict:
+    """Validate an Anthropic Messages request and translate it to the canonical OpenAI shape."""
+    if payload.get("model") is None:
+        raise errors.missing_field("model")
+    if payload.get("max_tokens") is None:
+        raise errors.missing_field("max_tokens")
+    max_tokens = payload["max_tokens"]
+    if type(max_tokens) is not int or not 1 <= max_tokens <= checks.MAX_TOKENS:
+        raise errors.invalid_value("max_tokens", "expected a positive integer.")
+    messages = payload.get("messages")
+    if messages is None:
+        raise errors.missing_field("messages")
+    if not isinstance(messages, list) or not messages:
+        raise errors.invalid_value("messages", "expected a non-empty array of messages.")
+    _validate(payload)
+    out: list[dict] = []
+    system = payload.get("system")
+    if system:
+        out.append({"role": "system", "content": _text_of(system)})
+    for message in messages:   # checked in _validate
+        content = message["content"]
+        out.extend(_user_messages(content) if message["role"] == "user" else [_assistant_message(content)])
     canonical: dict = {"model": payload["model"], "messages": out, "max_tokens": payload["max_tokens"],
                        "_translated": True}
     if "stream" in payload:

@@ -6,22 +6,70 @@ import orjson
 
 from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, UsageEvent
 from routing.relay import errors
+from routing.relay.formats import checks
+
+_NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+_TOKEN_COUNTS = (("max_tokens", 1), ("max_completion_tokens", 1), ("n", 1), ("top_logprobs", 0))
+_OBJECTS = ("stream_options", "response_format", "metadata", "logit_bias", "prediction", "audio")
+_STRINGS = ("user", "reasoning_effort", "service_tier")
+_BOOLEANS = ("parallel_tool_calls", "logprobs", "store")
+
+
+def _validate_message(field: str, message) -> None:
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+        raise errors.invalid_value(field, "each message needs a string `role`.")
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        for j, part in enumerate(checks.objects(f"{field}.content", content)):
+            checks.optional(part, "type", (str,), "a string", f"{field}.content[{j}].type")
+            checks.optional(part, "text", (str,), "a string", f"{field}.content[{j}].text")
+    for key in ("name", "tool_call_id", "reasoning_content"):
+        checks.optional(message, key, (str,), "a string", f"{field}.{key}")
+    calls = message.get("tool_calls")
+    if calls is not None:
+        for j, call in enumerate(checks.objects(f"{field}.tool_calls", calls)):
+            fn = checks.optional(call, "function", (dict,), "an object", f"{field}.tool_calls[{j}].function")
+            if fn is not None:
+                checks.optional(fn, "name", (str,), "a string", f"{field}.tool_calls[{j}].function.name")
+                checks.optional(fn, "arguments", (str,), "a string", f"{field}.tool_calls[{j}].function.arguments")
 
 
 def validate_chat(payload: dict) -> dict:
+    """Check every field the relay reads or forwards for its type (and token counts for their range): bad
+    input is a 400 naming the field before anything is reserved, never a 500 further down."""
     messages = payload.get("messages")
     if messages is None:
         raise errors.missing_field("messages")
     if not isinstance(messages, list) or not messages:
         raise errors.invalid_value("messages", "expected a non-empty array of message objects.")
+    checks.depth(payload)
     for i, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise errors.invalid_value(f"messages[{i}]", "each message needs a string `role`.")
+        _validate_message(f"messages[{i}]", message)
     if "stream" in payload and not isinstance(payload["stream"], bool):
         raise errors.invalid_value("stream", "expected true or false.")
     models = payload.get("models")
     if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) for m in models)):
         raise errors.invalid_value("models", "expected an array of model ids (an ordered fallback list).")
+    for key in _NUMBERS:
+        checks.number(payload, key)
+    for key, lo in _TOKEN_COUNTS:
+        checks.integer(payload, key, lo, checks.MAX_TOKENS)
+    checks.integer(payload, "seed", -checks.MAX_INT64 - 1, checks.MAX_INT64)
+    for key in _OBJECTS:
+        checks.optional(payload, key, (dict,), "an object")
+    for key in _STRINGS:
+        checks.optional(payload, key, (str,), "a string")
+    for key in _BOOLEANS:
+        checks.optional(payload, key, (bool,), "a boolean")
+    options = payload.get("stream_options")
+    if options is not None:
+        checks.optional(options, "include_usage", (bool,), "a boolean", "stream_options.include_usage")
+    checks.strings(payload, "stop", single=True)
+    tools = payload.get("tools")
+    if tools is not None:
+        for i, tool in enumerate(checks.objects("tools", tools)):
+            checks.optional(tool, "function", (dict,), "an object", f"tools[{i}].function")
+    checks.optional(payload, "tool_choice", (str, dict), "a string or an object")
     return payload
 
 
