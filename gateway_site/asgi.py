@@ -73,6 +73,13 @@ class RelayASGIHandler(ASGIHandler):
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
+            # The client went away, or the server could not read the body (a malformed chunked encoding
+            # ends the same way): the answer for the latter, a JSON 400, is harmless for the former.
+            from routing.relay.views import unreadable_body
+            try:
+                await self.send_response(unreadable_body(scope["path"]), send)
+            except Exception:  # nobody is listening
+                pass
             return
         request, error_response = self.create_request(scope, body_file)
         if request is None:

@@ -1,6 +1,7 @@
 """One relayed call, from key to usage record. Every inbound route goes through `RelayCall`, so no route can
 skip auth, the allowed-model rule or recording."""
 import asyncio
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from routing.adapters.registry import adapter_for
 from routing.relay import errors, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
 
+log = logging.getLogger(__name__)
 _in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
 
 
@@ -355,6 +357,33 @@ class RelayCall:
     # --- the end of every call ----------------------------------------------------------------------
     def fail(self, err: errors.RelayError) -> None:
         self.status, self.error_code, self.error_text = err.status, err.code, redact(err.message)
+
+    def end_failed(self, err: errors.RelayError, *, record: bool = True) -> None:
+        """The end of a call that raised (a RelayError or anything unexpected): recorded as failed."""
+        self.fail(err)
+        self.end(record=record)
+
+    def end(self, *, record: bool = True) -> None:
+        """Record the call; whatever recording does, its holds, concurrency slots and channel slot are given
+        back now, not by the 900 s sweep."""
+        settled = False
+        try:
+            if record:
+                self.record()
+                settled = True   # record() settled the reservation
+        except Exception:
+            log.exception("request %s: recording the call raised", self.request_id)
+        finally:
+            if not settled:
+                self.release_holds()
+            self.release_channel()
+
+    def release_holds(self) -> None:
+        """Give back the reservation without counting spend (a second settle of the same request is a no-op
+        for the holds and moves the counters by nothing)."""
+        res, self.reservation = self.reservation, None
+        if res is not None:
+            limits.settle_soon(res, 0, res.estimate_tokens)
 
     def record(self) -> None:
         """Append the usage record to the journal (durable through kill -9); once per call."""
