@@ -28,7 +28,7 @@ from routing.adapters.sse import sse_lines
 from routing.relay import errors, snapshot
 from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats import openai as openai_format
-from routing.relay.formats.openai import validate_chat
+from routing.relay.formats.openai import validate_chat, validate_embeddings
 from routing.relay.pipeline import RelayCall
 
 JSON = "application/json"
@@ -294,6 +294,7 @@ async def embeddings(call, payload):
     """POST /v1/embeddings, for models served by channels with an embeddings API."""
     if payload.get("input") is None:
         raise errors.missing_field("input")
+    validate_embeddings(payload)
     await call.plan({"model": payload.get("model"), "messages": []}, output="embeddings")
     await call.reserve_quota({"messages": [{"role": "user", "content": str(payload["input"])}],
                               "max_tokens": 1})

@@ -21,12 +21,14 @@ from django.test import AsyncClient
 from billing import limits, usage_journal
 from gateway_site import shared_cache
 from keys import auth
+from routing.catalog import bump_version
 from routing.relay import pipeline, snapshot, upstream, views
 from routing.relay.formats import checks
+from tests import factories
 from tests.conftest import make_live_setup, wait_for
 
-CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
-MODEL = "openai/gpt-4o-mini"
+CHAT, MESSAGES, EMBEDDINGS = "/v1/chat/completions", "/v1/messages", "/v1/embeddings"
+MODEL, EMBED = "openai/gpt-4o-mini", "openai/test-embedding"
 SEED = 11
 
 
@@ -116,6 +118,26 @@ MESSAGES_PATHS = [("model",), ("max_tokens",), ("system",), ("system", 0), ("sys
                   ("metadata",), ("metadata", "user_id"), ("thinking",), ("thinking", "budget_tokens"), ("stream",)]
 
 
+EMBEDDINGS_BASE = {"model": EMBED, "input": ["hello", "world"], "dimensions": 8, "encoding_format": "float",
+                   "user": "u1"}
+EMBEDDINGS_PATHS = [("model",), ("input",), ("input", 0), ("dimensions",), ("encoding_format",), ("user",)]
+
+
+def embeddings_model(live) -> None:
+    """An embeddings model on the simulator's channel, once the gateway serves it."""
+    model = factories.CatalogModelFactory(public_id=EMBED, upstream_name="text-embedding-3-small",
+                                          output_modalities=["embeddings"], supports_tools=False)
+    factories.PriceFactory(model=model)
+    factories.channel(models=[model], base_url=f"{live.simulator.url}/v1", name="embed")
+    bump_version()
+
+    def listed():
+        data = httpx.get(f"{live.server.url}/v1/models", headers={"Authorization": f"Bearer {live.secret}"}).json()
+        return EMBED in [m["id"] for m in data["data"]]
+
+    assert wait_for(listed), "the gateway never served the embeddings model"
+
+
 def with_value(base: dict, path: tuple, value) -> dict:
     body = copy.deepcopy(base)
     node = body
@@ -178,16 +200,19 @@ def chunked(server_url: str, secret: str, path: str, raw: bytes) -> bytes:
 @pytest.mark.live
 def test_malformed_bodies_are_4xx_in_the_routes_format_and_leave_no_hold(transactional_db, gateway, simulator):
     live = make_live_setup(gateway, simulator, max_concurrency=50)
+    embeddings_model(live)
     rng = random.Random(SEED)
     cases = [(CHAT, b) for b in malformed_bodies(rng, CHAT_BASE, CHAT_PATHS, 200)]
     cases += [(MESSAGES, b) for b in malformed_bodies(rng, MESSAGES_BASE, MESSAGES_PATHS, 200)]
-    cases += [(path, raw) for raw in RAW for path in (CHAT, MESSAGES)]
+    cases += [(EMBEDDINGS, b) for b in malformed_bodies(rng, EMBEDDINGS_BASE, EMBEDDINGS_PATHS, 40)]
+    cases += [(path, raw) for raw in RAW for path in (CHAT, MESSAGES, EMBEDDINGS)]
     statuses, refused, server_errors = {}, 0, []
     with httpx.Client(base_url=live.server.url, timeout=30,
                       headers={"Authorization": f"Bearer {live.secret}", "Content-Type": "application/json"}) as http:
         resp = http.post(CHAT, content=orjson.dumps(CHAT_BASE))
         assert resp.status_code == 200, resp.text   # the base bodies are valid: each case breaks one or two fields
         assert http.post(MESSAGES, content=orjson.dumps(MESSAGES_BASE)).status_code == 200
+        assert http.post(EMBEDDINGS, content=orjson.dumps(EMBEDDINGS_BASE)).status_code == 200
         for path, content in cases:
             resp = http.post(path, content=content)
             statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1

@@ -73,6 +73,25 @@ def validate_chat(payload: dict) -> dict:
     return payload
 
 
+def validate_embeddings(payload: dict) -> dict:
+    """/v1/embeddings: `input` is a string, an array of strings, or token ids (an array of integers, or of
+    arrays of integers)."""
+    checks.depth(payload)
+    value = payload["input"]
+    if not isinstance(value, str):
+        checks.of_type("input", value, (list,), "a string or an array")
+        for i, item in enumerate(value):
+            if isinstance(item, list):
+                for j, token in enumerate(item):
+                    checks.of_type(f"input[{i}][{j}]", token, (int,), "an integer")
+            else:
+                checks.of_type(f"input[{i}]", item, (str, int), "a string or an integer")
+    checks.integer(payload, "dimensions", 1, checks.MAX_TOKENS)
+    for key in ("encoding_format", "user"):
+        checks.optional(payload, key, (str,), "a string")
+    return payload
+
+
 def usage_dict(usage) -> dict:
     return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.prompt_tokens + usage.completion_tokens,
