@@ -365,3 +365,39 @@ def test_an_unexpected_exception_after_the_reservation_releases_holds_and_is_rec
     for resp in results["failed"]:
         record = recorded[resp.headers["x-request-id"]]
         assert (record["status_code"], record["error_code"]) == (500, "internal_error")
+
+
+def test_an_unexpected_exception_mid_stream_ends_it_with_an_error_event_and_releases_holds(relay_setup):
+    live = relay_setup
+    headers = {"Authorization": f"Bearer {live.secret}"}
+    stream = orjson.dumps({"model": MODEL, "max_tokens": 5, "stream": True,
+                           "messages": [{"role": "user", "content": "hi [[sim:tokens=5]]"}]})
+    results = {}
+
+    async def run():
+        client = AsyncClient()
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(views.anthropic_format.EventRenderer, "render", _boom)
+                resp = await client.post(MESSAGES, data=stream, content_type="application/json", headers=headers)
+                results["status"], results["request_id"] = resp.status_code, resp.headers["x-request-id"]
+                results["body"] = b"".join([chunk async for chunk in resp.streaming_content])
+            for _ in range(200):   # the settle leaves in the background (batched)
+                if leftovers(live.team.id, live.key.id) == NOTHING_LEFT:
+                    break
+                await asyncio.sleep(0.01)
+            results["left"] = leftovers(live.team.id, live.key.id)
+            results["journal"] = list(usage_journal.journal.pending)
+        finally:
+            await _cleanup()
+
+    async_to_sync(run)()
+
+    assert results["status"] == 200          # the headers went out before the first event
+    events = [line for line in results["body"].split(b"\n") if line.startswith(b"data: ")]
+    last = orjson.loads(events[-1][6:])
+    assert last["type"] == "error" and last["error"]["code"] == "internal_error", results["body"]
+    assert last["request_id"] == results["request_id"]
+    assert results["left"] == NOTHING_LEFT
+    record = {r["request_id"]: r for r in results["journal"]}[results["request_id"]]
+    assert (record["status_code"], record["error_code"]) == (500, "internal_error")
