@@ -162,6 +162,24 @@ def make_live_setup(server, simulator, **key_kwargs) -> LiveSetup:
     return LiveSetup(f"{server.url}/v1", server, simulator, key.team, key, secret, model, channel)
 
 
+class _InProcess:
+    url = "http://testserver"
+
+
+def in_process_setup(simulator, settings, monkeypatch, tmp_path, **key_kwargs) -> LiveSetup:
+    """A live setup for tests that drive the relay views in this process (an ASGI test client, no gateway):
+    a private journal whose background flusher stays asleep, and fresh local caches."""
+    from billing import usage_journal
+    from keys import auth
+    from routing.relay import snapshot
+
+    settings.TOLLGATE_JOURNAL_FLUSH_SECONDS = 3600
+    monkeypatch.setattr(usage_journal, "journal", usage_journal.Journal(tmp_path / "journal"))
+    snapshot.invalidate_local()
+    auth._local.clear()
+    return make_live_setup(_InProcess(), simulator, **key_kwargs)
+
+
 @pytest.fixture
 def live(transactional_db, gateway, simulator):
     """A team with a key, one catalog model with a price, and a platform channel to the simulator. (The

@@ -20,12 +20,11 @@ from django.test import AsyncClient
 
 from billing import limits, usage_journal
 from gateway_site import shared_cache
-from keys import auth
 from routing.catalog import bump_version
-from routing.relay import pipeline, snapshot, upstream, views
+from routing.relay import pipeline, upstream, views
 from routing.relay.formats import checks
 from tests import factories
-from tests.conftest import make_live_setup, wait_for
+from tests.conftest import in_process_setup, make_live_setup, wait_for
 
 CHAT, MESSAGES, EMBEDDINGS = "/v1/chat/completions", "/v1/messages", "/v1/embeddings"
 MODEL, EMBED = "openai/gpt-4o-mini", "openai/test-embedding"
@@ -288,17 +287,9 @@ def test_depth_limit_is_enforced_by_a_walk_without_recursion():
 
 # --- in-process: an unexpected exception after the reservation --------------------------------------------
 
-class _Server:
-    url = "http://testserver"
-
-
 @pytest.fixture
 def relay_setup(transactional_db, simulator, settings, monkeypatch, tmp_path):
-    settings.TOLLGATE_JOURNAL_FLUSH_SECONDS = 3600          # the background flusher stays asleep
-    monkeypatch.setattr(usage_journal, "journal", usage_journal.Journal(tmp_path / "journal"))
-    snapshot.invalidate_local()
-    auth._local.clear()
-    return make_live_setup(_Server(), simulator, max_concurrency=2)
+    return in_process_setup(simulator, settings, monkeypatch, tmp_path, max_concurrency=2)
 
 
 async def _cleanup():

@@ -16,9 +16,8 @@ from django.test import AsyncClient
 
 from billing import usage_journal
 from gateway_site import shared_cache
-from keys import auth
-from routing.relay import snapshot, upstream
-from tests.conftest import make_live_setup
+from routing.relay import upstream
+from tests.conftest import in_process_setup
 
 CHAT = "/v1/chat/completions"
 MODEL = "openai/gpt-4o-mini"
@@ -49,17 +48,9 @@ def _fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-class _Server:
-    url = "http://testserver"
-
-
 @pytest.fixture
 def relay_setup(transactional_db, simulator, settings, monkeypatch, tmp_path):
-    settings.TOLLGATE_JOURNAL_FLUSH_SECONDS = 3600          # the background flusher stays asleep
-    monkeypatch.setattr(usage_journal, "journal", usage_journal.Journal(tmp_path / "journal"))
-    snapshot.invalidate_local()
-    auth._local.clear()
-    return make_live_setup(_Server(), simulator)
+    return in_process_setup(simulator, settings, monkeypatch, tmp_path)
 
 
 def body(text="hi", **extra) -> bytes:
