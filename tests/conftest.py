@@ -180,6 +180,24 @@ def in_process_setup(simulator, settings, monkeypatch, tmp_path, **key_kwargs) -
     return make_live_setup(_InProcess(), simulator, **key_kwargs)
 
 
+async def in_process_cleanup() -> None:
+    """After an in-process relay test: stop the journal flusher, close the upstream and Redis clients of the
+    test's event loop."""
+    import asyncio
+
+    from billing import usage_journal
+    from routing.relay import upstream
+
+    journal = usage_journal.journal
+    if journal.task is not None:
+        journal.task.cancel()
+    await upstream.session().close()
+    client = shared_cache.async_client()
+    if client is not None:
+        await client.aclose()
+        shared_cache._async_clients.pop(asyncio.get_running_loop(), None)
+
+
 @pytest.fixture
 def live(transactional_db, gateway, simulator):
     """A team with a key, one catalog model with a price, and a platform channel to the simulator. (The

@@ -21,10 +21,10 @@ from django.test import AsyncClient
 from billing import limits, usage_journal
 from gateway_site import shared_cache
 from routing.catalog import bump_version
-from routing.relay import pipeline, upstream, views
+from routing.relay import pipeline, views
 from routing.relay.formats import checks
 from tests import factories
-from tests.conftest import in_process_setup, make_live_setup, wait_for
+from tests.conftest import in_process_cleanup, in_process_setup, make_live_setup, wait_for
 
 CHAT, MESSAGES, EMBEDDINGS = "/v1/chat/completions", "/v1/messages", "/v1/embeddings"
 MODEL, EMBED = "openai/gpt-4o-mini", "openai/test-embedding"
@@ -292,17 +292,6 @@ def relay_setup(transactional_db, simulator, settings, monkeypatch, tmp_path):
     return in_process_setup(simulator, settings, monkeypatch, tmp_path, max_concurrency=2)
 
 
-async def _cleanup():
-    journal = usage_journal.journal
-    if journal.task is not None:
-        journal.task.cancel()
-    await upstream.session().close()
-    client = shared_cache.async_client()
-    if client is not None:
-        await client.aclose()
-        shared_cache._async_clients.pop(asyncio.get_running_loop(), None)
-
-
 def _boom(*args, **kwargs):
     raise RuntimeError("a bug after the reservation")
 
@@ -339,7 +328,7 @@ def test_an_unexpected_exception_after_the_reservation_releases_holds_and_is_rec
             results["after"] = await client.post(CHAT, data=chat, content_type="application/json", headers=headers)
             results["journal"] = list(usage_journal.journal.pending)
         finally:
-            await _cleanup()
+            await in_process_cleanup()
 
     async_to_sync(run)()
 
@@ -380,7 +369,7 @@ def test_an_unexpected_exception_mid_stream_ends_it_with_an_error_event_and_rele
             results["left"] = leftovers(live.team.id, live.key.id)
             results["journal"] = list(usage_journal.journal.pending)
         finally:
-            await _cleanup()
+            await in_process_cleanup()
 
     async_to_sync(run)()
 

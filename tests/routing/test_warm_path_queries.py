@@ -15,9 +15,7 @@ from django.db.backends import utils as db_utils
 from django.test import AsyncClient
 
 from billing import usage_journal
-from gateway_site import shared_cache
-from routing.relay import upstream
-from tests.conftest import in_process_setup
+from tests.conftest import in_process_cleanup, in_process_setup
 
 CHAT = "/v1/chat/completions"
 MODEL = "openai/gpt-4o-mini"
@@ -63,17 +61,6 @@ async def consume(response) -> bytes:
     return response.content
 
 
-async def _cleanup():
-    journal = usage_journal.journal
-    if journal.task is not None:
-        journal.task.cancel()
-    await upstream.session().close()
-    client = shared_cache.async_client()
-    if client is not None:
-        await client.aclose()
-        shared_cache._async_clients.pop(asyncio.get_running_loop(), None)
-
-
 def test_warm_relay_path_runs_no_sql(relay_setup, sql_log):
     headers = {"Authorization": f"Bearer {relay_setup.secret}"}
     results = {}
@@ -106,7 +93,7 @@ def test_warm_relay_path_runs_no_sql(relay_setup, sql_log):
             results["end"] = len(sql_log)
             results["journal"] = len(usage_journal.journal.pending)
         finally:
-            await _cleanup()
+            await in_process_cleanup()
 
     async_to_sync(run)()
 

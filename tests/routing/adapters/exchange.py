@@ -52,6 +52,14 @@ class Result:
     def finishes(self) -> list[str]:
         return [e.reason for e in self.events if isinstance(e, Finish)]
 
+    def answer(self, stream: bool) -> tuple[str, list[dict], str]:
+        """(text, tool calls as {id, name, arguments, …}, finish reason) of a plain answer or of a stream."""
+        if stream:
+            return self.text(), list(self.tool_calls().values()), self.finishes()[-1]
+        choice = self.data["choices"][0]
+        calls = [{"id": c["id"], **c["function"]} for c in choice["message"].get("tool_calls") or ()]
+        return choice["message"]["content"], calls, choice["finish_reason"]
+
     def errors(self) -> list:
         return [e for e in self.events if isinstance(e, StreamError)]
 

@@ -303,12 +303,7 @@ def expected_usage(result) -> Usage:
 def test_live(sim, scenario, model, stream):
     result = openai_call(sim, SCENARIOS[scenario], model=model, stream=stream)
     assert result.status == 200, result.body
-    if stream:
-        text, calls, finish = result.text(), list(result.tool_calls().values()), result.finishes()[-1]
-    else:
-        choice = result.data["choices"][0]
-        text, finish = choice["message"]["content"], choice["finish_reason"]
-        calls = [{"id": c["id"], **c["function"]} for c in choice["message"].get("tool_calls") or ()]
+    text, calls, finish = result.answer(stream)
     if scenario == "tools":
         assert finish == "tool_calls" and len(calls) == 1 and calls[0]["id"].startswith("call_")
         assert calls[0]["name"] == "get_weather" and orjson.loads(calls[0]["arguments"])["city"]
