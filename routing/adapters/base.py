@@ -70,6 +70,17 @@ class StreamError:
 Event = TextDelta | ReasoningDelta | ToolCallDelta | UsageEvent | Finish | StreamError
 
 
+@dataclass(slots=True)
+class NativeChunk:
+    """One piece of a natively relayed stream (the client speaks the provider's own format): the bytes to send
+    (whole SSE events, ids and model rewritten to the gateway's), the usage or finish reason it carried, and
+    `done` on the provider's terminal frame."""
+    data: bytes
+    usage: Usage | None = None
+    finish: str | None = None       # OpenAI finish_reason words: stop | length | tool_calls | content_filter
+    done: bool = False
+
+
 class UpstreamFormatError(ValueError):
     """The upstream answered something that is not its own wire format (bad JSON, missing fields)."""
 
@@ -108,6 +119,9 @@ class Adapter(ABC):
     account_codes: ClassVar[frozenset[str]] = frozenset()
     channel_codes: ClassVar[frozenset[str]] = frozenset()
     model_codes: ClassVar[frozenset[str]] = frozenset({"context_length_exceeded"})
+    # Inbound formats (routing/relay/formats: "anthropic", "responses", "gemini") this provider speaks itself:
+    # such a call is forwarded as the client sent it (fields the gateway does not know included), not translated.
+    native_formats: ClassVar[frozenset[str]] = frozenset()
 
     def outcome(self, status: int, code: str | None) -> str:
         """429, 5xx, 401/402/403 and the channel's own credential, balance or overload codes: the next channel;
@@ -165,3 +179,25 @@ class Adapter(ABC):
     def passthrough(self, line: bytes) -> tuple[bytes | None, Usage | None]:
         """capabilities.passthrough: one SSE line → (the line to forward or None, its usage if it has one)."""
         raise NotImplementedError(f"{self.kind} streams are translated, not passed through")
+
+    # --- native relay (declared in `native_formats`) -------------------------------------------------------
+    def speaks_natively(self, fmt: str, channel) -> bool:
+        """Whether this channel takes the inbound format `fmt` as it is (an adapter may decide per channel)."""
+        return fmt in self.native_formats
+
+    def native_request(self, fmt: str, payload: dict, *, upstream_model: str, base_url: str, api_key: str,
+                       stream: bool, headers) -> UpstreamRequest:
+        """The client's own request (format `fmt`) → the provider's HTTP request, changed only where it must
+        be (the model's upstream name, credentials); `headers.get(name)` reads the inbound request's headers."""
+        raise NotImplementedError(f"{self.kind} channels do not speak {fmt} natively")
+
+    def native_answer(self, fmt: str, body: bytes, *, response_id: str, model: str) -> tuple[bytes, Usage, str]:
+        """A whole native answer → (the body to return, with our id and model; its usage; its finish reason).
+        Raises UpstreamFormatError when the body is not a valid answer."""
+        raise NotImplementedError(f"{self.kind} channels do not speak {fmt} natively")
+
+    def native_stream(self, fmt: str, lines: AsyncIterator[bytes], *, response_id: str,
+                      model: str) -> AsyncIterator[NativeChunk]:
+        """The provider's SSE lines → the chunks to send as they are (ids rewritten), with usage and finish
+        reason read on the way. Raises UpstreamFormatError on garbage or a stream without its terminal frame."""
+        raise NotImplementedError(f"{self.kind} channels do not speak {fmt} natively")

@@ -12,13 +12,13 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
 from billing import limits, usage_journal
-from billing.money import combined_multiplier, usage_cost
+from billing.money import MICRO, combined_multiplier, usage_cost
 from core.redaction import redact
 from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
 from routing import tokens
 from routing.adapters.base import FATAL, NEXT_CHANNEL, NEXT_MODEL, UpstreamError, UpstreamFormatError, Usage
 from routing.adapters.registry import adapter_for
-from routing.relay import errors, health, metrics, quota, router, snapshot
+from routing.relay import errors, formats, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,18 @@ def sdk_of(meta) -> str:
     return meta.get("HTTP_USER_AGENT", "").split(" ")[0][:80]
 
 
+def _sane_counts(usage: Usage) -> tuple[int, int, int]:
+    """An upstream may report anything: a negative count must not turn into a credit. (Column bounds and NUL
+    bytes are usage_journal.sanitize's job: it makes every field fit before the line is written.)"""
+    return tuple(int(n) if isinstance(n, (int, float)) and 0 <= n < 1e15 else 0
+                 for n in (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens))
+
+
 class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
                  "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical",
-                 "stream_outcome", "finish_reason")
+                 "stream_outcome", "finish_reason", "native", "native_answer")
 
     def __init__(self, request, fmt: str = "openai"):
         self.request = request
@@ -88,6 +95,8 @@ class RelayCall:
         self.finish_reason = ""    # what ended the generation, as the upstream said (OpenAI's words)
         self.canonical: dict | None = None
         self.stream_outcome: tuple | None = None   # an open stream's attempt, reported to health at its end
+        self.native = False        # the channel that served speaks the client's format: relayed untranslated
+        self.native_answer: tuple | None = None    # a native whole answer: (body, usage, finish reason)
         self.hex_id = os.urandom(12).hex()
         self.request_id = "req_" + self.hex_id
         self.started = time.perf_counter()
@@ -237,10 +246,16 @@ class RelayCall:
         """One upstream call; reports its outcome to channel health (a stream's once it ended)."""
         adapter = adapter_for(channel.kind)
         upstream_model = channel.model_mapping.get(model.public_id, model.upstream_name)
+        self.native = not embeddings and adapter.speaks_natively(self.fmt, channel)
         if embeddings:
             req = adapter.embeddings_request(request, upstream_model=upstream_model, base_url=channel.base_url,
                                              api_key=channel.api_key)
             validate = adapter.embeddings_from_upstream
+        elif self.native:  # the client's own payload, as it sent it
+            req = adapter.native_request(self.fmt, self.payload, upstream_model=upstream_model,
+                                         base_url=channel.base_url, api_key=channel.api_key, stream=stream,
+                                         headers=MetaHeaders(self.request.META))
+            validate = self._native_validator(adapter, model)
         else:
             req = adapter.to_upstream(request, upstream_model=upstream_model, base_url=channel.base_url,
                                       api_key=channel.api_key, stream=stream)
@@ -287,6 +302,18 @@ class RelayCall:
         report(not channel_fault, resp.status, error.code, f"http_{resp.status}" if channel_fault else "")
         return _Outcome(error.outcome, reason=f"HTTP {resp.status}" + (f" {error.code}" if error.code else ""),
                         error=error)
+
+    @property
+    def response_id(self) -> str:
+        """The id of the answer in the client's format (it embeds the request id: /v1/generation finds it)."""
+        return formats.of(self.fmt).ID_PREFIX + self.hex_id
+
+    def _native_validator(self, adapter, model):
+        """Validates a whole native answer and keeps it parsed (the views return it)."""
+        def validate(body: bytes) -> None:
+            self.native_answer = adapter.native_answer(self.fmt, body, response_id=self.response_id,
+                                                       model=model.public_id)
+        return validate
 
     def _final_error(self, models: list, tries: "_Tries") -> errors.RelayError:
         """Nothing served: the error that says the most (a model's own refusal, all timeouts, the one
@@ -385,6 +412,26 @@ class RelayCall:
         if res is not None:
             limits.settle_soon(res, 0, res.estimate_tokens)
 
+    def _cost(self, usage: Usage) -> int | None:
+        """What `usage` costs this call in micro-units (the team's price at the time of the request, times the
+        team's and key group's multipliers); None when the model has no price."""
+        if self.model is None or self.snap is None or self.ctx is None:
+            return None
+        price = self.snap.price_for(self.model, self.ctx.team_id, self.created)
+        if price is None:
+            return None
+        prompt, completion, cached = _sane_counts(usage)
+        multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
+                                         self.ctx.group_multiplier_ppm)
+        return usage_cost(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
+                          price=price, multiplier_ppm=multiplier)
+
+    def cost_now(self, usage: Usage | None) -> float | None:
+        """What the call costs in the deployment currency, for `usage.cost` in answers: the same figure
+        record() charges for this usage (so it equals the ledger entry), or None when the model has no price."""
+        micro = self._cost(usage or Usage())
+        return None if micro is None else micro / MICRO
+
     def record(self) -> None:
         """Append the usage record to the journal (durable through kill -9); once per call."""
         if self.recorded or self.ctx is None:
@@ -392,18 +439,9 @@ class RelayCall:
         self.recorded = True
         self.release_channel()
         usage = self.usage or Usage()
-        # An upstream may report anything: a negative count must not turn into a credit. (Column bounds and
-        # NUL bytes are usage_journal.sanitize's job: it makes every field fit before the line is written.)
-        prompt, completion, cached = (int(n) if isinstance(n, (int, float)) and 0 <= n < 1e15 else 0
-                                      for n in (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens))
+        prompt, completion, cached = _sane_counts(usage)
         model = self.model
-        cost = 0
-        price = self.snap.price_for(model, self.ctx.team_id) if model is not None else None
-        if price is not None and self.usage is not None:
-            multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
-                                             self.ctx.group_multiplier_ppm)
-            cost = usage_cost(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
-                              price=price, multiplier_ppm=multiplier)
+        cost = (self._cost(usage) or 0) if self.usage is not None else 0
         metrics.observe(self, cost)
         if self.reservation is not None:
             # Release the holds and count the real spend; off the response path, batched.

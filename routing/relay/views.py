@@ -22,10 +22,10 @@ from gateway_site import shared_cache
 from gateway_site.db import db_call
 from keys.selectors import allowed_models
 from routing import tokens
-from routing.adapters.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, UsageEvent
+from routing.adapters.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFormatError, UsageEvent
 from routing.adapters.registry import adapter_for
 from routing.adapters.sse import sse_lines
-from routing.relay import errors, snapshot
+from routing.relay import errors, formats, snapshot
 from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats import openai as openai_format
 from routing.relay.formats.openai import validate_chat, validate_embeddings
@@ -48,8 +48,15 @@ def unreadable_body(path: str) -> HttpResponse:
     err = errors.RelayError(400, "invalid_request_error", "invalid_body",
                             "The request body could not be read (a malformed chunked transfer encoding?). Send "
                             "a JSON object with a Content-Length, or well-formed chunks.")
-    render = anthropic_format.error_response if path.startswith("/v1/messages") else errors.openai_response
-    return render(err, "req_" + os.urandom(12).hex())
+    return formats.of(format_of_path(path)).error_response(err, "req_" + os.urandom(12).hex())
+
+
+# Path prefixes of the relay routes that answer in a format other than OpenAI's (errors before a request exists).
+PATH_FORMATS = (("/v1/messages", "anthropic"),)
+
+
+def format_of_path(path: str) -> str:
+    return next((fmt for prefix, fmt in PATH_FORMATS if path.startswith(prefix)), OPENAI)
 
 
 def base_url(request) -> str:
@@ -76,8 +83,7 @@ def internal_error() -> errors.RelayError:
 
 
 def error_response(call: RelayCall, err: errors.RelayError) -> HttpResponse:
-    render = anthropic_format.error_response if call.fmt == ANTHROPIC else errors.openai_response
-    response = render(err, call.request_id)
+    response = formats.of(call.fmt).error_response(err, call.request_id)
     if call.route_plan is not None:
         response["X-Tollgate-Route"] = call.route_header()
     for name, value in call.rate_headers.items():
@@ -133,6 +139,8 @@ async def _relay(call: RelayCall, payload: dict, canonical: dict):
     stream = canonical.get("stream") is True
     call.stream = stream
     resp, body = await call.open_upstream(canonical, stream=stream)
+    if call.native:
+        return _native_stream(call, resp, payload) if stream else _native_response(call)
     if not stream:
         return _complete_response(call, body)
     if call.fmt == OPENAI and adapter_for(call.channel.kind).capabilities.passthrough:
@@ -157,16 +165,45 @@ def _complete_response(call: RelayCall, body: bytes) -> HttpResponse:
     call.usage = usage
     choices = data.get("choices") or [{}]
     call.finish_reason = str(choices[0].get("finish_reason") or "")
-    if call.fmt == ANTHROPIC:
-        data = anthropic_format.message_from_canonical(data, usage, message_id="msg_" + call.hex_id,
-                                                        model=call.model.public_id)
-    else:
-        data["id"] = "chatcmpl-" + call.hex_id
-        data["model"] = call.model.public_id
-        if not adapter.capabilities.passthrough:  # an OpenAI-shaped answer keeps the usage it was sent with
-            data["usage"] = openai_format.usage_dict(usage)
+    data = formats.of(call.fmt).complete(call, data, usage)
     call.record()
     return _headers(call, HttpResponse(orjson.dumps(data), content_type=JSON))
+
+
+def _native_response(call: RelayCall) -> HttpResponse:
+    """The whole answer of a channel that speaks the client's format, as it came (ids and model ours)."""
+    call.ttfb_ms = call.latency_ms()
+    body, call.usage, call.finish_reason = call.native_answer
+    call.record()
+    return _headers(call, HttpResponse(body, content_type=JSON))
+
+
+def _native_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
+    """A stream of a channel that speaks the client's format: forwarded event by event as it came (ids and model
+    ours), its usage and finish reason read on the way; recorded before the terminal event goes out."""
+    adapter = adapter_for(call.channel.kind)
+    renderer = formats.of(call.fmt).renderer(call, payload)   # for an error event only
+
+    async def events():
+        done = False
+        async for chunk in adapter.native_stream(call.fmt, sse_lines(resp.content), response_id=call.response_id,
+                                                 model=call.model.public_id):
+            if chunk.usage is not None:
+                call.usage = chunk.usage
+            if chunk.finish:
+                call.finish_reason = chunk.finish
+            if chunk.done:
+                done = True
+                call.record()   # durable before the client sees the end of the stream
+            if chunk.data:
+                if call.ttfb_ms is None:
+                    call.ttfb_ms = call.latency_ms()
+                call.produced += 1   # about a token an event: the count if the client aborts
+                yield chunk.data
+        if not done:
+            raise UpstreamFormatError("the upstream closed the stream before its last event")
+
+    return _stream_http(call, _guarded(call, resp, renderer, events()))
 
 
 def _stream_http(call: RelayCall, events) -> StreamingHttpResponse:
@@ -190,12 +227,7 @@ STREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, Valu
 def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
     """Any upstream format → canonical events → the client's format."""
     adapter = adapter_for(call.channel.kind)
-    if call.fmt == ANTHROPIC:
-        renderer = anthropic_format.EventRenderer(message_id="msg_" + call.hex_id, model=call.model.public_id)
-    else:
-        renderer = openai_format.ChunkRenderer(
-            chunk_id="chatcmpl-" + call.hex_id, model=call.model.public_id,
-            include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+    renderer = formats.of(call.fmt).renderer(call, payload)
 
     async def events():
         async for event in adapter.stream_events(sse_lines(resp.content)):

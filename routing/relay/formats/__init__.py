@@ -1,0 +1,17 @@
+"""The inbound formats the relay speaks, one module each (one registry line per format).
+
+A format module provides `ID_PREFIX` (its response ids are `ID_PREFIX + call.hex_id`), `to_canonical(payload)`
+(validate — a 400 naming the field — and translate to the canonical OpenAI chat request),
+`complete(call, data, usage)` (a canonical chat.completion → the format's whole answer),
+`renderer(call, payload)` (canonical stream events → the format's SSE: `render(event)`, `finish()`,
+`error(err, request_id)`), and `error_response(err, request_id)` (an error in the format's own shape)."""
+from routing.relay.formats import anthropic, openai
+
+FORMATS = {
+    "openai": openai,
+    "anthropic": anthropic,
+}
+
+
+def of(fmt: str):
+    return FORMATS[fmt]

@@ -308,3 +308,15 @@ class EventRenderer:
 
     def error(self, err: errors.RelayError, request_id: str) -> list[bytes]:
         return self._close_block() + [_sse("error", error_body(err, request_id))]
+
+
+# --- the format's registry interface (routing/relay/formats/__init__.py) -------------------------------------
+ID_PREFIX = "msg_"
+
+
+def complete(call, data: dict, usage) -> dict:
+    return message_from_canonical(data, usage, message_id=ID_PREFIX + call.hex_id, model=call.model.public_id)
+
+
+def renderer(call, payload: dict) -> EventRenderer:
+    return EventRenderer(message_id=ID_PREFIX + call.hex_id, model=call.model.public_id)

@@ -5,6 +5,7 @@ import time
 import orjson
 
 from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, UsageEvent
+from routing.adapters.registry import adapter_for
 from routing.relay import errors
 from routing.relay.formats import checks
 
@@ -149,3 +150,24 @@ class ChunkRenderer:
         chunk = dict(self.base, choices=[{"index": 0, "delta": {}, "finish_reason": "error"}],
                      error={"message": err.message, "type": err.type, "code": err.code, "request_id": request_id})
         return [b"data: " + orjson.dumps(chunk) + b"\n\n", b"data: [DONE]\n\n"]
+
+
+# --- the format's registry interface (routing/relay/formats/__init__.py) -------------------------------------
+ID_PREFIX = "chatcmpl-"
+error_response = errors.openai_response
+to_canonical = validate_chat
+
+
+def complete(call, data: dict, usage) -> dict:
+    """An OpenAI-shaped answer keeps what its upstream sent (usage included, when the upstream speaks OpenAI);
+    ids and model become ours."""
+    data["id"] = ID_PREFIX + call.hex_id
+    data["model"] = call.model.public_id
+    if not adapter_for(call.channel.kind).capabilities.passthrough:
+        data["usage"] = usage_dict(usage)
+    return data
+
+
+def renderer(call, payload: dict) -> ChunkRenderer:
+    return ChunkRenderer(chunk_id=ID_PREFIX + call.hex_id, model=call.model.public_id,
+                         include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
