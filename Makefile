@@ -36,7 +36,8 @@ serve: install
 	@if [ "$${WORKERS:-2}" -gt 1 ] && [ -z "$${REDIS_URL:-}" ] && ! grep -qs '^REDIS_URL=.' .env; then \
 	  echo "make serve: WORKERS=$${WORKERS:-2} needs REDIS_URL (limits, holds and live configuration are shared" \
 	    "through Redis); without Redis run one process: WORKERS=1 make serve, or make run" >&2; exit 1; fi
-	$(BIN)/granian --interface asgi --loop uvloop --host 0.0.0.0 --port $(PORT) --workers $${WORKERS:-2} \
+	$(BIN)/granian --interface asgi --loop uvloop --respawn-failed-workers --respawn-interval 0.5 \
+		--host 0.0.0.0 --port $(PORT) --workers $${WORKERS:-2} \
 		gateway_site.asgi:application
 
 worker: install

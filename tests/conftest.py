@@ -120,10 +120,10 @@ def gateway_factory(django_db_setup, log_dir, tmp_path_factory):
     """Start gateway processes against the test database; all are stopped at the end of the session."""
     started = []
 
-    def start(journal_dir=None, **extra_env):
+    def start(journal_dir=None, workers=1, **extra_env):
         journal = journal_dir or tmp_path_factory.mktemp("journal")
         server = start_gateway(settings_dict=connection.settings_dict, log_dir=log_dir, journal_dir=journal,
-                               extra_env=extra_env)
+                               extra_env=extra_env, workers=workers)
         started.append(server)
         return server
 

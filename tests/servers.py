@@ -131,16 +131,20 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
-def start_gateway(*, settings_dict: dict | None, log_dir: Path, journal_dir: Path, extra_env: dict | None = None
-                  ) -> Gateway:
-    """A granian worker on the test database (`settings_dict`), or on whatever DATABASE_URL `extra_env` names;
+# What `make serve` runs granian with besides host, port and workers (the Makefile passes the same).
+GRANIAN_FLAGS = ["--interface", "asgi", "--loop", "uvloop", "--respawn-failed-workers", "--respawn-interval", "0.5"]
+
+
+def start_gateway(*, settings_dict: dict | None, log_dir: Path, journal_dir: Path, extra_env: dict | None = None,
+                  workers: int = 1) -> Gateway:
+    """Granian workers on the test database (`settings_dict`), or on whatever DATABASE_URL `extra_env` names;
     a None value in `extra_env` removes that variable (REDIS_URL=None: the embedded default)."""
     port = free_port()
     env = dict(os.environ, TOLLGATE_JOURNAL_DIR=str(journal_dir), PORT=str(port), LOG_LEVEL="INFO",
                **({"DATABASE_URL": database_url(settings_dict)} if settings_dict else {}), **(extra_env or {}))
     env = {name: value for name, value in env.items() if value is not None}
-    argv = [str(VENV_BIN / "granian"), "--interface", "asgi", "--loop", "uvloop", "--host", "127.0.0.1",
-            "--port", str(port), "--workers", "1", "gateway_site.asgi:application"]
+    argv = [str(VENV_BIN / "granian"), *GRANIAN_FLAGS, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "gateway_site.asgi:application"]
     server = Gateway("gateway", argv, port, env, log_dir / f"gateway-{port}.log", "/healthz")
     server.journal_dir, server.database_url = Path(journal_dir), env.get("DATABASE_URL")
     GATEWAYS.append(server)
