@@ -1,7 +1,10 @@
 """Anthropic wire format: POST /v1/messages and /v1/messages/count_tokens."""
 
 import hashlib
+import itertools
 import re
+import time
+from collections import OrderedDict
 
 import orjson
 
@@ -71,7 +74,10 @@ _BLOCK = Tagged({
     "redacted_thinking": Obj({"data": STRING}, ("data",)),
     **_LOOSE,
 })
-_MESSAGE = Obj({"role": enum("user", "assistant"), "content": Either(STRING, ListOf(_BLOCK))}, ("role", "content"))
+# role "system": a system turn in the middle of the conversation (beta mid-conversation-system-2026-04-07; text only)
+_MESSAGE = Obj({"role": enum("user", "assistant", "system"), "content": Either(STRING, ListOf(_BLOCK))},
+               ("role", "content"))
+MID_CONVERSATION_SYSTEM = "mid-conversation-system-"
 _TOOL = Tagged({"custom": Obj({
     "name": Scalar((str,), "string", pattern=r"[a-zA-Z0-9_-]{1,128}"), "description": STRING,
     "input_schema": Obj({"type": enum("object"), "properties": nullable(DICT), "required": nullable(ListOf(STRING))},
@@ -90,6 +96,7 @@ _COMMON = {
                         "adaptive": Obj(dict(_DISPLAY)), "disabled": Obj({}), "between_tools": Obj({})}),
     "output_config": Obj({"effort": nullable(enum("low", "medium", "high", "xhigh", "max")),
                           "format": nullable(Tagged({"json_schema": Obj({"schema": DICT}, ("schema",))}))}),
+    "context_management": nullable(Obj({"edits": ListOf(DICT)})),  # clear_thinking_20251015, clear_tool_uses_…
 }
 COUNT_TOKENS = Obj(_COMMON, ("model", "messages"))
 CREATE = Obj({
@@ -150,11 +157,16 @@ def _check(req, schema) -> dict:
     messages = body["messages"]
     if not messages:
         raise _bad("messages: at least one message is required")
+    for i, m in enumerate(messages):
+        if m["role"] == "system":
+            _check_system_turn(req, i, _blocks(m["content"]))
     if messages[0]["role"] != "user":
         raise _bad('messages: first message must use the "user" role')
     pending = []  # tool_use ids of the previous assistant message
     for i, m in enumerate(messages):
         blocks = _blocks(m["content"])
+        if m["role"] == "system":
+            continue
         if not any(b["type"] != "text" or b["text"] for b in blocks) and not (i == len(messages) - 1
                                                                                and m["role"] == "assistant"):
             raise _bad(f"messages.{i}: all messages must have non-empty content except for the optional final "
@@ -175,6 +187,14 @@ def _check(req, schema) -> dict:
         pending = [b["id"] for b in blocks if b["type"] == "tool_use"] if m["role"] == "assistant" else []
     _check_thinking(body)
     return body
+
+
+def _check_system_turn(req, i, blocks):
+    if MID_CONVERSATION_SYSTEM not in req.headers.get("anthropic-beta", ""):
+        raise _bad(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+    for j, b in enumerate(blocks):
+        if b["type"] != "text":
+            raise _bad(f"messages.{i}.content.{j}.type: a system message may only contain text blocks")
 
 
 _WITH_THINKING = (("temperature", lambda v: v == 1, "may only be set to 1"),
@@ -236,6 +256,72 @@ def _tokens(c) -> int:
     return total
 
 
+# --- prompt caching: a prefix up to a cache_control breakpoint, seen again within its ttl, is read from cache ---
+CACHE_TTL = {"5m": 300.0, "1h": 3600.0}
+CACHE_ENTRIES = 20_000
+_prompt_cache: OrderedDict = OrderedDict()   # (api key, hash of model + prefix) → expiry (monotonic seconds)
+
+
+def _segments(body) -> list[tuple[int, dict | None]]:
+    """The prompt in cache order (tools, system, messages), one (tokens, cache_control) per block."""
+    out = [(json_tokens(t), t.get("cache_control")) for t in body.get("tools") or ()]
+    system = body.get("system")
+    if system:
+        out += [(count_tokens(b["text"]), b.get("cache_control")) for b in _blocks(system)]
+    for m in body["messages"]:
+        blocks = _blocks(m["content"])
+        out += [(_tokens([b]) + (MESSAGE_OVERHEAD if j == 0 else 0), b.get("cache_control"))
+                for j, b in enumerate(blocks)]
+    if body.get("cache_control") and out:   # automatic caching: the breakpoint is the last block
+        out[-1] = (out[-1][0], out[-1][1] or body["cache_control"])
+    return out
+
+
+def _prefix_hashes(body) -> list[str]:
+    """A hash of the prompt up to and including each block (cache_control itself is not content)."""
+    h = hashlib.sha256(body["model"].encode())
+    out = []
+    blocks = [*(body.get("tools") or ()), *(_blocks(body["system"]) if body.get("system") else ())]
+    blocks += [{**b, "role": m["role"]} for m in body["messages"] for b in _blocks(m["content"])]
+    for b in blocks:
+        h.update(orjson.dumps({k: v for k, v in b.items() if k != "cache_control"}, option=orjson.OPT_SORT_KEYS))
+        out.append(h.copy().hexdigest())
+    return out
+
+
+def cache_usage(req, body, prompt: int) -> tuple[int, int, int]:
+    """(read, 5-minute write, 1-hour write) tokens: the longest prefix cached by an earlier request of the same
+    key and model is read; from there to the last breakpoint is written, each stretch with its breakpoint's ttl.
+    (No minimum cacheable length, unlike the real API: a test prompt can be short.)"""
+    segments = _segments(body)
+    marks = [i for i, (_, cc) in enumerate(segments) if cc]
+    if not marks:
+        return 0, 0, 0
+    now = time.monotonic()
+    hashes = _prefix_hashes(body)
+    totals = list(itertools.accumulate(n for n, _ in segments))
+    read_to = -1
+    for i in range(marks[-1], -1, -1):
+        key = (req.key, hashes[i])
+        if _prompt_cache.get(key, 0) > now:
+            read_to = i
+            break
+    writes = {"5m": 0, "1h": 0}
+    start = read_to
+    for i in marks:
+        ttl = segments[i][1].get("ttl") or "5m"
+        if i > start:
+            writes[ttl if ttl in writes else "5m"] += totals[i] - (totals[start] if start >= 0 else 0)
+            start = i
+        _prompt_cache[(req.key, hashes[i])] = now + CACHE_TTL.get(ttl, 300.0)
+        _prompt_cache.move_to_end((req.key, hashes[i]))
+    while len(_prompt_cache) > CACHE_ENTRIES:
+        _prompt_cache.popitem(last=False)
+    read = min(totals[read_to] if read_to >= 0 else 0, prompt)
+    w5 = min(writes["5m"], prompt - read)
+    return read, w5, min(writes["1h"], prompt - read - w5)
+
+
 def input_tokens(body) -> int:
     total = sum(MESSAGE_OVERHEAD + _tokens(m["content"]) for m in body["messages"])
     if body.get("system"):
@@ -253,7 +339,8 @@ def create(req) -> Reply:
     body = _check(req, CREATE)
     options, messages = req.options, body["messages"]
     prompt = input_tokens(body)
-    cached = min(options.cached, prompt)
+    cached, write_5m, write_1h = cache_usage(req, body, prompt)
+    cached = max(cached, min(options.cached, prompt - write_5m - write_1h))
     last = _blocks(messages[-1]["content"])
     after_result = messages[-1]["role"] == "user" and any(b["type"] == "tool_result" for b in last)
     source = last if after_result else next((m["content"] for m in reversed(messages) if m["role"] == "user"))
@@ -269,7 +356,7 @@ def create(req) -> Reply:
                        [] if omitted else pieces(text)))
     choice = body.get("tool_choice") or {"type": "auto"}
     tools = [t for t in body.get("tools") or () if t.get("type") in (None, "custom")]
-    tool = pick_tool(tools, choice.get("name"), off=choice["type"] == "none" or after_result)
+    tool = pick_tool(tools, choice.get("name"), off=choice["type"] == "none" or after_result, prefer=options.tool)
     if tool is not None:
         out = call(tool, "input_schema")
         if choice["type"] == "auto":  # unforced, Claude says what it is about to do
@@ -286,8 +373,9 @@ def create(req) -> Reply:
         if out.pieces:
             blocks.append(({"type": "text", "text": "".join(out.pieces)}, out.pieces))
     used += len(out.pieces)
-    usage = {"input_tokens": prompt - cached, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached,
-             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+    usage = {"input_tokens": prompt - cached - write_5m - write_1h, "cache_creation_input_tokens": write_5m + write_1h,
+             "cache_read_input_tokens": cached,
+             "cache_creation": {"ephemeral_5m_input_tokens": write_5m, "ephemeral_1h_input_tokens": write_1h},
              "output_tokens": used, "service_tier": "standard"}
     message = {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": body["model"],
                "content": [b for b, _ in blocks], "stop_reason": _STOP_REASONS[out.finish],

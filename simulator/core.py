@@ -42,6 +42,7 @@ class Options:
     reasoning: int = 0  # reasoning tokens to add
     chunk_delay_ms: int = 15  # between SSE frames
     content_filter: bool = False  # set by the content_filter fault
+    tool: str | None = None  # [[sim:tool=NAME]]: the tool to call when the request offers it (else the first)
 
 
 DEFAULT_OPTIONS = Options()
@@ -66,6 +67,8 @@ def read_directives(body: bytes, header_faults: str | None, header_delay: str | 
             name, value = name.decode(), value.decode()
             if name == "fault":
                 specs.append(value)
+            elif name == "tool":
+                changes["tool"] = value
             elif name in _NUMERIC:
                 changes[name] = _count(name, value)
             else:
@@ -169,12 +172,14 @@ def call(tool: dict, schema_key: str) -> Output:
     return Output(pieces(orjson.dumps(args).decode()), "tool", tool=tool["name"], args=args)
 
 
-def pick_tool(tools: list, name: str | None = None, off: bool = False) -> dict | None:
-    """The tool the simulated model calls: the named one, else the first; None when off or there are none."""
+def pick_tool(tools: list, name: str | None = None, off: bool = False, prefer: str | None = None) -> dict | None:
+    """The tool the simulated model calls: the named one, else the `prefer`red one when offered (a client with
+    many tools, such as Claude Code, can be steered to a harmless one), else the first; None when off or there
+    are none."""
     if off or not tools:
         return None
     if name is None:
-        return tools[0]
+        return next((t for t in tools if prefer is not None and t["name"] == prefer), tools[0])
     return next((t for t in tools if t["name"] == name), {"name": name})
 
 

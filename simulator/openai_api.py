@@ -268,12 +268,13 @@ def prompt_tokens(messages, tools) -> int:
     return total
 
 
-def _tool_to_call(body):
+def _tool_to_call(body, options):
     """The function tool the simulated model calls, or None to answer with text."""
     choice = body.get("tool_choice") or "auto"
     functions = [t["function"] for t in body.get("tools") or () if t["type"] == "function"]
     named = choice["function"]["name"] if isinstance(choice, dict) and choice["type"] == "function" else None
-    return pick_tool(functions, named, off=choice == "none" or body["messages"][-1]["role"] == "tool")
+    return pick_tool(functions, named, off=choice == "none" or body["messages"][-1]["role"] == "tool",
+                     prefer=options.tool)
 
 
 _FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "filter": "content_filter",
@@ -303,7 +304,7 @@ def chat_completions(req) -> Reply:
     options = req.options
     n = body.get("n") or 1
     prompt = prompt_tokens(body["messages"], body.get("tools"))
-    tool = _tool_to_call(body)
+    tool = _tool_to_call(body, options)
     if tool is not None:
         out = call_tool(tool, "parameters")
         call = {"id": "call_" + secrets.token_hex(12), "type": "function",

@@ -62,7 +62,7 @@ def _user_messages(content) -> list[dict]:
                 text = f"[tool error] {text}"
             tools.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""), "content": text})
         elif kind == "text":
-            parts.append({"type": "text", "text": block.get("text", "")})
+            parts.append(_text_part(block))
         elif kind == "image":
             parts.append(_image_part(block))
         elif kind == "document":
@@ -86,6 +86,48 @@ def _assistant_message(content) -> dict:
     return message
 
 
+def _text_part(block: dict) -> dict:
+    """A text block as a canonical text part; its cache_control stays on (OpenRouter and the Anthropic adapter
+    read it, other upstreams ignore it)."""
+    part = {"type": "text", "text": block.get("text", "")}
+    if isinstance(block.get("cache_control"), dict):
+        part["cache_control"] = block["cache_control"]
+    return part
+
+
+def _system_content(content):
+    """A system prompt (top-level or a mid-conversation system turn) as canonical content."""
+    if isinstance(content, str):
+        return content
+    return [_text_part(b) for b in content if b.get("type", "text") == "text" and b.get("text")]
+
+
+# Anthropic's effort levels → the canonical (OpenAI) reasoning_effort every provider adapter understands.
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+ADAPTIVE_EFFORT = "high"   # Anthropic's default effort when adaptive thinking names none
+
+
+def _reasoning_effort(thinking, output_config) -> str | None:
+    """The nearest canonical reasoning_effort: an explicit effort wins, then the thinking budget; adaptive
+    thinking without an effort is Anthropic's default (high); disabled or absent thinking, none."""
+    effort = (output_config or {}).get("effort")
+    kind = (thinking or {}).get("type")
+    if kind == "disabled":
+        return None
+    if effort in EFFORTS:
+        return EFFORTS[effort]
+    if kind == "enabled":
+        budget = int(thinking.get("budget_tokens") or 0)
+        return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    return ADAPTIVE_EFFORT if kind == "adaptive" else None
+
+
+def _is_custom_tool(tool: dict) -> bool:
+    """A tool the client runs itself (no type, or "custom"); server tools (web_search_20250305, bash_…) are
+    run by Anthropic and have no equivalent elsewhere."""
+    return tool.get("type") in (None, "custom") and "name" in tool
+
+
 def _tool_choice(choice: dict):
     kind = choice.get("type")
     if kind == "tool":
@@ -105,6 +147,7 @@ def _validate_blocks(field: str, content) -> None:
             checks.optional(block, key, (str,), "a string", f"{at}.{key}")
         checks.optional(block, "source", (dict,), "an object", f"{at}.source")
         checks.optional(block, "input", (dict,), "an object", f"{at}.input")
+        checks.optional(block, "cache_control", (dict,), "an object", f"{at}.cache_control")
         if kind == "tool_result" and block.get("content") is not None:
             _validate_blocks(f"{at}.content", block["content"])
 
@@ -114,8 +157,8 @@ def _validate(payload: dict) -> None:
     checks.depth(payload)
     for i, message in enumerate(payload["messages"]):
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in ("user", "assistant"):
-            raise errors.invalid_value(f"messages[{i}].role", "expected `user` or `assistant`.")
+        if role not in ("user", "assistant", "system"):  # system: a mid-conversation system turn (beta)
+            raise errors.invalid_value(f"messages[{i}].role", "expected `user`, `assistant` or `system`.")
         content = message.get("content")
         if not isinstance(content, (str, list)):
             raise errors.invalid_value(f"messages[{i}].content", "expected a string or an array of blocks.")
@@ -142,7 +185,11 @@ def _validate(payload: dict) -> None:
         checks.optional(metadata, "user_id", (str,), "a string", "metadata.user_id")
     thinking = checks.optional(payload, "thinking", (dict,), "an object")
     if thinking is not None:
+        checks.optional(thinking, "type", (str,), "a string", "thinking.type")
         checks.integer(thinking, "budget_tokens", 0, checks.MAX_TOKENS, "thinking.budget_tokens")
+    output_config = checks.optional(payload, "output_config", (dict,), "an object")
+    if output_config is not None:
+        checks.optional(output_config, "effort", (str,), "a string", "output_config.effort")
 
 
 def to_canonical(payload: dict) -> dict:
@@ -163,10 +210,13 @@ def to_canonical(payload: dict) -> dict:
     out: list[dict] = []
     system = payload.get("system")
     if system:
-        out.append({"role": "system", "content": _text_of(system)})
+        out.append({"role": "system", "content": _system_content(system)})
     for message in messages:   # checked in _validate
-        content = message["content"]
-        out.extend(_user_messages(content) if message["role"] == "user" else [_assistant_message(content)])
+        content, role = message["content"], message["role"]
+        if role == "system":   # kept in place: OpenAI takes it there, the other adapters hoist it
+            out.append({"role": "system", "content": _system_content(content)})
+        else:
+            out.extend(_user_messages(content) if role == "user" else [_assistant_message(content)])
     canonical: dict = {"model": payload["model"], "messages": out, "max_tokens": payload["max_tokens"],
                        "_translated": True}
     if "stream" in payload:
@@ -178,11 +228,11 @@ def to_canonical(payload: dict) -> dict:
             canonical[field] = payload[field]
     if payload.get("stop_sequences"):
         canonical["stop"] = payload["stop_sequences"]
-    if payload.get("tools"):
+    tools = [t for t in payload.get("tools") or () if _is_custom_tool(t)]
+    if tools:
         canonical["tools"] = [{"type": "function", "function": {
             "name": t.get("name", ""), "description": t.get("description", ""),
-            "parameters": t.get("input_schema") or {"type": "object", "properties": {}}}}
-            for t in payload["tools"] if isinstance(t, dict) and "name" in t]
+            "parameters": t.get("input_schema") or {"type": "object", "properties": {}}}} for t in tools]
     if isinstance(payload.get("tool_choice"), dict):
         canonical["tool_choice"] = _tool_choice(payload["tool_choice"])
         if payload["tool_choice"].get("disable_parallel_tool_use"):
@@ -190,10 +240,11 @@ def to_canonical(payload: dict) -> dict:
     if isinstance(payload.get("metadata"), dict) and payload["metadata"].get("user_id"):
         canonical["user"] = str(payload["metadata"]["user_id"])
     thinking = payload.get("thinking")
-    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
-        canonical["thinking"] = thinking
-        budget = int(thinking.get("budget_tokens") or 0)
-        canonical["reasoning_effort"] = "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+    if isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive", "disabled"):
+        canonical["thinking"] = thinking   # as sent, for Anthropic channels
+    effort = _reasoning_effort(thinking, payload.get("output_config"))
+    if effort is not None:
+        canonical["reasoning_effort"] = effort
     return canonical
 
 
