@@ -86,6 +86,14 @@ def no_available_channel(model: str, attempts: list[str]) -> RelayError:
                       f"No upstream could serve `{model}` right now ({tried}). Retry shortly.")
 
 
+def upstream_rate_limited(retry_after: int | None, attempts: list[str]) -> RelayError:
+    """Every channel that was tried answered 429: the client waits as long as the soonest of them asked."""
+    wait = f" Retry after {retry_after} s." if retry_after is not None else " Retry shortly."
+    return RelayError(429, "rate_limit_error", "upstream_rate_limited",
+                      f"The upstream provider is rate limiting this model ({'; '.join(attempts)}).{wait}",
+                      headers={"Retry-After": str(retry_after)} if retry_after is not None else None)
+
+
 def route_not_found(route: str) -> RelayError:
     return RelayError(404, "invalid_request_error", "model_not_found",
                       f"No route `{route}` is configured for this key's team. Ask a team admin to create it in "

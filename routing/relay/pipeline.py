@@ -17,7 +17,7 @@ from core.redaction import redact
 from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
 from routing import tokens
 from routing.adapters.base import FATAL, NEXT_CHANNEL, NEXT_MODEL, UpstreamError, UpstreamFormatError, Usage
-from routing.adapters.registry import adapter_for
+from routing.adapters.registry import ACCOUNT_CODES, adapter_for
 from routing.relay import errors, formats, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
 
@@ -44,13 +44,25 @@ class _Outcome:
     reason: str = ""
     timeout: int = 0
     error: UpstreamError | None = None
+    retry_after: int | None = None   # an upstream 429's Retry-After, in seconds
 
 
 @dataclass(slots=True)
 class _Tries:
     tried: int = 0
     timeouts: int = 0
+    rate_limited: int = 0            # attempts answered 429
+    retry_after: int | None = None   # the soonest Retry-After of those
     model_error: UpstreamError | None = None
+
+
+def _retry_after(value: str | None) -> int | None:
+    """Retry-After in whole seconds (an HTTP date is read as "soon": 1 s); None when absent or garbage."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return min(int(value), 3600)
+    return 1 if value[:3].isalpha() else None
 
 
 class MetaHeaders:
@@ -199,6 +211,10 @@ class RelayCall:
                 raise self._client_error_from_upstream(result.error)
             self.skip(model, channel, result.reason)
             tries.timeouts += result.timeout
+            if result.error is not None and result.error.status == 429 and result.error.code not in ACCOUNT_CODES:
+                tries.rate_limited += 1
+                if result.retry_after is not None:
+                    tries.retry_after = min(result.retry_after, tries.retry_after or result.retry_after)
             # The last "this model cannot" answer is returned if nothing else serves; a later channel's error
             # answer (of another model) clears it.
             if outcome == NEXT_MODEL:
@@ -301,7 +317,7 @@ class RelayCall:
         # The request's own faults (and "this model cannot") say nothing against the channel.
         report(not channel_fault, resp.status, error.code, f"http_{resp.status}" if channel_fault else "")
         return _Outcome(error.outcome, reason=f"HTTP {resp.status}" + (f" {error.code}" if error.code else ""),
-                        error=error)
+                        error=error, retry_after=_retry_after(resp.headers.get("Retry-After")))
 
     @property
     def response_id(self) -> str:
@@ -322,6 +338,8 @@ class RelayCall:
             return self._client_error_from_upstream(tries.model_error)
         if tries.tried and tries.timeouts == tries.tried:
             return errors.upstream_timeout(settings.TOLLGATE_UPSTREAM_TIMEOUT)
+        if tries.tried and tries.rate_limited == tries.tried:
+            return errors.upstream_rate_limited(tries.retry_after, self.attempts)
         if tries.tried == 1 and len(self.attempts) == 1 and len(models) == 1:
             return errors.upstream_unavailable(self.attempts[0])
         return errors.no_available_channel(models[0].public_id, self.route_plan.skipped + self.attempts)

@@ -128,6 +128,23 @@ def test_all_candidates_down_is_503_listing_attempts(live, simulator, sim_faults
     assert error["request_id"] == resp.headers["x-request-id"]
 
 
+def test_every_candidate_rate_limited_is_429_with_the_upstream_retry_after(live, simulator, sim_faults):
+    """An upstream 429 is the upstream asking the client to wait: it is passed on as a 429 with Retry-After,
+    not turned into a 502/503 (the simulator's 429 says Retry-After: 1)."""
+    a, a_key = model_with_channel(simulator, "test/busy-a")
+    b, b_key = model_with_channel(simulator, "test/busy-b")
+    sim_faults(a_key, "status:429")
+    sim_faults(b_key, "status:429")
+    ready(live)
+    resp = chat(live, "test/busy-a", models=["test/busy-b"])
+    assert resp.status_code == 429, resp.text
+    assert resp.headers["retry-after"] == "1"
+    error = resp.json()["error"]
+    assert (error["type"], error["code"]) == ("rate_limit_error", "upstream_rate_limited")
+    assert "test/busy-a via" in error["message"] and "test/busy-b via" in error["message"]
+    assert error["request_id"] == resp.headers["x-request-id"]
+
+
 def test_models_list_falls_back_in_order(live, simulator, sim_faults):
     first, first_key = model_with_channel(simulator, "test/first")
     model_with_channel(simulator, "test/second")
