@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from routing.relay import dry_run as relay_dry_run
+from routing.relay import gemini_views as relay_gemini
 from routing.relay import metrics as relay_metrics
 from routing.relay import views as relay
 
@@ -14,6 +15,10 @@ urlpatterns = [
     path("v1/models", relay.list_models),
     path("v1/models/<path:model_id>", relay.retrieve_model),   # ids have a slash: openai/gpt-4o-mini
     path("v1/key", relay.key_info),
+    # Native Gemini (Gemini CLI, google-genai); model names may hold a slash (models/google/gemini-2.5-flash).
+    re_path(r"^v1beta/models/(?P<model>[^:]+):(?P<method>[A-Za-z]+)$", relay_gemini.model_action),
+    path("v1beta/models", relay_gemini.list_models),
+    re_path(r"^v1beta/models/(?P<model>[^:]+)$", relay_gemini.get_model),
     path("v1/generation", relay.generation),
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),

@@ -114,7 +114,7 @@ def secret_from_headers(headers) -> str | None:
     if auth:
         scheme, _, token = auth.partition(" ")
         return token.strip() if scheme.lower() == "bearer" else None
-    return headers.get("x-api-key")
+    return headers.get("x-api-key") or headers.get("x-goog-api-key")   # Anthropic's header, Gemini's
 
 
 async def authenticate(secret: str | None) -> KeyContext:

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from routing.adapters.base import (
     Adapter,
     Finish,
+    NativeChunk,
     ReasoningDelta,
     StreamError,
     TextDelta,
@@ -235,12 +236,36 @@ def _choice(candidate: dict, index: int) -> dict:
             "finish_reason": _finish(candidate.get("finishReason"), bool(calls))}
 
 
+def _request(body: dict, model: str, base_url: str, api_key: str, stream: bool) -> UpstreamRequest:
+    method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+    base = base_url.rstrip("/").removesuffix("/v1beta")
+    return UpstreamRequest(url=f"{base}/v1beta/models/{model}:{method}", body=orjson.dumps(body),
+                           headers={"x-goog-api-key": api_key, "content-type": "application/json"})
+
+
+def _native_finish(data: dict, calls: bool) -> str | None:
+    """The finish reason of a native answer or frame (candidate 0), None while it goes on."""
+    if not data.get("candidates") and (data.get("promptFeedback") or {}).get("blockReason"):
+        return "content_filter"
+    candidate = next((c for c in data.get("candidates") or () if isinstance(c, dict) and c.get("index", 0) == 0),
+                     None)
+    if candidate is None or not candidate.get("finishReason"):
+        return None
+    return _finish(candidate["finishReason"], calls)
+
+
+def _has_calls(data: dict) -> bool:
+    return any("functionCall" in part for c in data.get("candidates") or () if isinstance(c, dict)
+               for part in (c.get("content") or {}).get("parts") or () if isinstance(part, dict))
+
+
 class GeminiAdapter(Adapter):
     kind = "gemini"
     label = _("Google Gemini")
     account_codes = frozenset({"API_KEY_INVALID", "PERMISSION_DENIED"})
     channel_codes = frozenset({"RESOURCE_EXHAUSTED"})
     model_codes = frozenset({"context_length_exceeded", "NOT_FOUND"})
+    native_formats = frozenset({"gemini"})
 
     def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
         model = upstream_model.removeprefix("models/")
@@ -254,10 +279,7 @@ class GeminiAdapter(Adapter):
             body["tools"] = [{"functionDeclarations": declarations}]
             if calling := _calling_config(request.get("tool_choice")):
                 body["toolConfig"] = {"functionCallingConfig": calling}
-        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
-        base = base_url.rstrip("/").removesuffix("/v1beta")
-        return UpstreamRequest(url=f"{base}/v1beta/models/{model}:{method}", body=orjson.dumps(body),
-                               headers={"x-goog-api-key": api_key, "content-type": "application/json"})
+        return _request(body, model, base_url, api_key, stream)
 
     def from_upstream(self, body):
         data = load_json(body)
@@ -317,3 +339,33 @@ class GeminiAdapter(Adapter):
             code = "context_length_exceeded"
         violations = [v for d in details for v in d.get("fieldViolations") or () if isinstance(v, dict)]
         return message, code, (violations[0].get("field") if violations else None)
+
+    # --- native relay: a Gemini client's own request, forwarded as it is ------------------------------------
+    def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
+        body = {key: value for key, value in payload.items() if key != "model"}   # the URL names the model
+        return _request(body, upstream_model.removeprefix("models/"), base_url, api_key, stream)
+
+    def native_answer(self, fmt, body, *, response_id, model):
+        data = load_json(body)
+        if not isinstance(data.get("candidates"), list) and not (data.get("promptFeedback") or {}).get("blockReason"):
+            raise UpstreamFormatError("the answer has no candidates")
+        data["responseId"], data["modelVersion"] = response_id, model
+        finish = _native_finish(data, _has_calls(data)) or "stop"
+        return orjson.dumps(data), _usage(data.get("usageMetadata") or {}), finish
+
+    async def native_stream(self, fmt, lines, *, response_id, model):
+        calls = False
+        async for line in lines:
+            frame = sse_json(line)
+            if frame is None:
+                continue
+            if frame.get("error"):
+                err = frame["error"] if isinstance(frame["error"], dict) else {"message": str(frame["error"])}
+                raise UpstreamFormatError(f"the upstream sent an error: {err.get('message') or err}")
+            frame["responseId"], frame["modelVersion"] = response_id, model
+            calls = calls or _has_calls(frame)
+            finish = _native_finish(frame, calls)
+            meta = frame.get("usageMetadata")
+            yield NativeChunk(b"data: " + orjson.dumps(frame) + b"\r\n\r\n",
+                              usage=_usage(meta) if isinstance(meta, dict) else None, finish=finish,
+                              done=finish is not None)

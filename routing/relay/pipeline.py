@@ -129,7 +129,10 @@ class RelayCall:
     # --- the steps every route shares ---------------------------------------------------------------
     async def authenticate(self) -> KeyContext:
         try:
-            self.ctx = await authenticate(secret_from_headers(MetaHeaders(self.request.META)))
+            # Gemini clients may send the key as `?key=` (the recorded path never has the query string).
+            secret = secret_from_headers(MetaHeaders(self.request.META)) or \
+                (self.request.GET.get("key") if self.fmt == "gemini" else None)
+            self.ctx = await authenticate(secret)
         except AuthError as exc:
             raise errors.invalid_api_key(exc.message) from None
         if self.ctx.allowed_ips:

@@ -1,0 +1,98 @@
+"""The native Gemini routes (what Gemini CLI and the `google-genai` SDK call, base URL without /v1beta):
+POST /v1beta/models/{model}:generateContent, :streamGenerateContent (`?alt=sse`: SSE; without it Gemini streams
+a JSON array), :countTokens; GET /v1beta/models and /v1beta/models/{model}. The key comes as `x-goog-api-key`,
+`?key=` or Bearer; answers and errors are in Gemini's shapes; calls are routed like every other (to Gemini
+channels natively, to the others through the canonical request)."""
+from django.views.decorators.csrf import csrf_exempt
+
+from core.redaction import redact
+from keys.selectors import allowed_models
+from routing import tokens
+from routing.relay import errors, snapshot
+from routing.relay import views as relay
+from routing.relay.formats import gemini as gemini_format
+from routing.relay.pipeline import RelayCall
+
+GEMINI = "gemini"
+GENERATION_METHODS = ["generateContent", "streamGenerateContent", "countTokens"]
+
+
+def _with_model(call: RelayCall, payload: dict, model: str) -> dict:
+    """The body with the URL's model in it (`models/x` and `x` both name x): routing and the usage record read
+    it there; a native request leaves it out again."""
+    payload = {**payload, "model": model.removeprefix("models/")}
+    call.payload = payload
+    return payload
+
+
+@relay.relay_route(fmt=GEMINI)
+async def generate_content(call, payload, model):
+    payload = _with_model(call, payload, model)
+    return await relay._relay(call, payload, gemini_format.to_canonical(payload))
+
+
+@relay.relay_route(fmt=GEMINI)
+async def stream_generate_content(call, payload, model):
+    payload = _with_model(call, payload, model)
+    canonical = gemini_format.to_canonical(payload)
+    canonical["stream"] = True
+    response = await relay._relay(call, payload, canonical)
+    if call.request.GET.get("alt") != "sse":   # Gemini's default stream: one JSON array, element by element
+        response.streaming_content = gemini_format.json_array(response.streaming_content)
+        response["Content-Type"] = "application/json"
+    return response
+
+
+@relay.relay_route(fmt=GEMINI, record=False)
+async def count_tokens(call, payload, model):
+    """:countTokens, answered offline from the same estimate routing uses."""
+    canonical = gemini_format.to_canonical(gemini_format.count_request(_with_model(call, payload, model)))
+    await call.plan(canonical)
+    response = relay.json_response({"totalTokens": tokens.estimate_prompt_tokens(canonical)})
+    return relay._headers(call, response)
+
+
+ACTIONS = {"generateContent": generate_content, "streamGenerateContent": stream_generate_content,
+           "countTokens": count_tokens}
+
+
+@csrf_exempt
+async def model_action(request, model: str, method: str):
+    """POST /v1beta/models/{model}:{method}."""
+    view = ACTIONS.get(method)
+    if view is None:
+        err = errors.RelayError(404, "invalid_request_error", "unknown_endpoint",
+                                f"Tollgate does not serve `{method}` for Gemini models; it serves "
+                                f"{', '.join(GENERATION_METHODS)}.")
+        return gemini_format.error_response(err, RelayCall(request, GEMINI).request_id)
+    return await view(request, model=model)
+
+
+def _model_object(m) -> dict:
+    return {"name": f"models/{m.public_id}", "baseModelId": m.public_id, "version": "tollgate",
+            "displayName": m.public_id, "description": f"{m.public_id} via Tollgate ({m.provider})",
+            "inputTokenLimit": m.context_length, "outputTokenLimit": m.context_length,
+            "supportedGenerationMethods": GENERATION_METHODS}
+
+
+def _usable(ctx, snap) -> list:
+    allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models, key_models=ctx.key_models)
+    return [m for m in snap.catalog if (allowed is None or m.public_id in allowed)
+            and "embeddings" not in m.output_modalities]
+
+
+@relay.relay_route("GET", GEMINI, record=False)
+async def list_models(call):
+    snap = await snapshot.current()
+    return relay.json_response({"models": [_model_object(m) for m in _usable(call.ctx, snap)]},
+                               request_id=call.request_id)
+
+
+@relay.relay_route("GET", GEMINI, record=False)
+async def get_model(call, model: str):
+    """GET /v1beta/models/{model}: a model this key may use, by id or alias; a Gemini 404 for any other."""
+    snap = await snapshot.current()
+    found = snap.resolve(model.removeprefix("models/"))
+    if found is None or found not in _usable(call.ctx, snap):
+        raise errors.model_not_found(redact(model))
+    return relay.json_response(_model_object(found), request_id=call.request_id)
