@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 
 from accounts.models import Team
+from billing.money import CACHE_PRICE_FIELDS, cache_price_defaults
 from keys.models import ApiKey
 from routing.models import Channel, Model
 
@@ -14,13 +15,28 @@ class Price(models.Model):
     model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="prices")
     input_per_m = models.BigIntegerField()
     output_per_m = models.BigIntegerField()
-    cached_input_per_m = models.BigIntegerField()
+    cached_input_per_m = models.BigIntegerField()              # a cache read (hit)
+    cache_write_5m_per_m = models.BigIntegerField()            # a prompt-cache write kept 5 minutes
+    cache_write_1h_per_m = models.BigIntegerField()            # a prompt-cache write kept 1 hour
     request_fee = models.BigIntegerField(default=0)
     effective_from = models.DateTimeField()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model", "effective_from"], name="price_unique_from")]
         ordering = ["model", "-effective_from"]
+
+    def save(self, *args, **kwargs):
+        fill_cache_prices(self, self.model)
+        super().save(*args, **kwargs)
+
+
+def fill_cache_prices(price, model) -> None:
+    """Cache prices left unset (None) become the provider's published ratios of the input price
+    (billing.money.cache_price_defaults), so a price typed with only input and output bills caching right."""
+    defaults = cache_price_defaults(model.provider, model.upstream_name, price.input_per_m)
+    for name, value in zip(CACHE_PRICE_FIELDS, defaults, strict=True):
+        if getattr(price, name) is None:
+            setattr(price, name, value)
 
 
 class UsageRecord(models.Model):
@@ -38,7 +54,14 @@ class UsageRecord(models.Model):
     error_text = models.TextField(blank=True)                  # always redacted before it gets here
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
-    cached_tokens = models.PositiveIntegerField(default=0)
+    # Parts of prompt_tokens and completion_tokens, each priced once (billing.money.usage_cost).
+    cached_tokens = models.PositiveIntegerField(default=0)     # prompt tokens read from the provider's cache
+    cache_write_5m_tokens = models.PositiveIntegerField(default=0, db_default=0)   # written to a 5-minute cache
+    cache_write_1h_tokens = models.PositiveIntegerField(default=0, db_default=0)   # written to a 1-hour cache
+    reasoning_tokens = models.PositiveIntegerField(default=0, db_default=0)        # of completion_tokens
+    # The upstream reported counts out of sane bounds (negative, or beyond 10x the model's context and
+    # output limits, or parts larger than their whole): they were clamped before billing (issue 11).
+    usage_clamped = models.BooleanField(default=False, db_default=False)
     cost = models.BigIntegerField(default=0)                   # micro-units
     latency_ms = models.PositiveIntegerField(default=0)
     ttfb_ms = models.PositiveIntegerField(null=True)
@@ -263,6 +286,8 @@ class PriceOverride(models.Model):
     input_per_m = models.BigIntegerField()
     output_per_m = models.BigIntegerField()
     cached_input_per_m = models.BigIntegerField()
+    cache_write_5m_per_m = models.BigIntegerField()
+    cache_write_1h_per_m = models.BigIntegerField()
     request_fee = models.BigIntegerField(default=0)
     effective_from = models.DateTimeField()
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -275,5 +300,11 @@ class PriceOverride(models.Model):
             models.CheckConstraint(condition=models.Q(input_per_m__gte=0, output_per_m__gte=0,
                                                       cached_input_per_m__gte=0, request_fee__gte=0),
                                    name="priceoverride_not_negative"),
+            models.CheckConstraint(condition=models.Q(cache_write_5m_per_m__gte=0, cache_write_1h_per_m__gte=0),
+                                   name="priceoverride_cache_not_negative"),
         ]
         ordering = ["team", "model", "-effective_from"]
+
+    def save(self, *args, **kwargs):
+        fill_cache_prices(self, self.model)
+        super().save(*args, **kwargs)

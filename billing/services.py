@@ -36,13 +36,16 @@ KINDS = frozenset(kind for kind, _ in LedgerEntry.KINDS)
 
 
 @transaction.atomic
-def price_set(*, model, input_per_m: int, output_per_m: int, cached_input_per_m: int, request_fee: int = 0,
-              effective_from=None) -> Price:
-    """Add a catalog price from a date on (past usage keeps the price it was charged at)."""
+def price_set(*, model, input_per_m: int, output_per_m: int, cached_input_per_m: int | None = None,
+              request_fee: int = 0, effective_from=None, cache_write_5m_per_m: int | None = None,
+              cache_write_1h_per_m: int | None = None) -> Price:
+    """Add a catalog price from a date on (past usage keeps the price it was charged at). Cache prices left
+    None are the provider's published ratios of the input price (billing.models.fill_cache_prices)."""
     price, _ = Price.objects.update_or_create(
         model=model, effective_from=effective_from or timezone.now(),
         defaults={"input_per_m": input_per_m, "output_per_m": output_per_m,
-                  "cached_input_per_m": cached_input_per_m, "request_fee": request_fee})
+                  "cached_input_per_m": cached_input_per_m, "request_fee": request_fee,
+                  "cache_write_5m_per_m": cache_write_5m_per_m, "cache_write_1h_per_m": cache_write_1h_per_m})
     transaction.on_commit(bump_version)
     return price
 
@@ -620,13 +623,16 @@ def group_multiplier_set(*, group: KeyGroup, multiplier_ppm: int | None) -> KeyG
     return key_limits_set(target=group, price_multiplier_ppm=multiplier_ppm)
 
 
-def price_override_set(*, team, model, input_per_m: int, output_per_m: int, cached_input_per_m: int,
-                       request_fee: int = 0, effective_from=None, created_by=None) -> PriceOverride:
+def price_override_set(*, team, model, input_per_m: int, output_per_m: int, cached_input_per_m: int | None = None,
+                       request_fee: int = 0, effective_from=None, created_by=None,
+                       cache_write_5m_per_m: int | None = None,
+                       cache_write_1h_per_m: int | None = None) -> PriceOverride:
     """The team's own price for a model from a date on (now by default), in place of the catalog price.
     Usage already recorded keeps the cost it was recorded with; gateways pick the new price up within a
     second of the commit (the catalog version is bumped)."""
-    amounts = (input_per_m, output_per_m, cached_input_per_m, request_fee)
-    if any(type(v) is not int or v < 0 for v in amounts):
+    amounts = (input_per_m, output_per_m, request_fee)
+    cache = (cached_input_per_m, cache_write_5m_per_m, cache_write_1h_per_m)   # None: the provider's ratio
+    if any(type(v) is not int or v < 0 for v in amounts + tuple(v for v in cache if v is not None)):
         raise ValueError("prices are non-negative integers of micro-units")
     effective_from = effective_from or timezone.now()
     if effective_from < timezone.now() - dt.timedelta(minutes=5):
@@ -636,7 +642,8 @@ def price_override_set(*, team, model, input_per_m: int, output_per_m: int, cach
             team=team, model=model, effective_from=effective_from,
             defaults={"input_per_m": input_per_m, "output_per_m": output_per_m,
                       "cached_input_per_m": cached_input_per_m, "request_fee": request_fee,
-                      "created_by": created_by})
+                      "cache_write_5m_per_m": cache_write_5m_per_m,
+                      "cache_write_1h_per_m": cache_write_1h_per_m, "created_by": created_by})
         transaction.on_commit(bump_version)
     return override
 

@@ -182,10 +182,14 @@ def _finish(stop_reason, has_calls: bool) -> str:
 
 def _usage(raw: dict) -> Usage:
     read, write = raw.get("cache_read_input_tokens") or 0, raw.get("cache_creation_input_tokens") or 0
+    # The writes by duration (cache_control ttl "5m" / "1h"); without the breakdown every write is a 5-minute one.
+    creation = raw.get("cache_creation") if isinstance(raw.get("cache_creation"), dict) else {}
+    write_1h = creation.get("ephemeral_1h_input_tokens") or 0
+    write_5m = (creation.get("ephemeral_5m_input_tokens") or 0) if creation else write
     thinking = (raw.get("output_tokens_details") or {}).get("thinking_tokens") or 0
-    return Usage(prompt_tokens=(raw.get("input_tokens") or 0) + read + write,
-                 completion_tokens=raw.get("output_tokens") or 0, cached_tokens=read, cache_write_tokens=write,
-                 reasoning_tokens=thinking)
+    return Usage(prompt_tokens=(raw.get("input_tokens") or 0) + read + max(write, write_5m + write_1h),
+                 completion_tokens=raw.get("output_tokens") or 0, cached_tokens=read, cache_write_tokens=write_5m,
+                 cache_write_1h_tokens=write_1h, reasoning_tokens=thinking)
 
 
 def _is_json_tool(name) -> bool:

@@ -18,9 +18,10 @@ from typing import ClassVar
 class Usage:
     prompt_tokens: int = 0          # everything the model read, cached included (OpenAI's meaning)
     completion_tokens: int = 0      # reasoning included
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
-    cache_write_tokens: int = 0     # Anthropic cache_creation_input_tokens
+    cached_tokens: int = 0          # cache reads (part of prompt_tokens)
+    reasoning_tokens: int = 0       # part of completion_tokens
+    cache_write_tokens: int = 0     # 5-minute cache writes (part of prompt_tokens): Anthropic ephemeral_5m
+    cache_write_1h_tokens: int = 0  # 1-hour cache writes (part of prompt_tokens): Anthropic ephemeral_1h
 
 
 @dataclass(slots=True)

@@ -30,8 +30,9 @@ def usage_from(data: dict | None) -> Usage | None:
     completion_details = data.get("completion_tokens_details") or {}
     # DeepSeek reports cache hits as prompt_cache_hit_tokens.
     cached = details.get("cached_tokens") or data.get("prompt_cache_hit_tokens") or 0
+    # OpenAI bills no cache writes; OpenRouter-style upstreams report them as cache_write_tokens.
     return Usage(data.get("prompt_tokens") or 0, data.get("completion_tokens") or 0, cached,
-                 completion_details.get("reasoning_tokens") or 0)
+                 completion_details.get("reasoning_tokens") or 0, details.get("cache_write_tokens") or 0)
 
 
 def _strip_foreign_fields(body: dict) -> None:

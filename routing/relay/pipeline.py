@@ -5,6 +5,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import aiohttp
 import orjson
@@ -12,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
 from billing import limits, usage_journal
-from billing.money import MICRO, combined_multiplier, usage_cost
+from billing.money import MICRO, combined_multiplier, prompt_parts, usage_cost
 from core.redaction import redact
 from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
 from routing import tokens
@@ -85,11 +86,43 @@ def sdk_of(meta) -> str:
     return meta.get("HTTP_USER_AGENT", "").split(" ")[0][:80]
 
 
-def _sane_counts(usage: Usage) -> tuple[int, int, int]:
-    """An upstream may report anything: a negative count must not turn into a credit. (Column bounds and NUL
-    bytes are usage_journal.sanitize's job: it makes every field fit before the line is written.)"""
-    return tuple(int(n) if isinstance(n, (int, float)) and 0 <= n < 1e15 else 0
-                 for n in (usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens))
+class Counts(NamedTuple):
+    """A call's token counts as billed: the parts of the prompt add up to no more than it, reasoning is part
+    of the completion; `clamped` when the upstream's report had to be corrected to get there."""
+    prompt: int = 0
+    completion: int = 0
+    cache_read: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    reasoning: int = 0
+    clamped: bool = False
+
+
+_NO_LIMIT = 2**31 - 1   # the usage columns' range, when no model bounds a count
+
+
+def sane_counts(usage: Usage, model=None) -> Counts:
+    """An upstream may report anything (issue 11): a negative count must not turn into a credit, nor an
+    absurd one drain a balance. Counts below 0 or above 10x the model's context plus output limits are
+    clamped into range, cache parts to what is left of the prompt, reasoning to the completion, and the
+    record is flagged. (Column bounds and NUL bytes are usage_journal.sanitize's job.)"""
+    limit = 10 * (model.context_length + model.max_output_tokens) if model is not None else _NO_LIMIT
+    clamped = False
+
+    def bounded(n, high: int) -> int:
+        nonlocal clamped
+        if isinstance(n, (int, float)) and 0 <= n <= high:
+            return int(n)
+        clamped = True
+        return high if isinstance(n, (int, float)) and n > high else 0
+
+    prompt, completion = bounded(usage.prompt_tokens, limit), bounded(usage.completion_tokens, limit)
+    reported = tuple(bounded(n, limit) for n in (usage.cached_tokens, usage.cache_write_tokens,
+                                                 usage.cache_write_1h_tokens))
+    _, read, write_5m, write_1h = prompt_parts(prompt, *reported)
+    reasoning = bounded(usage.reasoning_tokens, completion)
+    return Counts(prompt, completion, read, write_5m, write_1h, reasoning,
+                  clamped or (read, write_5m, write_1h) != reported)
 
 
 class RelayCall:
@@ -441,10 +474,11 @@ class RelayCall:
         price = self.snap.price_for(self.model, self.ctx.team_id, self.created)
         if price is None:
             return None
-        prompt, completion, cached = _sane_counts(usage)
+        n = sane_counts(usage, self.model)
         multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
                                          self.ctx.group_multiplier_ppm)
-        return usage_cost(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached,
+        return usage_cost(prompt_tokens=n.prompt, completion_tokens=n.completion, cached_tokens=n.cache_read,
+                          cache_write_5m_tokens=n.cache_write_5m, cache_write_1h_tokens=n.cache_write_1h,
                           price=price, multiplier_ppm=multiplier)
 
     def cost_now(self, usage: Usage | None) -> float | None:
@@ -460,13 +494,15 @@ class RelayCall:
         self.recorded = True
         self.release_channel()
         usage = self.usage or Usage()
-        prompt, completion, cached = _sane_counts(usage)
         model = self.model
+        n = sane_counts(usage, model)
+        if n.clamped:
+            log.warning("request %s: upstream usage out of bounds, clamped: %s", self.request_id, usage)
         cost = (self._cost(usage) or 0) if self.usage is not None else 0
         metrics.observe(self, cost)
         if self.reservation is not None:
             # Release the holds and count the real spend; off the response path, batched.
-            limits.settle_soon(self.reservation, cost, prompt + completion)
+            limits.settle_soon(self.reservation, cost, n.prompt + n.completion)
         meta = self.request.META
         usage_journal.append({
             "request_id": self.request_id, "team_id": self.ctx.team_id, "api_key_id": self.ctx.key_id,
@@ -475,7 +511,9 @@ class RelayCall:
             "served_model": model.public_id if model and self.status < 400 else "",
             "channel_id": self.channel.id if self.channel else None,
             "status_code": self.status, "error_code": self.error_code, "error_text": self.error_text,
-            "prompt_tokens": prompt, "completion_tokens": completion, "cached_tokens": cached, "cost": cost,
+            "prompt_tokens": n.prompt, "completion_tokens": n.completion, "cached_tokens": n.cache_read,
+            "cache_write_5m_tokens": n.cache_write_5m, "cache_write_1h_tokens": n.cache_write_1h,
+            "reasoning_tokens": n.reasoning, "usage_clamped": n.clamped, "cost": cost,
             "latency_ms": self.latency_ms(), "ttfb_ms": self.ttfb_ms,
             "stream": self.stream, "user_agent": meta.get("HTTP_USER_AGENT", ""), "sdk": sdk_of(meta),
             "path": self.request.path, "created_at": self.created, "finish_reason": self.finish_reason,

@@ -21,6 +21,8 @@ class PriceEntry:
     output_per_m: int
     cached_input_per_m: int
     request_fee: int
+    cache_write_5m_per_m: int | None = None     # None: as input (billing.money.usage_cost)
+    cache_write_1h_per_m: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class ModelEntry:
     price: PriceEntry | None
     input_modalities: tuple[str, ...] = ("text",)
     output_modalities: tuple[str, ...] = ("text",)   # ("embeddings",) for an embedding model
+    max_output_tokens: int = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +146,13 @@ def _load(version: bytes | None) -> Snapshot:
     prices: dict[int, PriceEntry] = {}
     for p in Price.objects.filter(effective_from__lte=now).order_by("model_id", "-effective_from"):
         prices.setdefault(p.model_id, PriceEntry(p.input_per_m, p.output_per_m, p.cached_input_per_m,
-                                                 p.request_fee))
+                                                 p.request_fee, p.cache_write_5m_per_m, p.cache_write_1h_per_m))
     snap = Snapshot(version=version)
     for m in Model.objects.filter(enabled=True).order_by("public_id"):
         entry = ModelEntry(m.id, m.public_id, m.upstream_name, m.provider, m.context_length, m.supports_tools,
                            m.supports_vision, m.supports_json_schema, int(m.created_at.timestamp()),
                            prices.get(m.id), tuple(m.input_modalities or ("text",)),
-                           tuple(m.output_modalities or ("text",)))
+                           tuple(m.output_modalities or ("text",)), m.max_output_tokens)
         snap.catalog.append(entry)
         for alias in m.aliases:
             snap.models.setdefault(alias, entry)
@@ -174,13 +177,15 @@ def _load(version: bytes | None) -> Snapshot:
     for o in PriceOverride.objects.order_by("team_id", "model_id", "-effective_from"):
         found = overrides.setdefault((o.team_id, o.model_id), [])
         if not found or found[-1][0] > now.timestamp():  # older than the one in force: never used again
-            found.append((o.effective_from.timestamp(), PriceEntry(o.input_per_m, o.output_per_m,
-                                                                   o.cached_input_per_m, o.request_fee)))
+            found.append((o.effective_from.timestamp(), PriceEntry(
+                o.input_per_m, o.output_per_m, o.cached_input_per_m, o.request_fee, o.cache_write_5m_per_m,
+                o.cache_write_1h_per_m)))
     snap.overrides = {pair: tuple(entries) for pair, entries in overrides.items()}
     scheduled: dict[int, list] = {}
     for p in Price.objects.filter(effective_from__gt=now).order_by("model_id", "-effective_from"):
         scheduled.setdefault(p.model_id, []).append((p.effective_from.timestamp(), PriceEntry(
-            p.input_per_m, p.output_per_m, p.cached_input_per_m, p.request_fee)))
+            p.input_per_m, p.output_per_m, p.cached_input_per_m, p.request_fee, p.cache_write_5m_per_m,
+            p.cache_write_1h_per_m)))
     snap.scheduled = {model_id: tuple(entries) for model_id, entries in scheduled.items()}
     return snap
 

@@ -274,7 +274,7 @@ def fake_upstream():
 @pytest.mark.live
 def test_upstream_poison_does_not_stop_recording(transactional_db, gateway, fake_upstream):
     live = make_live_setup(gateway, fake_upstream)
-    factories.credit(live.team, amount=10 ** 13)  # 3e9 prompt tokens are billed as reported (a later check's job)
+    factories.credit(live.team, amount=10 ** 13)
     wait_for(lambda: call(live).status_code == 200, timeout=5)
     long_code = call(live, content="[[fake:long_code]]")
     assert 400 <= long_code.status_code < 500
@@ -283,6 +283,9 @@ def test_upstream_poison_does_not_stop_recording(transactional_db, gateway, fake
     ids = [long_code.headers["x-request-id"], huge.headers["x-request-id"]]
     assert_later_calls_recorded(live, ids)
     huge_record = UsageRecord.objects.get(request_id=ids[1])
-    assert huge_record.prompt_tokens == 2 ** 31 - 1 and huge_record.cost > 0
+    # 3e9 prompt tokens: clamped to 10x the model's context and output limits, and flagged (issue 11).
+    model = live.model
+    assert huge_record.prompt_tokens == 10 * (model.context_length + model.max_output_tokens)
+    assert huge_record.usage_clamped and huge_record.cost > 0
     long_record = UsageRecord.objects.get(request_id=ids[0])
     assert len(long_record.error_code) <= 60 and "\x00" not in long_record.error_text + long_record.error_code
