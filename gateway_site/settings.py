@@ -190,6 +190,9 @@ TOLLGATE_LOCAL_TTL_SECONDS = env.float("TOLLGATE_LOCAL_TTL_SECONDS", default=0.5
 # Routing: at most this many upstream attempts (channels × models) and this long, before the first byte.
 TOLLGATE_MAX_ATTEMPTS = env.int("TOLLGATE_MAX_ATTEMPTS", default=6)
 TOLLGATE_ROUTE_DEADLINE_SECONDS = env.float("TOLLGATE_ROUTE_DEADLINE_SECONDS", default=180.0)
+# A stream ends with a stream_deadline_exceeded error event after this long in all (a trickling upstream is
+# not held open for ever; long agent generations fit: 64k tokens at 40 tokens/s is under 30 minutes).
+TOLLGATE_STREAM_DEADLINE_SECONDS = env.float("TOLLGATE_STREAM_DEADLINE_SECONDS", default=1800.0)
 # `model: "auto"` sends prompts estimated above this many tokens to the team's route:long-review.
 TOLLGATE_AUTO_LONG_PROMPT_TOKENS = env.int("TOLLGATE_AUTO_LONG_PROMPT_TOKENS", default=32_000)
 # Worst-case output assumed for holds and context checks when a request sets no max_tokens.

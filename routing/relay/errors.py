@@ -80,6 +80,12 @@ def upstream_timeout(seconds: float) -> RelayError:
                       f"The upstream provider did not answer within {seconds:g} s. Retry, or lower max_tokens.")
 
 
+def stream_deadline(seconds: float) -> RelayError:
+    return RelayError(504, "upstream_error", "stream_deadline_exceeded",
+                      f"The stream ran longer than the gateway's limit of {seconds:g} s and was ended; what was "
+                      "streamed is billed. Ask for less output (max_tokens) or split the task.")
+
+
 def no_available_channel(model: str, attempts: list[str]) -> RelayError:
     tried = "; ".join(attempts) if attempts else "no channel serves it"
     return RelayError(503, "upstream_error", "no_available_channel",

@@ -425,9 +425,14 @@ class RelayCall:
                                  code, redact(error.message), error.param)
 
     def client_closed(self) -> None:
-        """The client went away mid-stream: bill what was produced. Upstream usage, if it already came,
-        is real and wins; otherwise the streamed tokens counted so far and the prompt estimate."""
+        """The client went away mid-stream: bill what was produced."""
         self.status, self.error_code = 499, "client_closed_request"
+        self.bill_partial()
+
+    def bill_partial(self) -> None:
+        """A stream that ended early (the client left, the upstream broke, the deadline passed) is billed for
+        what was produced: upstream usage, if it already came, is real and wins; otherwise the streamed tokens
+        counted so far and the prompt estimate."""
         if self.usage is None:
             prompt = tokens.estimate_prompt_tokens(self.canonical or {})
             self.usage = Usage(prompt_tokens=prompt, completion_tokens=self.produced)

@@ -4,6 +4,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import time
 from decimal import Decimal
 from functools import wraps
 
@@ -214,9 +215,11 @@ def _stream_http(call: RelayCall, events) -> StreamingHttpResponse:
 
 
 def _broken(call: RelayCall, exc: Exception) -> errors.RelayError:
+    """A stream that broke after bytes went out: failed, and billed for what it produced."""
     err = exc if isinstance(exc, errors.RelayError) else \
         errors.upstream_unavailable(f"the stream broke ({type(exc).__name__})")
     call.fail(err)
+    call.bill_partial()
     call.record()
     return err
 
@@ -297,9 +300,12 @@ async def _guarded(call: RelayCall, resp: aiohttp.ClientResponse, renderer, even
     """The end every stream shares: a broken upstream ends the stream with an error in the client's format
     (bytes already went out, so no retry); a client that went away is billed for what it got; the upstream
     connection is released and the call recorded, whatever happened."""
+    deadline = call.started + settings.TOLLGATE_STREAM_DEADLINE_SECONDS
     try:
         async for chunk in events:
             yield chunk
+            if time.perf_counter() > deadline:
+                raise errors.stream_deadline(settings.TOLLGATE_STREAM_DEADLINE_SECONDS)
     except STREAM_FAILURES as exc:
         call.stream_ended(False, "stream_broken")
         yield b"".join(renderer.error(_broken(call, exc), call.request_id))
