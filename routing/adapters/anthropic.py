@@ -23,6 +23,7 @@ from routing.adapters.base import (
     Adapter,
     Capabilities,
     Finish,
+    NativeChunk,
     ReasoningDelta,
     StreamError,
     TextDelta,
@@ -43,7 +44,6 @@ from routing.adapters.canonical import (
     parts_of,
     sse_json,
     stops_of,
-    text_of,
     tool_call,
 )
 
@@ -67,7 +67,10 @@ def _blocks(content) -> list[dict]:
     blocks = []
     for part in parts_of(content):
         if part.get("type") == "text":
-            blocks += _text(part.get("text") or "")
+            text = _text(part.get("text") or "")
+            if text and isinstance(part.get("cache_control"), dict):  # a cache breakpoint set by the client
+                text[0]["cache_control"] = part["cache_control"]
+            blocks += text
         elif part.get("type") == "image_url":
             url = (part.get("image_url") or {}).get("url") or ""
             inline = data_url(url)
@@ -96,8 +99,8 @@ def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     system, turns = [], []
     for message in messages:
         role = message.get("role")
-        if role in ("system", "developer"):
-            system += _text(text_of(message.get("content")))
+        if role in ("system", "developer"):  # wherever it stood (a mid-conversation system turn too)
+            system += [b for b in _blocks(message.get("content")) if b["type"] == "text"]
             continue
         if role == "assistant":
             blocks = _assistant_blocks(message)
@@ -196,10 +199,23 @@ def _is_json_tool(name) -> bool:
     return isinstance(name, str) and name.startswith(JSON_TOOL_PREFIX)
 
 
+def _messages_url(base_url: str) -> str:
+    return f"{base_url.rstrip('/').removesuffix('/v1')}/v1/messages"
+
+
+def _event_bytes(event_line: bytes | None, data_line: bytes) -> bytes:
+    """One whole SSE event for the client (a data field that sse_lines joined over lines is re-encoded: a
+    newline inside a data line would end the event early)."""
+    if b"\n" in data_line:
+        data_line = b"data: " + orjson.dumps(orjson.loads(data_line[5:]))
+    return (event_line + b"\n" if event_line else b"") + data_line + b"\n\n"
+
+
 class AnthropicAdapter(Adapter):
     kind = "anthropic"
     label = _("Anthropic Messages")
     capabilities = Capabilities(cache_control=True)
+    native_formats = frozenset({"anthropic"})   # /v1/messages is forwarded as the client sent it
     account_codes = frozenset({"authentication_error", "permission_error", "billing_error"})
     channel_codes = frozenset({"overloaded_error"})
     model_codes = frozenset({"context_length_exceeded", "not_found_error"})
@@ -236,8 +252,7 @@ class AnthropicAdapter(Adapter):
             body["metadata"] = {"user_id": str(request["user"])}
         if stream:
             body["stream"] = True
-        base = base_url.rstrip("/").removesuffix("/v1")
-        return UpstreamRequest(url=f"{base}/v1/messages", body=orjson.dumps(body), headers={
+        return UpstreamRequest(url=_messages_url(base_url), body=orjson.dumps(body), headers={
             "x-api-key": api_key, "anthropic-version": VERSION, "content-type": "application/json"})
 
     def from_upstream(self, body):
@@ -321,3 +336,62 @@ class AnthropicAdapter(Adapter):
         elif "credit balance is too low" in message.lower():  # Anthropic answers an empty balance with a 400
             code = "billing_error"
         return message, code, None
+
+    # --- native relay: an Anthropic client (Claude Code, the anthropic SDK) to an Anthropic channel --------
+    def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
+        """The client's body as it is (every field, known to the gateway or not) but the model's upstream name;
+        its anthropic-version and anthropic-beta headers go along, with the channel's key."""
+        body = dict(payload, model=upstream_model)
+        if stream:
+            body["stream"] = True
+        out = {"x-api-key": api_key, "anthropic-version": headers.get("anthropic-version") or VERSION,
+               "content-type": "application/json"}
+        if beta := headers.get("anthropic-beta"):
+            out["anthropic-beta"] = beta
+        return UpstreamRequest(url=_messages_url(base_url), headers=out, body=orjson.dumps(body))
+
+    def native_answer(self, fmt, body, *, response_id, model):
+        data = load_json(body)
+        if data.get("type") != "message" or not isinstance(data.get("content"), list):
+            raise UpstreamFormatError("the answer is not an Anthropic message")
+        data["id"], data["model"] = response_id, model
+        calls = any(isinstance(b, dict) and b.get("type") == "tool_use" for b in data["content"])
+        return orjson.dumps(data), _usage(data.get("usage") or {}), _finish(data.get("stop_reason"), calls)
+
+    async def native_stream(self, fmt, lines, *, response_id, model):
+        """Every event as it came (thinking, signatures, server tools, citations...), message_start's id and
+        model rewritten; usage and the finish reason read from message_start / message_delta."""
+        raw_usage: dict = {}
+        calls = False
+        event_line = None
+        async for line in lines:
+            if line.startswith(b"event:"):
+                event_line = line
+                continue
+            event = sse_json(line)
+            if event is None:
+                continue   # comments
+            kind = event.get("type")
+            chunk = NativeChunk(b"")
+            if kind == "message_start":
+                message = event.get("message") or {}
+                raw_usage.update(message.get("usage") or {})
+                event["message"] = {**message, "id": response_id, "model": model}
+                line = b"data: " + orjson.dumps(event)
+            elif kind == "content_block_start":
+                calls = calls or (event.get("content_block") or {}).get("type") == "tool_use"
+            elif kind == "message_delta":
+                raw_usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
+                chunk.finish = _finish((event.get("delta") or {}).get("stop_reason"), calls)
+                chunk.usage = _usage(raw_usage)
+            elif kind == "message_stop":
+                chunk.done = True
+            elif kind == "error":
+                err = event.get("error") or {}
+                raise UpstreamFormatError(f"the upstream stream failed: {err.get('type')}: {err.get('message')}")
+            chunk.data = _event_bytes(event_line, line)
+            event_line = None
+            yield chunk
+            if chunk.done:
+                return
+        raise UpstreamFormatError("the stream ended before message_stop")
