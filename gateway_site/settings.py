@@ -162,6 +162,10 @@ SPECTACULAR_SETTINGS = {
                    '`{"error": {"message", "type", "param", "code"}}`.',
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs pages are for signed-in users (a session or a personal access token) unless the
+    # operator publishes them (TOLLGATE_PUBLIC_API_SCHEMA=1): a deployment's API surface is not advertised.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny" if env.bool("TOLLGATE_PUBLIC_API_SCHEMA", default=False)
+                          else "rest_framework.permissions.IsAuthenticated"],
     "SCHEMA_PATH_PREFIX": r"/api/",
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",

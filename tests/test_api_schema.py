@@ -67,7 +67,12 @@ def test_schema_documents_auth_and_the_error_shape(schema):
 
 
 @pytest.mark.django_db
-def test_schema_and_docs_are_served(client):
+def test_schema_and_docs_are_served_to_signed_in_users_only(client):
+    from tests import factories
+
+    assert client.get("/api/schema/").status_code in (401, 403)
+    assert client.get("/api/docs/").status_code in (401, 403)
+    client.force_login(factories.UserFactory())
     assert client.get("/api/schema/").status_code == 200
     page = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
