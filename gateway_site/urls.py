@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from routing.relay import dry_run as relay_dry_run
 from routing.relay import gemini_views as relay_gemini
 from routing.relay import metrics as relay_metrics
+from routing.relay import responses_views as relay_responses
 from routing.relay import views as relay
 
 urlpatterns = [
@@ -12,6 +13,9 @@ urlpatterns = [
     path("v1/embeddings", relay.embeddings),
     path("v1/messages", relay.messages),
     path("v1/messages/count_tokens", relay.count_tokens),
+    path("v1/responses", relay_responses.create),
+    path("v1/responses/<str:response_id>", relay_responses.response_detail),
+    path("v1/responses/<str:response_id>/input_items", relay_responses.input_items),
     path("v1/models", relay.list_models),
     path("v1/models/<path:model_id>", relay.retrieve_model),   # ids have a slash: openai/gpt-4o-mini
     path("v1/key", relay.key_info),

@@ -24,10 +24,10 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from . import anthropic_api, faults, gemini_api, openai_api
+from . import anthropic_api, faults, gemini_api, openai_api, responses_api
 from .core import ApiError, Reply, Request, read_directives
 
-PROVIDERS = (openai_api.PROVIDER, anthropic_api.PROVIDER, gemini_api.PROVIDER)
+PROVIDERS = (openai_api.PROVIDER, anthropic_api.PROVIDER, gemini_api.PROVIDER, responses_api.PROVIDER)
 HISTORY = 200
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key"})
 _QUERY_KEY = re.compile(r"(?<![^&])key=([^&]*?)([^&]{0,4})(?=&|$)")

@@ -2,6 +2,8 @@
 
 On the OpenAI inbound route this is a byte passthrough (`passthrough`): the hot path does not parse chunks
 it can forward. `stream_events` parses into canonical events for the other inbound formats."""
+from contextvars import ContextVar
+
 import orjson
 from django.utils.translation import gettext_lazy as _
 
@@ -9,6 +11,7 @@ from routing.adapters.base import (
     Adapter,
     Capabilities,
     Finish,
+    NativeChunk,
     ReasoningDelta,
     StreamError,
     TextDelta,
@@ -49,6 +52,46 @@ def _strip_foreign_fields(body: dict) -> None:
     body["messages"] = messages
 
 
+def responses_usage(data: dict | None) -> Usage | None:
+    """A Responses API `usage` (input/output tokens and their details) as our Usage."""
+    if not isinstance(data, dict):
+        return None
+    inputs = data.get("input_tokens_details") or {}
+    outputs = data.get("output_tokens_details") or {}
+    return Usage(data.get("input_tokens") or 0, data.get("output_tokens") or 0, inputs.get("cached_tokens") or 0,
+                 outputs.get("reasoning_tokens") or 0, inputs.get("cache_write_tokens") or 0)
+
+
+def responses_finish(response: dict) -> str:
+    """A Response object's end in OpenAI chat words (stop | length | tool_calls | content_filter)."""
+    reason = (response.get("incomplete_details") or {}).get("reason")
+    if reason == "max_output_tokens":
+        return "length"
+    if reason == "content_filter":
+        return "content_filter"
+    if any(isinstance(i, dict) and i.get("type") == "function_call" for i in response.get("output") or ()):
+        return "tool_calls"
+    return "stop"
+
+
+# Base URLs of OpenAI-compatible upstreams without a Responses API (answered 404 on /responses): their Responses
+# calls are translated through chat completions. Remembered per process, keyed by base URL (a base URL that has
+# no /responses has none for any key).
+_NO_RESPONSES: set[str] = set()
+_KNOWN_WITHOUT_RESPONSES = ("api.deepseek.com",)
+_TERMINAL_EVENTS = (b"response.completed", b"response.incomplete")
+# The base URL of this request's native Responses attempt, and whether an upstream refused the format (a 404
+# that is not an unknown model): a context variable, so concurrent requests do not see each other's.
+_native_base: ContextVar[str | None] = ContextVar("native_responses_base", default=None)
+_refused: ContextVar[bool] = ContextVar("native_responses_refused", default=False)
+
+
+def refused_natively() -> bool:
+    """Whether a channel refused this request's Responses call as a format it does not speak (the relay then
+    serves the call again, translated: that channel is remembered as not speaking it)."""
+    return _refused.get()
+
+
 def _compact(line: bytes) -> bytes:
     """A `data:` line as `data: <compact JSON>` (left as it is when it is not JSON: [DONE], garbage)."""
     payload = line[5:].strip()
@@ -62,11 +105,13 @@ class OpenAIAdapter(Adapter):
     kind = "openai"
     label = _("OpenAI-compatible")
     capabilities = Capabilities(embeddings=True, passthrough=True)
+    native_formats = frozenset({"responses"})
     account_codes = frozenset({"invalid_api_key", "insufficient_quota"})
     model_codes = frozenset({"context_length_exceeded", "content_filter", "content_policy_violation",
                              "model_not_found"})
 
     def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
+        _native_base.set(None)
         body = dict(request, model=upstream_model)
         body.pop("models", None)  # the gateway's fallback list, not an upstream parameter
         if body.pop("_translated", False):
@@ -169,3 +214,81 @@ class OpenAIAdapter(Adapter):
             err = {"message": str(err)}
         code = err.get("code")
         return str(err.get("message") or f"HTTP {status}"), (str(code) if code else None), err.get("param")
+
+    # --- the Responses API, natively --------------------------------------------------------------------------
+    def speaks_natively(self, fmt, channel) -> bool:
+        base = channel.base_url
+        return fmt in self.native_formats and base not in _NO_RESPONSES \
+            and not any(host in base for host in _KNOWN_WITHOUT_RESPONSES)
+
+    def error(self, status, body):
+        """A 404 to a native Responses call that is not about the model: the base URL has no /responses
+        (DeepSeek, most compatible servers). Remembered, so its Responses calls are translated from now on."""
+        error = super().error(status, body)
+        base = _native_base.get()
+        if base is not None and status == 404 and error.code != "model_not_found":
+            _NO_RESPONSES.add(base)
+            _refused.set(True)
+        return error
+
+    def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
+        """The client's Responses request as it sent it, with the upstream's model name. The gateway resolved
+        `previous_response_id` into the input already, and its fallback list `models` is not the upstream's."""
+        _native_base.set(base_url)
+        body = {k: v for k, v in payload.items() if k not in ("models", "previous_response_id")}
+        body["model"] = upstream_model
+        body["stream"] = stream
+        if isinstance(body.get("input"), list):  # reasoning items another provider signed mean nothing here
+            body["input"] = [i for i in body["input"] if not (isinstance(i, dict) and i.get("type") == "reasoning"
+                                                              and str(i.get("encrypted_content") or "")
+                                                              .startswith("tgsig:"))]
+        out_headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        for name in ("OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project"):
+            if headers.get(name):
+                out_headers[name] = headers.get(name)
+        return UpstreamRequest(url=f"{base_url}/responses", headers=out_headers, body=orjson.dumps(body))
+
+    def native_answer(self, fmt, body, *, response_id, model):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise UpstreamFormatError("the answer was not valid JSON") from None
+        if not isinstance(data, dict) or not isinstance(data.get("output"), list):
+            raise UpstreamFormatError("the answer is not a Response (no output)")
+        data["id"], data["model"] = response_id, model
+        return orjson.dumps(data), responses_usage(data.get("usage")) or Usage(), responses_finish(data)
+
+    async def native_stream(self, fmt, lines, *, response_id, model):
+        """Responses SSE events as they came. Only the lifecycle events (those carrying the Response object) are
+        parsed, to put our id and model in; the terminal one (completed or incomplete) carries the usage."""
+        event = b""
+        async for line in lines:
+            if line.startswith(b"event:"):
+                event = line
+                continue
+            if not line.startswith(b"data:"):
+                continue
+            data = line
+            head = (event + b"\n") if event else b""
+            event = b""
+            if b'"response":{' not in data[:200] and b'"type":"response.failed"' not in data[:200] \
+                    and b'"type":"error"' not in data[:100]:
+                yield NativeChunk(head + data + b"\n\n")
+                continue
+            try:
+                frame = orjson.loads(data[5:])
+            except orjson.JSONDecodeError as exc:
+                raise UpstreamFormatError(f"invalid JSON in stream ({exc})") from None
+            kind = str(frame.get("type") or "")
+            if kind in ("response.failed", "error"):
+                err = frame.get("error") or (frame.get("response") or {}).get("error") or {}
+                raise UpstreamFormatError(f"the upstream failed the response: {err.get('message') or kind}")
+            response = frame.get("response")
+            if isinstance(response, dict):
+                response["id"], response["model"] = response_id, model
+            out = head + b"data: " + orjson.dumps(frame) + b"\n\n"
+            if kind.encode() in _TERMINAL_EVENTS and isinstance(response, dict):
+                yield NativeChunk(out, usage=responses_usage(response.get("usage")),
+                                  finish=responses_finish(response), done=True)
+                return
+            yield NativeChunk(out)

@@ -1,0 +1,149 @@
+"""The OpenAI Responses API: POST /v1/responses (routed like every relay call: `relay_route` and the shared
+relay), GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items.
+
+Stored responses live in the shared cache (Redis in production, the in-process store in the embedded default),
+never in the database: a response with `store` not false is kept, with the input it answered, for
+STORE_TTL_SECONDS, under its id and its team (another team's id is a 404). `previous_response_id` is resolved
+here — the stored input and output become the head of this request's input — so every channel, translated or
+native, sees the whole conversation."""
+import orjson
+from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
+
+from gateway_site import shared_cache
+from routing.adapters import openai as openai_adapter
+from routing.relay import errors, views
+from routing.relay.formats import checks
+from routing.relay.formats import responses as responses_format
+
+RESPONSES = "responses"
+STORE_TTL_SECONDS = getattr(settings, "TOLLGATE_RESPONSES_TTL_SECONDS", 30 * 86400)   # OpenAI keeps 30 days
+_COMPLETED = b'"type":"response.completed"'
+
+
+def _key(response_id: str) -> str:
+    return "tg:responses:" + response_id
+
+
+async def _load(team_id: int, response_id: str) -> dict | None:
+    raw = await shared_cache.aget(_key(response_id))
+    if raw is None:
+        return None
+    stored = orjson.loads(raw)
+    return stored if stored.get("team_id") == team_id else None
+
+
+async def _save(team_id: int, response: dict, items: list) -> None:
+    await shared_cache.aset(_key(response["id"]), orjson.dumps({"team_id": team_id, "response": response,
+                                                                "input": items}), ttl=int(STORE_TTL_SECONDS))
+
+
+def not_found(response_id: str, param: str | None = None) -> errors.RelayError:
+    shown = response_id[:80]
+    return errors.RelayError(404, "invalid_request_error", "not_found",
+                             f"No response with id '{shown}' for this key's team (stored responses expire after "
+                             f"{int(STORE_TTL_SECONDS) // 86400} days; `store: false` keeps none).", param=param)
+
+
+async def _with_history(call, payload: dict) -> None:
+    """`previous_response_id`: the stored conversation (its input and output items) goes before this input."""
+    previous = checks.optional(payload, "previous_response_id", (str,), "a string")
+    if previous is None:
+        return
+    stored = await _load(call.ctx.team_id, previous)
+    if stored is None:
+        raise not_found(previous, "previous_response_id")
+    own = responses_format.input_items(payload) if payload.get("input") not in (None, "") else []
+    payload["input"] = stored["input"] + stored["response"]["output"] + own
+
+
+def _completed_response(chunk: bytes) -> dict | None:
+    """The Response object of a stream's response.completed event, if `chunk` holds it."""
+    for event in chunk.split(b"\n\n"):
+        if _COMPLETED in event:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data:"):
+                    return orjson.loads(line[5:]).get("response")
+    return None
+
+
+async def _storing(stream, team_id: int, items: list):
+    """The stream as it goes out; its completed response is stored before the client sees that event."""
+    try:
+        async for chunk in stream:
+            if _COMPLETED in chunk:
+                response = _completed_response(chunk)
+                if response is not None:
+                    await _save(team_id, response, items)
+            yield chunk
+    finally:
+        await stream.aclose()
+
+
+@views.relay_route(fmt=RESPONSES)
+async def create(call, payload):
+    """POST /v1/responses."""
+    await _with_history(call, payload)
+    canonical = responses_format.to_canonical(payload)
+    try:
+        response = await views._relay(call, payload, canonical)
+    except errors.RelayError:
+        if not openai_adapter.refused_natively():
+            raise
+        # An OpenAI-compatible channel without /responses (remembered now): the same call, translated.
+        call.release_holds()
+        response = await views._relay(call, payload, canonical)
+    dropped = responses_format.dropped_tools(payload)
+    if dropped and not call.native:
+        response["X-Tollgate-Route"] += "; dropped_tools=" + ",".join(dropped)
+    if payload.get("store") is False or response.status_code != 200:
+        return response
+    items = responses_format.input_items(payload)
+    if response.streaming:
+        response.streaming_content = _storing(response.streaming_content, call.ctx.team_id, items)
+    else:
+        await _save(call.ctx.team_id, orjson.loads(response.content), items)
+    return response
+
+
+@views.relay_route("GET", fmt=RESPONSES, record=False)
+async def _retrieve(call, response_id: str):
+    stored = await _load(call.ctx.team_id, response_id)
+    if stored is None:
+        raise not_found(response_id)
+    return views.json_response(stored["response"], request_id=call.request_id)
+
+
+@views.relay_route("DELETE", fmt=RESPONSES, record=False)
+async def _delete(call, response_id: str):
+    if await _load(call.ctx.team_id, response_id) is None:
+        raise not_found(response_id)
+    client = shared_cache.async_client()
+    if client is not None:
+        await client.delete(_key(response_id))
+    else:
+        shared_cache.memory_store().delete(_key(response_id))
+    return views.json_response({"id": response_id, "object": "response.deleted", "deleted": True},
+                               request_id=call.request_id)
+
+
+@csrf_exempt
+async def response_detail(request, response_id: str):
+    """GET /v1/responses/{id} (the stored response) and DELETE (forget it)."""
+    if request.method == "DELETE":
+        return await _delete(request, response_id=response_id)
+    return await _retrieve(request, response_id=response_id)
+
+
+@views.relay_route("GET", fmt=RESPONSES, record=False)
+async def input_items(call, response_id: str):
+    """GET /v1/responses/{id}/input_items: the input the stored response answered (oldest first)."""
+    stored = await _load(call.ctx.team_id, response_id)
+    if stored is None:
+        raise not_found(response_id)
+    data = [{"id": item.get("id") or f"item_{i}", **item} for i, item in enumerate(stored["input"])]
+    if call.request.GET.get("order") != "asc":
+        data.reverse()   # OpenAI lists newest first unless order=asc
+    return views.json_response({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                                "last_id": data[-1]["id"] if data else None, "has_more": False},
+                               request_id=call.request_id)
