@@ -4,6 +4,7 @@ calling any upstream. The same router (`router.plan`, `router.order_channels`) a
 real call reports. Only gateway_site/urls.py imports this module (it is part of the relay).
 """
 import time
+from typing import Any
 
 import orjson
 from django.conf import settings
@@ -71,7 +72,7 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
     snap = snapshot.load_now()
     call = RelayCall(_NoRequest())
     call.ctx, call.snap = ctx, snap
-    result = {"route": None, "candidates": [], "skipped": [], "header": None, "error": None}
+    result: dict[str, Any] = {"route": None, "candidates": [], "skipped": [], "header": None, "error": None}
     output = "text"
     try:
         if "messages" not in request and "input" in request:  # an embeddings body, planned as /v1/embeddings does

@@ -131,11 +131,13 @@ def _ensure_sync() -> None:
 
 
 async def _sync_forever() -> None:
+    wake = _wake
+    assert wake is not None   # set by the caller that started this task
     while True:
-        _wake.clear()
+        wake.clear()
         await sync_once()
         try:
-            await asyncio.wait_for(_wake.wait(), settings.TOLLGATE_LOCAL_TTL_SECONDS)
+            await asyncio.wait_for(wake.wait(), settings.TOLLGATE_LOCAL_TTL_SECONDS)
         except asyncio.TimeoutError:
             pass
 
@@ -189,5 +191,6 @@ def reset() -> None:
     global _policy, _task
     if _task is not None and not _task.done():
         _task.cancel()
-    _breakers.clear(), _tripped.clear(), _counters.clear(), _outbox.clear()
+    for state in (_breakers, _tripped, _counters, _outbox):
+        state.clear()
     _policy, _task = None, None

@@ -12,6 +12,7 @@ With TOLLGATE_METRICS_TOKEN set, /metrics wants `Authorization: Bearer <token>`.
 """
 import hmac
 import os
+from typing import Any
 
 from django.http import HttpResponse
 
@@ -23,14 +24,14 @@ try:
     from prometheus_client import multiprocess
     from prometheus_client.core import GaugeMetricFamily
 except ImportError:  # pragma: no cover - a dependency of the app; without it metrics are off
-    prom = None
+    prom = None  # type: ignore[assignment]
 
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 if prom is not None:
     REGISTRY = prom.CollectorRegistry()
-    _kw = {"registry": REGISTRY}
+    _kw: dict[str, Any] = {"registry": REGISTRY}
     REQUESTS = prom.Counter("tollgate_requests", "Relayed calls by endpoint, route, model, channel and status",
                             ["endpoint", "route", "model", "channel", "status"], **_kw)
     DURATION = prom.Histogram("tollgate_request_duration_seconds", "Whole call, as the client saw it",
