@@ -24,8 +24,8 @@ from billing.services import balance_credit, price_set
 from keys.models import ApiKey, KeyGroup
 from keys.secrets import hash_secret
 from keys.services import api_key_create
-from routing.models import Channel, Model, RoutingRule
-from routing.services import channel_create, channel_update, model_upsert, routing_rule_upsert
+from routing.models import AutoRouting, Channel, Model, RoutingRule
+from routing.services import auto_routing_update, channel_create, channel_update, model_upsert, routing_rule_upsert
 
 # (public id, display, provider, upstream name, aliases, context, tools, vision, USD per 1M: in, out, cached in)
 CATALOG = [
@@ -64,6 +64,8 @@ ROUTES = {
                     "anthropic/claude-haiku-4-5", []),
     "vision": ("google/gemini-2.5-flash", ["google/gemini-2.5-pro", "openai/gpt-4o"], "openai/gpt-4o-mini", []),
 }
+# Where Claude model ids the catalog does not know go (Claude Code's default model, next year's names).
+CLAUDE_ROUTE = "long-review"
 # The demo key group's limits, so limits and their x-ratelimit-* headers show from the first call.
 DEMO_DAILY_BUDGET_USD = "5"
 DEMO_RPM_LIMIT = 60
@@ -176,6 +178,10 @@ def seed_demo(*, api_key: str, owner_password: str, operator_password: str, simu
                             downgrade_model=catalog.get(downgrade),
                             forbidden_models=[f for f in forbidden if f in catalog])
         demo.created.append(f"route:{name}")
+    if not AutoRouting.objects.filter(team=team).exists() and RoutingRule.objects.filter(
+            team=team, name=CLAUDE_ROUTE).exists():
+        auto_routing_update(team=team, claude_route=CLAUDE_ROUTE)
+        demo.created.append(f"unknown Claude ids -> route:{CLAUDE_ROUTE}")
 
     balance_credit(team=team, amount=100 * MICRO, reason="demo credit", created_by=operator,
                    idempotency_key="demo-initial-credit")

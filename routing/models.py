@@ -151,6 +151,9 @@ class AutoRouting(models.Model):
     long_prompt_route = models.SlugField(max_length=60, default="long-review")
     long_prompt_tokens = models.PositiveIntegerField(null=True, blank=True)   # None: the deployment's default
     default_route = models.SlugField(max_length=60, default="default")
+    # Claude model ids the catalog does not know (a Claude Code release ahead of the catalog: claude-opus-9)
+    # go to this route; empty: they are a 404 model_not_found like any unknown id.
+    claude_route = models.SlugField(max_length=60, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):

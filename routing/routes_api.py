@@ -139,7 +139,9 @@ class AutoRoutingSerializer(serializers.ModelSerializer):
         model = AutoRouting
         fields = list(services.AUTO_FIELDS)
         extra_kwargs = {"long_prompt_tokens": {"min_value": 1,
-                                               "help_text": "Null: the deployment's default threshold"}}
+                                               "help_text": "Null: the deployment's default threshold"},
+                        "claude_route": {"help_text": "The route for Claude model ids the catalog does not know "
+                                                      "(empty: they are refused)"}}
 
 
 class AutoRoutingOutput(AutoRoutingSerializer):

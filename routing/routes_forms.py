@@ -126,6 +126,10 @@ class AutoRoutingForm(forms.Form):
     long_prompt_route = forms.SlugField(label=_("Long prompt →"), max_length=60)
     long_prompt_tokens = forms.IntegerField(label=_("Long prompt from (tokens)"), required=False, min_value=1)
     default_route = forms.SlugField(label=_("Anything else →"), max_length=60)
+    claude_route = forms.SlugField(
+        label=_("Unknown Claude model ids →"), max_length=60, required=False,
+        help_text=_("A Claude model id the catalog does not know (a new Claude Code release) goes to this route, "
+                    "noted in X-Tollgate-Route. Empty: such ids are refused."))
 
     def __init__(self, *args, auto, **kwargs):
         kwargs.setdefault("initial", {f: getattr(auto, f) for f in self.base_fields})

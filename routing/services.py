@@ -355,7 +355,9 @@ def routing_rule_delete(*, rule: RoutingRule) -> None:
     transaction.on_commit(bump_version)
 
 
-AUTO_FIELDS = ("vision_route", "tools_route", "long_prompt_route", "long_prompt_tokens", "default_route")
+AUTO_FIELDS = ("vision_route", "tools_route", "long_prompt_route", "long_prompt_tokens", "default_route",
+               "claude_route")
+AUTO_ROUTE_FIELDS = ("vision_route", "tools_route", "long_prompt_route", "default_route")   # never empty
 
 
 def auto_routing_of(*, team) -> AutoRouting:
@@ -372,8 +374,10 @@ def auto_routing_update(*, team, **fields) -> tuple[AutoRouting, list[str]]:
     auto = AutoRouting.objects.select_for_update().filter(team=team).first() or AutoRouting(team=team)
     for field, value in fields.items():
         setattr(auto, field, value)
+    auto.claude_route = auto.claude_route or ""   # empty: unknown Claude ids are refused
+    named = [*AUTO_ROUTE_FIELDS, *(["claude_route"] if auto.claude_route else [])]
     errors = {f: [_("Use letters, digits, hyphens and underscores only.")]
-              for f in AUTO_FIELDS if f != "long_prompt_tokens" and not _is_slug(getattr(auto, f))}
+              for f in named if not _is_slug(getattr(auto, f))}
     if auto.long_prompt_tokens is not None and (type(auto.long_prompt_tokens) is not int
                                                 or auto.long_prompt_tokens < 1):
         errors["long_prompt_tokens"] = [_("Enter a whole number of tokens (at least 1).")]
@@ -384,6 +388,9 @@ def auto_routing_update(*, team, **fields) -> tuple[AutoRouting, list[str]]:
     names = set(RoutingRule.objects.filter(team=team).values_list("name", flat=True))
     warnings = [_("No route “%(name)s” exists yet: `auto` uses route “%(default)s” instead until it does.")
                 % {"name": name, "default": auto.default_route}
-                for name in dict.fromkeys(getattr(auto, f) for f in AUTO_FIELDS if f != "long_prompt_tokens")
+                for name in dict.fromkeys(getattr(auto, f) for f in AUTO_ROUTE_FIELDS)
                 if name not in names]
+    if auto.claude_route and auto.claude_route not in names:
+        warnings.append(_("No route “%(name)s” exists yet: unknown Claude model ids are refused until it does.")
+                        % {"name": auto.claude_route})
     return auto, warnings

@@ -5,6 +5,7 @@ on request features); OpenRouter-style `models: [..]` is an ordered fallback lis
 serve the request (context too short, no tools, no vision, no JSON schema) are skipped with a reason.
 Channels: the team's own first, then platform ones; highest priority tier first, weighted random inside."""
 import random
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -17,6 +18,8 @@ from routing.relay.snapshot import DEFAULT_AUTO, AutoEntry, ChannelEntry, ModelE
 
 AUTO = "auto"
 ROUTE_PREFIX = "route:"
+# A Claude model id (what Claude Code sends: claude-opus-4-8, claude-haiku-4-5-20251001, next year's names).
+_CLAUDE_ID = re.compile(r"(?:anthropic/)?claude-[\w.:@-]{1,100}")
 
 
 @dataclass
@@ -76,6 +79,15 @@ def auto_route(request: dict, features: Features, rules: AutoEntry = DEFAULT_AUT
     return rules.default_route
 
 
+def unknown_claude_rule(snap: Snapshot, ctx: KeyContext, spec) -> RuleEntry | None:
+    """The team's route for a Claude model id the catalog does not know (ids and aliases win), so a Claude
+    Code release ahead of the catalog does not break the team; None when it has none."""
+    if not isinstance(spec, str) or _CLAUDE_ID.fullmatch(spec) is None or snap.resolve(spec) is not None:
+        return None
+    name = snap.auto_for(ctx.team_id).claude_route
+    return snap.rule(ctx.team_id, ctx.group_id, name) if name else None
+
+
 def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output: str = "text") -> Plan:
     """`output`: what the call must produce, "text" (chat, messages) or "embeddings"."""
     spec = request.get("model")
@@ -91,6 +103,9 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
         if rule is None:
             raise errors.route_not_found(spec if spec != AUTO else f"auto -> route:{name}")
         route = f"route:{rule.name}" if spec != AUTO else f"auto -> route:{rule.name}"
+        names, forbidden, downgrade = list(rule.models), rule.forbidden, rule.downgrade
+    elif not request.get("models") and (rule := unknown_claude_rule(snap, ctx, spec)) is not None:
+        route = f"route:{rule.name}; unknown_model={spec}"   # said in X-Tollgate-Route and the record
         names, forbidden, downgrade = list(rule.models), rule.forbidden, rule.downgrade
     elif getattr(ctx, "group_routes_only", False) and (spec is not None or request.get("models")):
         # The key's group may not bypass its routes' forbidden models by naming a model directly.

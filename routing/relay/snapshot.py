@@ -76,6 +76,7 @@ class AutoEntry:
     long_prompt_route: str = "long-review"
     long_prompt_tokens: int | None = None      # None: settings.TOLLGATE_AUTO_LONG_PROMPT_TOKENS
     default_route: str = "default"
+    claude_route: str = ""                     # the route for unknown Claude model ids ("": none)
 
 
 DEFAULT_AUTO = AutoEntry()
@@ -170,7 +171,7 @@ def _load(version: bytes | None) -> Snapshot:
             r.budget_limit, r.budget_period, r.soft_limit)
     for a in AutoRouting.objects.all():
         snap.auto[a.team_id] = AutoEntry(a.vision_route, a.tools_route, a.long_prompt_route, a.long_prompt_tokens,
-                                         a.default_route)
+                                         a.default_route, a.claude_route)
     for p in TeamBillingPolicy.objects.all():
         snap.policies[p.team_id] = TeamPolicy(p.monthly_cap, p.price_multiplier_ppm)
     overrides: dict[tuple[int, int], list] = {}

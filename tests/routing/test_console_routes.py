@@ -226,7 +226,7 @@ def test_api_auto_rules():
     url = f"/api/teams/{owner.team.slug}/routes/auto/"
     assert client.get(url).json() == {"vision_route": "vision", "tools_route": "tools",
                                       "long_prompt_route": "long-review", "long_prompt_tokens": None,
-                                      "default_route": "default"}
+                                      "default_route": "default", "claude_route": ""}
     saved = client.put(url, {"tools_route": "agents", "long_prompt_tokens": 1000}, format="json")
     assert saved.status_code == 200, saved.content
     assert saved.json()["tools_route"] == "agents" and saved.json()["long_prompt_tokens"] == 1000
