@@ -280,6 +280,7 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
                 call.usage = usage
                 if not wants_usage and b'"choices":[]' in out:
                     continue  # the client did not ask for the usage chunk
+                out = _with_cost(out, call.cost_now(usage))
             if not wants_usage:
                 out = out.replace(b',"usage":null', b"")
             out = out.replace(upstream_id, our_id, 1).replace(upstream_model, our_model, 1)
@@ -402,6 +403,20 @@ async def key_info(call, ctx):
                          request_id=call.request_id)
 
 
+def _with_cost(chunk: bytes, cost: float | None) -> bytes:
+    """The upstream's usage chunk with OpenRouter's `usage.cost` added (the one chunk of a stream re-encoded)."""
+    if cost is None:
+        return chunk
+    try:
+        data = orjson.loads(chunk[6:])
+    except orjson.JSONDecodeError:
+        return chunk
+    if not isinstance(data, dict) or not isinstance(data.get("usage"), dict):
+        return chunk
+    data["usage"]["cost"] = cost
+    return b"data: " + orjson.dumps(data)
+
+
 def _passthrough_finish(chunk: bytes) -> str:
     """The finish_reason of a passed-through chunk (the chunk that carries one is parsed, no other)."""
     try:
@@ -431,7 +446,9 @@ def _generation(team_id: int, ident: str) -> dict | None:
     return {"data": {
         "id": record.request_id, "model": record.served_model or record.requested_model,
         "tokens_prompt": record.prompt_tokens, "tokens_completion": record.completion_tokens,
-        "tokens_cached": record.cached_tokens, "total_cost": _amount(record.cost),
+        "tokens_cached": record.cached_tokens, "tokens_cache_write_5m": record.cache_write_5m_tokens,
+        "tokens_cache_write_1h": record.cache_write_1h_tokens, "tokens_reasoning": record.reasoning_tokens,
+        "usage_clamped": record.usage_clamped, "total_cost": _amount(record.cost),
         "total_cost_micro": record.cost, "streamed": record.stream, "cancelled": status == 499,
         "latency": record.ttfb_ms, "generation_time": record.latency_ms,
         "finish_reason": _finish_reason(record),

@@ -249,10 +249,18 @@ def to_canonical(payload: dict) -> dict:
 
 
 # --- response --------------------------------------------------------------------------------------------
-def usage_body(usage) -> dict:
-    return {"input_tokens": max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0),
-            "output_tokens": usage.completion_tokens, "cache_creation_input_tokens": usage.cache_write_tokens,
-            "cache_read_input_tokens": usage.cached_tokens}
+def usage_body(usage, cost: float | None = None) -> dict:
+    """Anthropic's usage object (cache writes by duration too), with `cost` (OpenRouter's field: what the call
+    was charged in the deployment currency) when the model has a price."""
+    writes = usage.cache_write_tokens + usage.cache_write_1h_tokens
+    out = {"input_tokens": max(usage.prompt_tokens - usage.cached_tokens - writes, 0),
+           "output_tokens": usage.completion_tokens, "cache_creation_input_tokens": writes,
+           "cache_read_input_tokens": usage.cached_tokens,
+           "cache_creation": {"ephemeral_5m_input_tokens": usage.cache_write_tokens,
+                              "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens}}
+    if cost is not None:
+        out["cost"] = cost
+    return out
 
 
 def message_from_canonical(data: dict, usage, *, message_id: str, model: str) -> dict:
@@ -284,8 +292,9 @@ def _sse(event: str, data: dict) -> bytes:
 class EventRenderer:
     """Canonical events → Anthropic SSE (message_start … message_stop)."""
 
-    def __init__(self, *, message_id: str, model: str):
+    def __init__(self, *, message_id: str, model: str, cost=None):
         self.message_id, self.model = message_id, model
+        self.cost = cost   # usage → its cost (RelayCall.cost_now), for the last usage
         self.started = False
         self.block_index = -1
         self.block_kind: str | None = None
@@ -350,7 +359,8 @@ class EventRenderer:
 
     def finish(self) -> list[bytes]:
         out = self._start() + self._close_block()
-        usage = usage_body(self.usage) if self.usage is not None else {"output_tokens": 0}
+        usage = usage_body(self.usage, self.cost(self.usage) if self.cost else None) \
+            if self.usage is not None else {"output_tokens": 0}
         out.append(_sse("message_delta", {"type": "message_delta",
                                           "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
                                           "usage": usage}))
@@ -366,8 +376,10 @@ ID_PREFIX = "msg_"
 
 
 def complete(call, data: dict, usage) -> dict:
-    return message_from_canonical(data, usage, message_id=ID_PREFIX + call.hex_id, model=call.model.public_id)
+    message = message_from_canonical(data, usage, message_id=ID_PREFIX + call.hex_id, model=call.model.public_id)
+    message["usage"] = usage_body(usage, call.cost_now(usage))
+    return message
 
 
 def renderer(call, payload: dict) -> EventRenderer:
-    return EventRenderer(message_id=ID_PREFIX + call.hex_id, model=call.model.public_id)
+    return EventRenderer(message_id=ID_PREFIX + call.hex_id, model=call.model.public_id, cost=call.cost_now)

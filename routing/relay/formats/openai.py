@@ -93,19 +93,26 @@ def validate_embeddings(payload: dict) -> dict:
     return payload
 
 
-def usage_dict(usage) -> dict:
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}
+def usage_dict(usage, cost: float | None = None) -> dict:
+    """OpenAI's usage object, with OpenRouter's additions: cache writes among the prompt's details and
+    `cost`, what the call was charged in the deployment currency (when the model has a price)."""
+    out = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+           "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+           "prompt_tokens_details": {"cached_tokens": usage.cached_tokens,
+                                     "cache_write_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens},
+           "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}
+    if cost is not None:
+        out["cost"] = cost
+    return out
 
 
 class ChunkRenderer:
     """Canonical events → OpenAI `chat.completion.chunk` SSE lines."""
 
-    def __init__(self, *, chunk_id: str, model: str, include_usage: bool):
+    def __init__(self, *, chunk_id: str, model: str, include_usage: bool, cost=None):
         self.base = {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         self.include_usage = include_usage
+        self.cost = cost   # usage → its cost (RelayCall.cost_now), for the usage chunk
         self.started = False
         self.usage = None
 
@@ -142,7 +149,8 @@ class ChunkRenderer:
     def finish(self) -> list[bytes]:
         out = []
         if self.include_usage and self.usage is not None:
-            out.append(b"data: " + orjson.dumps(dict(self.base, choices=[], usage=usage_dict(self.usage))) + b"\n\n")
+            usage = usage_dict(self.usage, self.cost(self.usage) if self.cost else None)
+            out.append(b"data: " + orjson.dumps(dict(self.base, choices=[], usage=usage)) + b"\n\n")
         out.append(b"data: [DONE]\n\n")
         return out
 
@@ -164,10 +172,13 @@ def complete(call, data: dict, usage) -> dict:
     data["id"] = ID_PREFIX + call.hex_id
     data["model"] = call.model.public_id
     if not adapter_for(call.channel.kind).capabilities.passthrough:
-        data["usage"] = usage_dict(usage)
+        data["usage"] = usage_dict(usage, call.cost_now(usage))
+    elif isinstance(data.get("usage"), dict):
+        data["usage"]["cost"] = call.cost_now(usage)
     return data
 
 
 def renderer(call, payload: dict) -> ChunkRenderer:
     return ChunkRenderer(chunk_id=ID_PREFIX + call.hex_id, model=call.model.public_id,
-                         include_usage=bool((payload.get("stream_options") or {}).get("include_usage")))
+                         include_usage=bool((payload.get("stream_options") or {}).get("include_usage")),
+                         cost=call.cost_now)
