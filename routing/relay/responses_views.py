@@ -67,14 +67,23 @@ def _completed_response(chunk: bytes) -> dict | None:
     return None
 
 
-async def _storing(stream, team_id: int, items: list):
-    """The stream as it goes out; its completed response is stored before the client sees that event."""
+def _with_previous(data: bytes, previous: str | None) -> bytes:
+    """A native answer names no previous response (the upstream got the whole conversation instead): ours."""
+    if previous is None:
+        return data
+    return data.replace(b'"previous_response_id":null', b'"previous_response_id":' + orjson.dumps(previous))
+
+
+async def _finishing(stream, previous: str | None, save):
+    """The stream as it goes out, its lifecycle events naming the previous response; the completed response is
+    stored (`save`, unless None) before the client sees that event."""
     try:
         async for chunk in stream:
-            if _COMPLETED in chunk:
+            chunk = _with_previous(chunk, previous)
+            if save is not None and _COMPLETED in chunk:
                 response = _completed_response(chunk)
                 if response is not None:
-                    await _save(team_id, response, items)
+                    await save(response)
             yield chunk
     finally:
         await stream.aclose()
@@ -96,13 +105,20 @@ async def create(call, payload):
     dropped = responses_format.dropped_tools(payload)
     if dropped and not call.native:
         response["X-Tollgate-Route"] += "; dropped_tools=" + ",".join(dropped)
-    if payload.get("store") is False or response.status_code != 200:
-        return response
-    items = responses_format.input_items(payload)
+    previous = payload.get("previous_response_id") if call.native else None
+    save = None
+    if payload.get("store") is not False and response.status_code == 200:
+        items, team_id = responses_format.input_items(payload), call.ctx.team_id
+
+        async def save(stored: dict) -> None:
+            await _save(team_id, stored, items)
     if response.streaming:
-        response.streaming_content = _storing(response.streaming_content, call.ctx.team_id, items)
-    else:
-        await _save(call.ctx.team_id, orjson.loads(response.content), items)
+        if previous is not None or save is not None:
+            response.streaming_content = _finishing(response.streaming_content, previous, save)
+    elif previous is not None or save is not None:
+        response.content = _with_previous(response.content, previous)
+        if save is not None:
+            await save(orjson.loads(response.content))
     return response
 
 
