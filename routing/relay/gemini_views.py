@@ -89,10 +89,31 @@ async def list_models(call):
 
 
 @relay.relay_route("GET", GEMINI, record=False)
-async def get_model(call, model: str):
+async def get_model(call, model_id: str):
     """GET /v1beta/models/{model}: a model this key may use, by id or alias; a Gemini 404 for any other."""
     snap = await snapshot.current()
-    found = snap.resolve(model.removeprefix("models/"))
+    found = snap.resolve(model_id.removeprefix("models/"))
     if found is None or found not in _usable(call.ctx, snap):
-        raise errors.model_not_found(redact(model))
+        raise errors.model_not_found(redact(model_id))
     return relay.json_response(_model_object(found), request_id=call.request_id)
+
+
+# google-genai 3 calls the Gemini API under /v1 by default, where /v1/models is OpenAI's: a Gemini client (its
+# key in x-goog-api-key or ?key=) gets Gemini's shapes there, any other client OpenAI's.
+def _gemini_client(request) -> bool:
+    return "HTTP_X_GOOG_API_KEY" in request.META or "key" in request.GET
+
+
+@csrf_exempt
+async def v1_models(request):
+    """GET /v1/models."""
+    return await (list_models if _gemini_client(request) else relay.list_models)(request)
+
+
+@csrf_exempt
+async def v1_model(request, model_id: str):
+    """/v1/models/{model}: POST …:generateContent (and the other methods), else GET a model."""
+    name, colon, method = model_id.rpartition(":")
+    if colon and method.isalpha() and request.method == "POST":
+        return await model_action(request, model=name, method=method)
+    return await (get_model if _gemini_client(request) else relay.retrieve_model)(request, model_id=model_id)
