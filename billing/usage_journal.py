@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, connections, transaction
 from psycopg.types.json import Jsonb
 
+from core.redaction import redact
 from gateway_site.db import db_call
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,42 @@ def _clean_json(value, depth=0):
     return str(value)
 
 
-def sanitize(record: dict) -> dict:
-    """A copy of a usage record that fits UsageRecord's columns. O(fields), no regex.
+# Columns whose text a client chooses (model, User-Agent, path) or an upstream may echo (errors, attempts):
+# a secret pasted there is stored, and so shown, masked by core.redaction.
+CLIENT_TEXT = frozenset({"requested_model", "served_model", "user_agent", "sdk", "path", "route", "error_text",
+                         "attempts"})
+# Every shape core.redaction masks contains one of these (lower-cased): most values skip its regexes.
+_SECRET_HINTS = ("sk-", "tgp_", "aiza", "xai-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "bearer", "key", "secret",
+                 "password", "token", "authorization")
 
-    Strings lose NUL bytes and are clipped to their column; integers are clamped to their column's range
-    (negative token counts become 0); a value of the wrong type is coerced or replaced by the column's
-    empty value. Keys that are not columns are dropped; relation ids and `created_at` pass through."""
+
+def _redacted(value: str) -> str:
+    if len(value) < 6:
+        return value
+    lowered = value.lower()
+    return redact(value) if any(hint in lowered for hint in _SECRET_HINTS) else value
+
+
+def _redacted_json(value, depth=0):
+    if type(value) is str:
+        return _redacted(value)
+    if depth > 8:
+        return None
+    if isinstance(value, dict):
+        return {k: _redacted_json(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted_json(v, depth + 1) for v in value]
+    return value
+
+
+def sanitize(record: dict) -> dict:
+    """A copy of a usage record that fits UsageRecord's columns. O(fields); regexes only for the client's
+    strings that look like they may hold a secret.
+
+    Strings lose NUL bytes and are clipped to their column; client-supplied strings are redacted (CLIENT_TEXT);
+    integers are clamped to their column's range (negative token counts become 0); a value of the wrong type
+    is coerced or replaced by the column's empty value. Keys that are not columns are dropped; relation ids
+    and `created_at` pass through."""
     spec = _columns()
     out = {}
     for name, value in record.items():
@@ -102,7 +133,15 @@ def sanitize(record: dict) -> dict:
             continue
         kind = column[0]
         if kind == _TEXT:
-            out[name] = None if value is None and column[2] else _clean_text(value, column[1])
+            if value is None and column[2]:
+                out[name] = None
+            elif name in CLIENT_TEXT:
+                # Clip before the regexes (a 1 MB User-Agent) and after the masks (they change lengths).
+                limit = column[1]
+                text = _redacted(_clean_text(value, None if limit is None else 4 * limit))
+                out[name] = text[:limit] if limit is not None else text
+            else:
+                out[name] = _clean_text(value, column[1])
         elif kind == _INT:
             if type(value) is not int:
                 if value is None and column[3]:
@@ -116,7 +155,7 @@ def sanitize(record: dict) -> dict:
         elif kind == _BOOL:
             out[name] = bool(value)
         else:
-            out[name] = _clean_json(value)
+            out[name] = _redacted_json(_clean_json(value)) if name in CLIENT_TEXT else _clean_json(value)
     return out
 
 
