@@ -98,8 +98,8 @@ class _NoResponses(BaseHTTPRequestHandler):
         if self.path.endswith("/responses"):
             self._send(404, b'{"error":{"message":"Not Found","type":"invalid_request_error"}}')
             return
-        answer = httpx.post(self.upstream + self.path, content=body, timeout=10,
-                            headers={"Authorization": self.headers["Authorization"], "Content-Type": "application/json"})
+        headers = {"Authorization": self.headers["Authorization"], "Content-Type": "application/json"}
+        answer = httpx.post(self.upstream + self.path, content=body, timeout=10, headers=headers)
         self._send(answer.status_code, answer.content)
 
     def _send(self, status, body):
