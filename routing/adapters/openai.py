@@ -183,8 +183,11 @@ class OpenAIAdapter(Adapter):
                 chunk = orjson.loads(payload)
             except orjson.JSONDecodeError as exc:
                 raise UpstreamFormatError(f"invalid JSON in stream ({exc})") from None
+            if not isinstance(chunk, dict):
+                raise UpstreamFormatError("a stream chunk is not a JSON object")
             if chunk.get("error"):
-                yield StreamError(str(chunk["error"].get("message", "upstream error")))
+                err = chunk["error"]
+                yield StreamError(str(err.get("message", "upstream error") if isinstance(err, dict) else err))
                 return
             usage = usage_from(chunk.get("usage"))
             for choice in chunk.get("choices") or ():

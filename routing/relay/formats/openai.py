@@ -69,7 +69,12 @@ def validate_chat(payload: dict) -> dict:
     tools = payload.get("tools")
     if tools is not None:
         for i, tool in enumerate(checks.objects("tools", tools)):
-            checks.optional(tool, "function", (dict,), "an object", f"tools[{i}].function")
+            fn = checks.optional(tool, "function", (dict,), "an object", f"tools[{i}].function")
+            if fn is not None:   # adapters translate these for other providers
+                for key in ("name", "description"):
+                    checks.optional(fn, key, (str,), "a string", f"tools[{i}].function.{key}")
+                checks.optional(fn, "parameters", (dict,), "an object (a JSON schema)",
+                                f"tools[{i}].function.parameters")
     checks.optional(payload, "tool_choice", (str, dict), "a string or an object")
     return payload
 
