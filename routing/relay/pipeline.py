@@ -269,13 +269,15 @@ class RelayCall:
         deadline = self.started + settings.TOLLGATE_ROUTE_DEADLINE_SECONDS
         max_attempts = settings.TOLLGATE_MAX_ATTEMPTS
         cooling = 0
+        sticky = router.cache_key(self.canonical or {}, self.ctx.team_id)   # same cache key, same channel
         for last_resort in (False, True):
             if last_resort:
                 if tries.tried or not cooling:
                     return
                 self.attempts.clear()
             for model in models:
-                channels = router.order_channels(self.snap.channels_for(model, self.ctx.team_id), self.ctx.team_id)
+                channels = router.order_channels(self.snap.channels_for(model, self.ctx.team_id), self.ctx.team_id,
+                                                 sticky)
                 if not channels:
                     self.skip(model, None, "no channel serves it")
                 for channel in channels:

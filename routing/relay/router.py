@@ -4,10 +4,12 @@
 on request features); OpenRouter-style `models: [..]` is an ordered fallback list. Candidates that cannot
 serve the request (context too short, no tools, no vision, no JSON schema) are skipped with a reason.
 Channels: the team's own first, then platform ones; highest priority tier first, weighted random inside."""
+import hashlib
 import random
 import re
 from dataclasses import dataclass, field
 
+import orjson
 from django.conf import settings
 
 from keys.auth import KeyContext
@@ -169,8 +171,17 @@ def downgrade_past_soft_limit(plan: Plan) -> None:
     plan.skipped.append(f"route '{plan.rule.name}' past its soft limit: downgraded")
 
 
-def order_channels(channels: list[ChannelEntry], team_id: int) -> list[ChannelEntry]:
-    """Team's own channels, then platform; each by priority tier (high first), weighted random inside."""
+def order_channels(channels: list[ChannelEntry], team_id: int, sticky: bytes | None = None) -> list[ChannelEntry]:
+    """Team's own channels, then platform; each by priority tier (high first), weighted random inside. With a
+    cache key (`cache_key`) the draw inside a tier is the key's own (weighted rendezvous hashing): requests
+    with the same key go to the same channel, whose prompt cache is warm, in every gateway process, and
+    move to the next one only while it is skipped (circuit open, at its cap)."""
+    def draw(c: ChannelEntry) -> float:
+        if sticky is None:
+            return random.random()
+        digest = hashlib.blake2b(sticky + c.id.to_bytes(8, "big"), digest_size=8).digest()
+        return (int.from_bytes(digest, "big") + 1) / (2**64 + 1)
+
     def tiers(group):
         by_priority: dict[int, list[ChannelEntry]] = {}
         for c in group:
@@ -179,7 +190,7 @@ def order_channels(channels: list[ChannelEntry], team_id: int) -> list[ChannelEn
         for priority in sorted(by_priority, reverse=True):
             tier = by_priority[priority]
             if len(tier) > 1:  # weighted shuffle: each pick proportional to weight among the rest
-                tier = sorted(tier, key=lambda c: random.random() ** (1.0 / max(c.weight, 1)), reverse=True)
+                tier = sorted(tier, key=lambda c: draw(c) ** (1.0 / max(c.weight, 1)), reverse=True)
             ordered.extend(tier)
         return ordered
 
@@ -188,3 +199,37 @@ def order_channels(channels: list[ChannelEntry], team_id: int) -> list[ChannelEn
     own = [c for c in channels if c.team_id == team_id]
     platform = [c for c in channels if c.team_id is None]
     return tiers(own) + tiers(platform)
+
+
+def cache_key(request: dict, team_id: int) -> bytes | None:
+    """What makes a request's prompt cache reusable (a provider keeps it per account, so per channel): OpenAI's
+    `prompt_cache_key`, else a hash of the prompt up to its first `cache_control` breakpoint (Anthropic's
+    cached prefix: the system prompt and tools, the same on every turn of a session), else the end `user`.
+    Scoped to the team. None: nothing to keep warm, channels are drawn at random."""
+    key = request.get("prompt_cache_key")
+    if isinstance(key, str) and key:
+        return b"%d:k:%s" % (team_id, key.encode())
+    prefix = _cached_prefix(request)
+    if prefix is not None:
+        return b"%d:p:%s" % (team_id, hashlib.blake2b(prefix, digest_size=16).digest())
+    user = request.get("user")
+    if isinstance(user, str) and user:
+        return b"%d:u:%s" % (team_id, user.encode())
+    return None
+
+
+def _cached_prefix(request: dict) -> bytes | None:
+    """The prompt's parts up to and including the first one marked with cache_control (without the mark), or
+    None when nothing is marked."""
+    parts: list = []
+    for message in request.get("messages") or ():
+        if not isinstance(message, dict):
+            return None
+        content = message.get("content")
+        for part in content if isinstance(content, list) else (content,):
+            marked = isinstance(part, dict) and isinstance(part.get("cache_control"), dict)
+            parts.append((message.get("role"), {k: v for k, v in part.items() if k != "cache_control"}
+                          if marked else part))
+            if marked:
+                return orjson.dumps(parts)
+    return None
