@@ -164,6 +164,9 @@ def _check(req, model) -> dict:
         _check_parts(body["systemInstruction"], "system_instruction", model)
     for i, tool in enumerate(body.get("tools") or ()):
         for j, decl in enumerate(tool.get("functionDeclarations") or ()):
+            if "parameters" in decl and "parametersJsonSchema" in decl:
+                raise _semantic(f"tools[{i}].function_declarations[{j}]", "parameters and parameters_json_schema "
+                                "cannot both be set.")
             if not _FUNCTION_NAME(decl["name"]):
                 raise _semantic(f"tools[{i}].function_declarations[{j}].name", "Invalid function name. Must start "
                                 "with a letter or an underscore. Must be alphameric (a-z, A-Z, 0-9), underscores (_), "
@@ -248,7 +251,7 @@ def generate(req) -> Reply:
     allowed = calling.get("allowedFunctionNames")
     functions = [d for t in body.get("tools") or () for d in t.get("functionDeclarations") or ()
                  if not allowed or d["name"] in allowed]
-    tool = pick_tool(functions, off=calling.get("mode") == "NONE" or after_result)
+    tool = pick_tool(functions, off=calling.get("mode") == "NONE" or after_result, prefer=options.tool)
     if tool is not None:
         out = call(tool, "parameters" if "parameters" in tool else "parametersJsonSchema")
         part = {"functionCall": {"name": out.tool, "args": out.args}}
@@ -265,6 +268,10 @@ def generate(req) -> Reply:
         parts, spent = [{"text": "".join(out.pieces)}], len(out.pieces)
         steps = [[{"text": p}] for p in out.pieces] or [parts]  # streamed: a chunk per token
     n, prompt, thoughts = cfg.get("candidateCount", 1), prompt_tokens(body), options.reasoning
+    if thoughts and (cfg.get("thinkingConfig") or {}).get("includeThoughts"):  # a thought summary comes first
+        thought = {"text": content.reply_text(_text(source), min(thoughts, 12), lead="Thinking about:"),
+                   "thought": True}
+        parts, steps = [thought, *parts], [[thought], *steps]
     usage = {"promptTokenCount": prompt, "candidatesTokenCount": spent * n,
              "totalTokenCount": prompt + spent * n + thoughts}
     if options.cached:
