@@ -54,7 +54,47 @@ def claim_embedded_process() -> str | None:
     return None
 
 
-class RelayASGIHandler(ASGIHandler):
+class BodyTimeout(Exception):
+    """The client did not send its whole body within TOLLGATE_BODY_TIMEOUT_SECONDS."""
+
+
+class BodyDeadline:
+    """Reads the body under a deadline: a client that trickles (or stops half-way) gets a 408."""
+
+    async def read_body(self, receive):
+        seconds = settings.TOLLGATE_BODY_TIMEOUT_SECONDS
+        try:
+            async with asyncio.timeout(seconds if seconds > 0 else None):
+                return await super().read_body(receive)
+        except TimeoutError:
+            raise BodyTimeout from None
+
+
+def body_timeout_response(path: str):
+    """The 408 for a body too slow, in the route's format (a relay path) or as plain JSON (the console)."""
+    from routing.relay import errors, formats
+    from routing.relay.views import format_of_path
+
+    seconds = settings.TOLLGATE_BODY_TIMEOUT_SECONDS
+    err = errors.RelayError(408, "invalid_request_error", "request_timeout",
+                            f"The request body was not received within {seconds:g} seconds. Send the whole body "
+                            "at once (the limit is TOLLGATE_BODY_TIMEOUT_SECONDS).")
+    response = formats.of(format_of_path(path)).error_response(err, "req_" + os.urandom(12).hex())
+    response["Connection"] = "close"
+    return response
+
+
+class ConsoleASGIHandler(BodyDeadline, ASGIHandler):
+    """Django's handler for the console, the management API and static files, with the body deadline."""
+
+    async def handle(self, scope, receive, send):
+        try:
+            await super().handle(scope, receive, send)
+        except BodyTimeout:  # raised before anything was sent
+            await self.send_response(body_timeout_response(scope["path"]), send)
+
+
+class RelayASGIHandler(BodyDeadline, ASGIHandler):
     """Django's ASGI handler minus what the relay does not need and pays for on every request: middleware,
     the per-request ThreadSensitiveContext (a new executor thread per request in asgiref 3.13) and the
     request_started/finished signals with their thread hops (their receivers manage DB connections; the
@@ -72,6 +112,9 @@ class RelayASGIHandler(ASGIHandler):
         # Django 5.2's ASGIHandler.handle without the signals and the sync_to_async(response.close) hop.
         try:
             body_file = await self.read_body(receive)
+        except BodyTimeout:
+            await self.send_response(body_timeout_response(scope["path"]), send)
+            return
         except RequestAborted:
             # The client went away, or the server could not read the body (a malformed chunked encoding
             # ends the same way): the answer for the latter, a JSON 400, is harmless for the former.
@@ -125,7 +168,7 @@ def build_application():
 
     tokens.warm()  # the tokenizer's ~0.3 s load, before serving (and before gc.freeze below)
     relay = RelayASGIHandler()
-    console = ASGIStaticFilesHandler(ASGIHandler()) if settings.TOLLGATE_SERVE_STATIC else ASGIHandler()
+    console = ASGIStaticFilesHandler(ConsoleASGIHandler()) if settings.TOLLGATE_SERVE_STATIC else ConsoleASGIHandler()
 
     async def application(scope, receive, send):
         kind = scope["type"]

@@ -184,6 +184,9 @@ SPECTACULAR_SETTINGS = {
 # --- Relay -------------------------------------------------------------------------------------
 TOLLGATE_MAX_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = TOLLGATE_MAX_BODY_BYTES + 1
+# A request body not fully received this long after the headers is answered 408 (a slow client holds no
+# worker slot for ever; gateway_site/asgi.py).
+TOLLGATE_BODY_TIMEOUT_SECONDS = env.float("TOLLGATE_BODY_TIMEOUT_SECONDS", default=30.0)
 TOLLGATE_UPSTREAM_TIMEOUT = env.float("TOLLGATE_UPSTREAM_TIMEOUT", default=120.0)
 TOLLGATE_UPSTREAM_CONNECT_TIMEOUT = env.float("TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 # Usage records are appended to a local journal (durable through kill -9) and flushed to the DB in batches.
