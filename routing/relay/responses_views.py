@@ -18,7 +18,7 @@ from routing.relay.formats import responses as responses_format
 
 RESPONSES = "responses"
 STORE_TTL_SECONDS = getattr(settings, "TOLLGATE_RESPONSES_TTL_SECONDS", 30 * 86400)   # OpenAI keeps 30 days
-_COMPLETED = b'"type":"response.completed"'
+_FINAL = (b'"type":"response.completed"', b'"type":"response.incomplete"')
 
 
 def _key(response_id: str) -> str:
@@ -57,31 +57,47 @@ async def _with_history(call, payload: dict) -> None:
     payload["input"] = stored["input"] + stored["response"]["output"] + own
 
 
-def _completed_response(chunk: bytes) -> dict | None:
-    """The Response object of a stream's response.completed event, if `chunk` holds it."""
+def _is_final(chunk: bytes) -> bool:
+    return any(kind in chunk for kind in _FINAL)
+
+
+def _final_response(chunk: bytes) -> dict | None:
+    """The Response object of a stream's last event (completed or incomplete), if `chunk` holds it."""
     for event in chunk.split(b"\n\n"):
-        if _COMPLETED in event:
+        if _is_final(event):
             for line in event.split(b"\n"):
                 if line.startswith(b"data:"):
                     return orjson.loads(line[5:]).get("response")
     return None
 
 
-def _with_previous(data: bytes, previous: str | None) -> bytes:
-    """A native answer names no previous response (the upstream got the whole conversation instead): ours."""
-    if previous is None:
-        return data
-    return data.replace(b'"previous_response_id":null', b'"previous_response_id":' + orjson.dumps(previous))
+def _native_patch(call, previous: str | None):
+    """What a native answer lacks, put into its bytes: the previous response it continues (the upstream got the
+    whole conversation instead of our id) and, in the final usage, `usage.cost` (what the ledger will charge)."""
+    named = b'"previous_response_id":' + orjson.dumps(previous) if previous else None
+
+    def patch(chunk: bytes, final: bool) -> bytes:
+        if named is not None:
+            chunk = chunk.replace(b'"previous_response_id":null', named)
+        if final and b'"usage":{"' in chunk and b'"cost":' not in chunk:
+            cost = call.cost_now(call.usage)
+            if cost is not None:
+                chunk = chunk.replace(b'"usage":{', b'"usage":{"cost":' + orjson.dumps(cost) + b",", 1)
+        return chunk
+
+    return patch
 
 
-async def _finishing(stream, previous: str | None, save):
-    """The stream as it goes out, its lifecycle events naming the previous response; the completed response is
-    stored (`save`, unless None) before the client sees that event."""
+async def _finishing(stream, patch, save):
+    """The stream as it goes out (`patch`ed, when native); its final response is stored (`save`, unless None)
+    before the client sees that event."""
     try:
         async for chunk in stream:
-            chunk = _with_previous(chunk, previous)
-            if save is not None and _COMPLETED in chunk:
-                response = _completed_response(chunk)
+            final = _is_final(chunk)
+            if patch is not None:
+                chunk = patch(chunk, final)
+            if save is not None and final:
+                response = _final_response(chunk)
                 if response is not None:
                     await save(response)
             yield chunk
@@ -105,7 +121,7 @@ async def create(call, payload):
     dropped = responses_format.dropped_tools(payload)
     if dropped and not call.native:
         response["X-Tollgate-Route"] += "; dropped_tools=" + ",".join(dropped)
-    previous = payload.get("previous_response_id") if call.native else None
+    patch = _native_patch(call, payload.get("previous_response_id")) if call.native else None
     save = None
     if payload.get("store") is not False and response.status_code == 200:
         items, team_id = responses_format.input_items(payload), call.ctx.team_id
@@ -113,12 +129,13 @@ async def create(call, payload):
         async def save(stored: dict) -> None:
             await _save(team_id, stored, items)
     if response.streaming:
-        if previous is not None or save is not None:
-            response.streaming_content = _finishing(response.streaming_content, previous, save)
-    elif previous is not None or save is not None:
-        response.content = _with_previous(response.content, previous)
-        if save is not None:
-            await save(orjson.loads(response.content))
+        if patch is not None or save is not None:
+            response.streaming_content = _finishing(response.streaming_content, patch, save)
+        return response
+    if patch is not None:
+        response.content = patch(response.content, True)
+    if save is not None:
+        await save(orjson.loads(response.content))
     return response
 
 

@@ -218,3 +218,33 @@ def test_a_broken_translated_stream_ends_with_response_failed(kinds):
     frames = events(r)
     assert frames[0]["type"] == "response.created" and frames[-1]["type"] == "response.failed"
     assert frames[-1]["response"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-5"])
+def test_usage_cost_is_what_the_ledger_records(kinds, model, stream):
+    r = post(kinds, {"model": model, "input": "price me [[sim:cached=2]]", "stream": stream})
+    body = events(r)[-1]["response"] if stream else r.json()
+    usage = body["usage"]
+    record = record_of(body["id"])
+    assert record.cost > 0 and round(usage["cost"] * 1_000_000) == record.cost
+    assert (usage["input_tokens"], usage["output_tokens"]) == (record.prompt_tokens, record.completion_tokens)
+
+
+def test_claude_thinking_round_trips_through_encrypted_content(kinds):
+    """Codex's way: store false, reasoning items sent back with their encrypted_content; Claude wants its
+    signed thinking block back before the tool result (the simulator refuses the turn without it)."""
+    base = {"model": "claude-sonnet-4-5", "tools": [WEATHER], "store": False, "max_output_tokens": 4000,
+            "reasoning": {"effort": "low", "summary": "auto"}, "include": ["reasoning.encrypted_content"]}
+    first = post(kinds, {**base, "input": "Weather in Paris?"}).json()
+    reasoning = next(i for i in first["output"] if i["type"] == "reasoning")
+    assert reasoning["summary"][0]["text"] and reasoning["encrypted_content"].startswith("tgsig:")
+    call = next(i for i in first["output"] if i["type"] == "function_call")
+    follow = post(kinds, {**base, "input": [{"role": "user", "content": "Weather in Paris?"}, *first["output"],
+                                            {"type": "function_call_output", "call_id": call["call_id"],
+                                             "output": "18 C"}]})
+    assert follow.status_code == 200, follow.text
+    sent = sim_requests(kinds, "/v1/messages")[-1]["body"]
+    assistant = next(m for m in sent["messages"] if m["role"] == "assistant")
+    assert assistant["content"][0]["type"] == "thinking"
+    assert assistant["content"][0]["signature"] == reasoning["encrypted_content"].removeprefix("tgsig:")
