@@ -20,9 +20,9 @@ urlpatterns = [
     path("v1/models/<path:model_id>", relay_gemini.v1_model),   # ids have a slash: openai/gpt-4o-mini
     path("v1/key", relay.key_info),
     # Native Gemini (Gemini CLI, google-genai); model names may hold a slash (models/google/gemini-2.5-flash).
-    re_path(r"^v1beta/models/(?P<model>[^:]+):(?P<method>[A-Za-z]+)$", relay_gemini.model_action),
+    re_path(r"^v1beta/models/(?P<model>.+):(?P<method>[A-Za-z]+)$", relay_gemini.model_action),   # route:x too
     path("v1beta/models", relay_gemini.list_models),
-    re_path(r"^v1beta/models/(?P<model_id>[^:]+)$", relay_gemini.get_model),
+    re_path(r"^v1beta/models/(?P<model_id>.+)$", relay_gemini.get_model),
     path("v1/generation", relay.generation),
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),

@@ -219,3 +219,85 @@ def test_upstream_error_mid_stream_ends_with_a_gemini_error_frame(gemini):
     assert frames[-1]["error"]["code"] == 502 and frames[-1]["error"]["status"] == "UNAVAILABLE"
     record = wait_for(lambda: UsageRecord.objects.filter(path__startswith="/v1beta/", status_code=502).first())
     assert record.error_code == "upstream_unavailable"
+
+
+@pytest.fixture
+def claude(gemini):
+    model = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", provider="anthropic",
+                                          upstream_name="claude-sonnet-4-5", aliases=["claude-sonnet-4-5"])
+    factories.PriceFactory(model=model)
+    factories.channel(models=[model], base_url=gemini.simulator.url, kind=Channel.ANTHROPIC, name="claude",
+                      api_key="sim-anthropic-key")
+    bump_version()
+    wait_for(lambda: post(gemini, "claude-sonnet-4-5", "countTokens", HELLO).status_code == 200)
+    return gemini
+
+
+def test_translated_to_an_anthropic_channel_with_thinking(claude):
+    """thinkingConfig → Claude's thinking budget; its thinking comes back as thought parts, whole and streamed."""
+    body = {**HELLO, "generationConfig": {"maxOutputTokens": 4000,
+                                          "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": True}}}
+    data = post(claude, "claude-sonnet-4-5", "generateContent", body).json()
+    parts = data["candidates"][0]["content"]["parts"]
+    assert parts[0]["thought"] is True and parts[0]["text"] and parts[1]["text"] and "thought" not in parts[1]
+    sent = sent_body(claude)
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048} and sent["max_tokens"] == 4000
+    assert data["usageMetadata"]["candidatesTokenCount"] > 0
+    frames = sse_frames(post(claude, "claude-sonnet-4-5", "streamGenerateContent", body, query="?alt=sse").text)
+    first = frames[0]["candidates"][0]["content"]["parts"][0]
+    assert first["thought"] is True
+    assert any("thought" not in p and p.get("text") for f in frames for p in f["candidates"][0]["content"]["parts"])
+
+
+def test_function_call_through_an_anthropic_channel(claude):
+    ask = {"contents": [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}], "tools": TOOLS}
+    data = post(claude, "claude-sonnet-4-5", "generateContent", ask).json()
+    call = next(p["functionCall"] for p in data["candidates"][0]["content"]["parts"] if "functionCall" in p)
+    assert call["name"] == "get_weather" and call["id"].startswith("toolu_")
+    assert sent_body(claude)["tools"][0]["input_schema"]["properties"]["city"] == {"type": "string"}
+    follow = {"contents": [*ask["contents"], {"role": "model", "parts": [{"functionCall": call}]},
+                           {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
+                                                                            "response": {"temp": 18}}}]}],
+              "tools": TOOLS}
+    answer = post(claude, "claude-sonnet-4-5", "generateContent", follow)
+    assert answer.status_code == 200, answer.text
+    result = sent_body(claude)["messages"][-1]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == call["id"]
+    assert record_of(data["responseId"]).finish_reason == "tool_calls"
+
+
+def test_native_thoughts_and_cached_tokens_are_counted(gemini):
+    body = {"contents": [{"parts": [{"text": "Think first [[sim:reasoning=20]] [[sim:cached=5]]"}]}],
+            "generationConfig": {"thinkingConfig": {"includeThoughts": True}}}
+    data = post(gemini, "gemini-2.5-flash", "generateContent", body).json()
+    assert data["candidates"][0]["content"]["parts"][0]["thought"] is True
+    meta = data["usageMetadata"]
+    assert meta["thoughtsTokenCount"] == 20 and meta["cachedContentTokenCount"] == 5
+    record = record_of(data["responseId"])
+    assert record.completion_tokens == meta["candidatesTokenCount"] + 20 and record.cached_tokens == 5
+
+
+@pytest.fixture
+def broken_gemini_channel(gemini):
+    faults = f"{gemini.simulator.url}/_sim/faults"
+    httpx.post(faults, json={"key": "sim-gemini-key", "fault": "status:503", "count": None}).raise_for_status()
+    yield gemini
+    httpx.delete(f"{faults}?key=sim-gemini-key").raise_for_status()
+
+
+def test_a_route_falls_back_from_a_failing_gemini_channel_to_openai(broken_gemini_channel):
+    live = broken_gemini_channel
+    gemini_model = Channel.objects.get(name="gemini").models.get()
+    factories.routing_rule(team=live.team, name="default", default_model=gemini_model,
+                           backup_models=[live.model.public_id])
+    bump_version()
+    wait_for(lambda: post(live, "route:default", "countTokens", HELLO).status_code == 200)
+    response = post(live, "route:default", "streamGenerateContent", HELLO, query="?alt=sse")
+    assert response.status_code == 200, response.text
+    assert "model=openai/gpt-4o-mini" in response.headers["x-tollgate-route"]
+    assert "google/gemini-2.5-flash via platform channel" in response.headers["x-tollgate-route"]
+    frames = sse_frames(response.text)
+    assert frames[-1]["candidates"][0]["finishReason"] == "STOP" and frames[-1]["modelVersion"] == "openai/gpt-4o-mini"
+    record = record_of(frames[0]["responseId"])
+    assert record.path == "/v1beta/models/route:default:streamGenerateContent"
+    assert record.served_model == "openai/gpt-4o-mini" and record.route == "route:default"
