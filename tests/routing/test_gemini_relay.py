@@ -75,6 +75,7 @@ def test_generate_content_natively_to_a_gemini_channel(gemini):
     assert record.path == "/v1beta/models/models/gemini-2.5-flash:generateContent"
     assert record.requested_model == "gemini-2.5-flash" and record.served_model == "google/gemini-2.5-flash"
     assert record.prompt_tokens == meta["promptTokenCount"] and record.cost > 0
+    assert meta["cost"] == pytest.approx(record.cost / 1_000_000)   # the native answer says what it cost
 
 
 def test_stream_natively_with_alt_sse(gemini):
@@ -87,6 +88,7 @@ def test_stream_natively_with_alt_sse(gemini):
     record = record_of(frames[0]["responseId"])
     assert record.stream and record.completion_tokens == frames[-1]["usageMetadata"]["candidatesTokenCount"]
     assert record.finish_reason == "stop"
+    assert frames[-1]["usageMetadata"]["cost"] == pytest.approx(record.cost / 1_000_000)
 
 
 def test_stream_without_alt_is_one_json_array(gemini):
