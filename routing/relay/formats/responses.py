@@ -516,7 +516,9 @@ class EventRenderer:
     def error(self, err: errors.RelayError, request_id: str) -> list[bytes]:
         out = self._start()
         response = self._response("failed", usage=self.usage)
-        response["error"] = {"code": err.code, "message": err.message, "request_id": request_id}
+        # The Response error's `code` is one of OpenAI's few; ours (e.g. upstream_unavailable) goes in `type`.
+        code = "rate_limit_exceeded" if err.status == 429 else "server_error"
+        response["error"] = {"code": code, "message": err.message, "type": err.code, "request_id": request_id}
         out.append(self._event("response.failed", {"response": response}))
         return out
 
