@@ -9,15 +9,25 @@ does not fit. Rate scopes count requests and tokens per minute and requests in f
 Redis keeps nothing on disk here: a missing spend or balance counter is rebuilt from PostgreSQL (usage
 records, ledger) before the script runs again, so a Redis restart never resets a budget to zero. The
 embedded default (no Redis) runs the same algorithm in-process under a lock.
+
+Redis down (shared_cache.outage): the process runs that same in-process twin, from counters rebuilt from
+PostgreSQL when the outage starts, so rates and concurrency become per-process limits and budgets are checked
+against what the database says is left; on top, each process lets a team spend at most
+TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE a minute (`outage_check`). Settles that could not reach Redis are
+kept and sent when it is back with its data; when it came back empty they are dropped (the counters they
+would move are rebuilt from the database, which holds their usage: the journal is flushed first).
+docs/reliability.md says what each outage does.
 """
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.db.models import Sum
 
 from gateway_site import shared_cache
@@ -204,6 +214,15 @@ class Reservation:
     request_id: str = "-"
 
 
+class LimitsUnavailable(Exception):
+    """The limits cannot be checked: Redis is down and the outage allowance is spent, or a counter must be
+    rebuilt while PostgreSQL is down. The relay answers 503 with Retry-After."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.message, self.retry_after = message, retry_after
+
+
 class LimitExceeded(Exception):
     def __init__(self, check: Check, left: int, counts: list[int] | None = None):
         super().__init__(check.label)
@@ -296,24 +315,32 @@ def _local_settle(res: Reservation, cost: int, delta: int, moves: list[tuple[str
 
 
 # --- rebuilding counters from the database (cold path) --------------------------------------------------
-def rebuild(check: Check) -> None:
+def database_value(source: Source, balance: bool = False) -> int:
+    """What a money counter is worth by the database: the team's available balance (balance less unbilled
+    usage) or the spend of the source's usage records since its start."""
     from billing.models import TeamBalance, UsageRecord
 
+    if balance:
+        team_id = source.team_id
+        value = TeamBalance.objects.filter(team_id=team_id).values_list("balance", flat=True).first() or 0
+        unbilled = UsageRecord.objects.filter(team_id=team_id, billed_at=None).aggregate(s=Sum("cost"))["s"] or 0
+        return value - unbilled
+    qs = UsageRecord.objects.filter(team_id=source.team_id)
+    if source.field:
+        qs = qs.filter(**{source.field: source.ident})
+    if source.start:
+        qs = qs.filter(created_at__gte=dt.datetime.fromtimestamp(source.start, dt.UTC))
+    return qs.aggregate(s=Sum("cost"))["s"] or 0
+
+
+def rebuild(check: Check) -> None:
     source = check.source
     if source is None:
         raise ValueError(f"{check.key} has no source to rebuild it from")
     if check.scope is Scope.BALANCE:
-        team_id = source.team_id
-        balance = TeamBalance.objects.filter(team_id=team_id).values_list("balance", flat=True).first() or 0
-        unbilled = UsageRecord.objects.filter(team_id=team_id, billed_at=None).aggregate(s=Sum("cost"))["s"] or 0
-        value, ttl = balance - unbilled, 7 * 86400
+        value, ttl = database_value(source, balance=True), 7 * 86400
     else:
-        qs = UsageRecord.objects.filter(team_id=source.team_id)
-        if source.field:
-            qs = qs.filter(**{source.field: source.ident})
-        if source.start:
-            qs = qs.filter(created_at__gte=dt.datetime.fromtimestamp(source.start, dt.UTC))
-        value = qs.aggregate(s=Sum("cost"))["s"] or 0
+        value = database_value(source)
         ttl = int(source.end - time.time()) + 86400 if source.end else 40 * 86400
     shared_cache.set(check.key, str(value).encode(), ttl, nx=True)
 
@@ -330,42 +357,157 @@ def _script(client, source: str):
     return script
 
 
+def outage_allowance() -> int:
+    """Micro-units a team may spend per minute in one process while Redis is down (on top of its budgets)."""
+    return shared_cache.setting("TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE", 1_000_000)
+
+
+def outage_check(checks: list[Check], worst: int) -> Check | None:
+    """The extra check a reservation takes while Redis is down: the team's spend in this process this minute,
+    against the outage allowance (its counter starts at 0 in the in-process store)."""
+    team = next((c.source.team_id for c in checks if c.scope is Scope.BALANCE and c.source), None)
+    if team is None:
+        return None
+    minute = int(time.time() // 60)
+    check = Check("budget", f"tg:outage:{team}:{minute}", outage_allowance(), worst, aux=f"tg:outage-held:{team}",
+                  label="spending allowed while the limit store is down", metric=Metric.MONEY, scope=Scope.TEAM)
+    shared_cache.memory_store().set(check.key, b"0", 120, nx=True)
+    return check
+
+
+# Reservations taken in-process while Redis was down (request id → the outage check they took): they are
+# settled in-process, wherever Redis is by then.
+_local_reservations: dict[str, list[Check]] = {}
+
+
 async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str = "-") -> tuple[int, list[int]]:
     """Atomically check every limit and take the holds; returns the hold and, per check, the count after
-    this request (rate and concurrency checks). Raises LimitExceeded (with the rate counts as they stand)."""
-    for _ in range(len(checks) + 1):
+    this request (rate and concurrency checks). Raises LimitExceeded (with the rate counts as they stand), or
+    LimitsUnavailable when they cannot be checked."""
+    for _ in range(len(checks) + 2):
         client = shared_cache.async_client()
+        extra: list[Check] = []
         if client is not None:
             args = [worst, minimum, request_id, int(time.time() + settings.TOLLGATE_HOLD_SWEEP_SECONDS)]
             for c in checks:
                 args += [c.kind, c.key, c.limit, c.amount, c.aux or "-"]
-            result = await _script(client, RESERVE_LUA)(args=args)
+            try:
+                await shared_cache.note_epoch(client)
+                result = await _script(client, RESERVE_LUA)(args=args)
+            except shared_cache.UNREACHABLE as exc:
+                shared_cache.outage.failed(exc)
+                continue
         else:
-            result = _local_reserve(worst, minimum, checks)
-        status, value, extra = result[:3]
+            if shared_cache.redis_configured():
+                shared_cache.outage.served_locally()
+                extra = [c for c in (outage_check(checks, worst),) if c is not None]
+            result = _local_reserve(worst, minimum, checks + extra)
+        status, value, more = result[:3]
         if status == 1:
-            return int(value), [int(u) for u in extra]
+            if extra:
+                _local_reservations[request_id] = extra
+            return int(value), [int(u) for u in more][:len(checks)]
         if status == 0:
-            raise LimitExceeded(checks[int(value)], int(extra), [int(u) for u in result[3]])
-        await db_call(rebuild)(checks[int(value)])
+            if int(value) >= len(checks):
+                retry = 60 - int(time.time()) % 60
+                raise LimitsUnavailable(
+                    f"The gateway's limit store is unreachable, and while it is each gateway process lets a team "
+                    f"spend at most {outage_allowance()} micro-units a minute; that is used up. Retry after "
+                    f"{retry} s.", retry)
+            raise LimitExceeded(checks[int(value)], int(more), [int(u) for u in result[3]][:len(checks)])
+        try:
+            await db_call(rebuild)(checks[int(value)])
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("request %s: cannot rebuild limit counter %s: %s", request_id, checks[int(value)].key, exc)
+            raise LimitsUnavailable("The gateway cannot check this key's budgets right now (its database is "
+                                    "unreachable). Retry in a few seconds.", 5) from None
     raise RuntimeError("limit counters could not be rebuilt")
 
 
 def settle_soon(res: Reservation, cost: int, tokens_used: int) -> None:
     """Release the reservation's holds and slots (unless the sweep already did) and count the real spend, off
     the response path: the settles of the last few milliseconds go to Redis together in one pipelined round
-    trip instead of one each (`make bench`). Must be called from the event loop."""
+    trip instead of one each (`make bench`). Must be called from the event loop.
+
+    A reservation taken in-process (Redis was down) is settled in-process; its spend is kept for Redis
+    (`_outage_spend`) while Redis is still down, or moves the Redis counters at once when it is back. A
+    settle of a Redis reservation that cannot reach Redis waits in `_deferred` for the recovery."""
     delta = tokens_used - res.estimate_tokens
     moves = [(move, c.key) for c in res.checks if (move := c.settle_move) is not None]
+    args = [res.request_id, cost, delta, *(x for move in moves for x in move)]
+    extra = _local_reservations.pop(res.request_id, None)
+    configured = shared_cache.redis_configured()
+    if extra is not None or not configured:
+        extra_moves = [(m, c.key) for c in extra or () if (m := c.settle_move) is not None]
+        _local_settle(Reservation(res.checks + (extra or []), res.hold, res.estimate_tokens, res.request_id),
+                      cost, delta, moves + extra_moves)
     client = shared_cache.async_client()
     if client is None:
-        _local_settle(res, cost, delta, moves)
+        if extra is None and configured:
+            _defer([args])
+        elif extra is not None:
+            for name, key in moves:
+                if name in MONEY_MOVES:
+                    _outage_spend[(name, key)] = _outage_spend.get((name, key), 0) + cost
         return
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:
         batcher = _batchers[loop] = _SettleBatcher(client)
-    batcher.add([res.request_id, cost, delta, *(x for move in moves for x in move)])
+    batcher.add(args)
+
+
+# Settles of Redis reservations that could not be sent (Redis down): sent on recovery unless Redis lost its
+# data. Bounded: past the cap the oldest go (their holds come back through the sweep).
+_deferred: list[list] = []
+MAX_DEFERRED = 100_000
+# The real spend of reservations settled in-process while Redis was down, per (move, counter): added to the
+# Redis counters on recovery when Redis kept its data (else they are rebuilt from the database).
+_outage_spend: dict[tuple[str, str], int] = {}
+MONEY_MOVES = ("budget", "balance")
+
+
+def _defer(batch: list[list]) -> None:
+    _deferred.extend(batch)
+    if len(_deferred) > MAX_DEFERRED:
+        dropped = len(_deferred) - MAX_DEFERRED
+        del _deferred[:dropped]
+        log.error("dropped %d deferred settles (more than %d waiting for Redis)", dropped, MAX_DEFERRED)
+
+
+def deferred_count() -> int:
+    return len(_deferred)
+
+
+async def _recover(client) -> None:
+    """Before this process uses Redis again: its usage of the outage goes to the database (so a counter
+    rebuilt from now on counts it), then what Redis missed is sent (the deferred settles, the spend settled
+    in-process), or dropped if Redis lost its data (its counters are rebuilt from the database)."""
+    from billing import usage_journal
+
+    try:
+        await usage_journal.journal.flush()
+    except Exception:  # the database may be away too: a counter rebuilt meanwhile may miss the last records
+        log.warning("could not flush the usage journal before using Redis again", exc_info=True)
+    batch, _deferred[:] = list(_deferred), []
+    spend = dict(_outage_spend)
+    _outage_spend.clear()
+    if await shared_cache.data_lost(client):
+        log.warning("Redis lost its data: %d deferred settles and the in-process spend of %d counters dropped "
+                    "(the counters are rebuilt from the database)", len(batch), len(spend))
+        return
+    batch += [[f"outage-{os.getpid()}", amount, 0, name, key] for (name, key), amount in spend.items()]
+    script = _script(client, SETTLE_LUA)
+    for start in range(0, len(batch), 500):
+        pipe = client.pipeline(transaction=False)
+        for args in batch[start:start + 500]:
+            await script(args=args, client=pipe)
+        await pipe.execute()
+    if batch:
+        log.warning("sent %d settles held back by the Redis outage", len(batch))
+
+
+shared_cache.outage.on_recovery(_recover)
 
 
 class _SettleBatcher:
@@ -384,12 +526,19 @@ class _SettleBatcher:
         script = _script(self.client, SETTLE_LUA)
         while self.pending:
             batch, self.pending = self.pending, []
+            if shared_cache.async_client() is None:   # went down meanwhile
+                _defer(batch)
+                continue
             try:
                 pipe = self.client.pipeline(transaction=False)
                 for args in batch:
                     await script(args=args, client=pipe)
                 await pipe.execute()
-            except Exception:  # Redis away: holds come back through the sweep, spend is rebuilt from usage
+            except shared_cache.UNREACHABLE as exc:
+                shared_cache.outage.failed(exc)
+                _defer(batch)
+                log.warning("Redis down: %d settles deferred until it is back", len(batch))
+            except Exception:  # a bug: holds come back through the sweep, spend is rebuilt from usage
                 log.warning("could not settle %d requests' limits", len(batch), exc_info=True)
 
 

@@ -3,8 +3,17 @@
 Layers: a per-process map (entries live TOLLGATE_LOCAL_TTL_SECONDS, 0.5 s by default) → the shared cache
 (Redis) → the database. Revoking a key rewrites its shared-cache entry, so every process refuses it within
 the local TTL: well inside the 1 s the product promises.
+
+Failing soft (docs/reliability.md): a shared entry in use is re-read from the database in the background
+once it is REFRESH_AFTER old, and kept (its expiry pushed back) when the database cannot be reached, so known
+keys keep working through a PostgreSQL outage and a missed change heals within a minute. Unknown keys are
+remembered (shared: NEGATIVE_TTL, per process: a bounded LOCAL_NEGATIVE_TTL map), and concurrent look-ups of
+one key share one query, so bad keys cost no database round trip each. While Redis is down its entries live
+in-process for OUTAGE_TTL only (a revocation made meanwhile cannot reach this process through it).
 """
+import asyncio
 import ipaddress
+import logging
 import time
 from dataclasses import asdict, dataclass
 
@@ -16,8 +25,16 @@ from gateway_site.db import db_call
 from keys.limit_values import NO_LIMITS, LimitValues
 from keys.secrets import hash_secret
 
+log = logging.getLogger(__name__)
 CACHE_TTL = 300
+REFRESH_AFTER = 60
+NEGATIVE_TTL = 60
+LOCAL_NEGATIVE_TTL = 5
+OUTAGE_TTL = 10
 _local = shared_cache.LocalTTL(settings.TOLLGATE_LOCAL_TTL_SECONDS)
+_unknown = shared_cache.LocalTTL(LOCAL_NEGATIVE_TTL, max_items=50_000)
+_loading: dict[str, asyncio.Future] = {}    # secret hash → the database look-up in progress
+_refreshing: set[str] = set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +95,18 @@ def context_for(api_key) -> KeyContext:
 
 
 def encode(ctx: KeyContext | None) -> bytes:
-    return orjson.dumps(asdict(ctx), default=list) if ctx else _UNKNOWN  # default: LimitValues as a JSON array
+    """The shared entry: the context and when it was read from the database (`_at`, unix seconds)."""
+    if not ctx:
+        return _UNKNOWN
+    return orjson.dumps({**asdict(ctx), "_at": int(time.time())}, default=list)  # LimitValues as a JSON array
+
+
+def _age(raw: bytes) -> float:
+    """Seconds since the entry was read from the database (an entry without `_at` counts as old)."""
+    try:
+        return time.time() - float(orjson.loads(raw).get("_at") or 0)
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return float("inf")
 
 
 def _decode(raw: bytes) -> KeyContext | None:
@@ -117,6 +145,81 @@ def secret_from_headers(headers) -> str | None:
     return headers.get("x-api-key") or headers.get("x-goog-api-key")   # Anthropic's header, Gemini's
 
 
+class KeyStoreUnavailable(AuthError):
+    """Neither the shared cache nor the database could say whether the key exists (the relay answers 503)."""
+
+    def __init__(self):
+        super().__init__("unavailable", "The gateway cannot check API keys right now (its database is "
+                                        "unreachable). Retry in a few seconds.")
+
+
+def _entry_ttl(ctx: KeyContext | None) -> int:
+    if shared_cache.outage.down_since is not None:
+        return OUTAGE_TTL
+    return CACHE_TTL if ctx else NEGATIVE_TTL
+
+
+async def _load(secret_hash: str) -> KeyContext | None:
+    """One database look-up per key at a time in this process (a burst of one key waits for the same one)."""
+    pending = _loading.get(secret_hash)
+    if pending is not None:
+        return await asyncio.shield(pending)
+    future = _loading[secret_hash] = asyncio.get_running_loop().create_future()
+    try:
+        ctx = await db_call(_load_from_db)(secret_hash)
+    except Exception as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: no "never retrieved" warning when no one else waited
+        raise
+    else:
+        future.set_result(ctx)
+    finally:
+        _loading.pop(secret_hash, None)
+    await shared_cache.aset(cache_key(secret_hash), encode(ctx), _entry_ttl(ctx))
+    return ctx
+
+
+async def _refresh(secret_hash: str) -> None:
+    """Re-read an entry in use from the database; if it cannot be reached, keep the entry as it is."""
+    try:
+        try:
+            ctx = await db_call(_load_from_db)(secret_hash)
+        except Exception as exc:
+            log.warning("key cache: database unreachable (%s), keeping the cached entry", type(exc).__name__)
+            await shared_cache.aexpire(cache_key(secret_hash), CACHE_TTL)
+            return
+        await shared_cache.aset(cache_key(secret_hash), encode(ctx), _entry_ttl(ctx))
+        _local.put(secret_hash, ctx or False)
+    finally:
+        _refreshing.discard(secret_hash)
+
+
+def _refresh_soon(secret_hash: str, raw: bytes) -> None:
+    if secret_hash in _refreshing or _age(raw) < REFRESH_AFTER:
+        return
+    _refreshing.add(secret_hash)
+    asyncio.get_running_loop().create_task(_refresh(secret_hash))
+
+
+async def _lookup(secret_hash: str) -> KeyContext | None:
+    if _unknown.get(secret_hash):
+        return None
+    raw = await shared_cache.aget(cache_key(secret_hash))
+    if raw is None:
+        try:
+            ctx = await _load(secret_hash)
+        except Exception as exc:
+            log.warning("key look-up failed: %s: %s", type(exc).__name__, exc)
+            raise KeyStoreUnavailable() from None
+    else:
+        ctx = _decode(raw)
+        if ctx is not None:
+            _refresh_soon(secret_hash, raw)
+    if ctx is None:
+        _unknown.put(secret_hash, True)
+    return ctx
+
+
 async def authenticate(secret: str | None) -> KeyContext:
     if not secret:
         raise AuthError("missing", "No API key provided. Send it as `Authorization: Bearer <key>` "
@@ -124,13 +227,7 @@ async def authenticate(secret: str | None) -> KeyContext:
     secret_hash = hash_secret(secret)
     ctx = _local.get(secret_hash)
     if ctx is None:
-        raw = await shared_cache.aget(cache_key(secret_hash))
-        if raw is None:
-            ctx = await db_call(_load_from_db)(secret_hash)
-            await shared_cache.aset(cache_key(secret_hash), encode(ctx), CACHE_TTL if ctx else 5)
-        else:
-            ctx = _decode(raw)
-        ctx = ctx or False
+        ctx = await _lookup(secret_hash) or False
         _local.put(secret_hash, ctx)
     if ctx is False:
         raise AuthError("unknown", "Incorrect API key provided. Check the key in the Tollgate console "

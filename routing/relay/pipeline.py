@@ -15,7 +15,7 @@ from django.core.exceptions import RequestDataTooBig
 from billing import limits, usage_journal
 from billing.money import MICRO, combined_multiplier, prompt_parts, usage_cost
 from core.redaction import redact
-from keys.auth import AuthError, KeyContext, authenticate, secret_from_headers
+from keys.auth import AuthError, KeyContext, KeyStoreUnavailable, authenticate, secret_from_headers
 from routing import tokens
 from routing.adapters.base import FATAL, NEXT_CHANNEL, NEXT_MODEL, UpstreamError, UpstreamFormatError, Usage
 from routing.adapters.registry import ACCOUNT_CODES, adapter_for
@@ -166,6 +166,9 @@ class RelayCall:
             secret = secret_from_headers(MetaHeaders(self.request.META)) or \
                 (self.request.GET.get("key") if self.fmt == "gemini" else None)
             self.ctx = await authenticate(secret)
+        except KeyStoreUnavailable as exc:  # PostgreSQL down and the key not cached: retry, not a 401
+            raise errors.RelayError(503, "server_error", "service_unavailable", exc.message,
+                                    headers={"Retry-After": "5"}) from None
         except AuthError as exc:
             raise errors.invalid_api_key(exc.message) from None
         if self.ctx.allowed_ips:
@@ -216,6 +219,9 @@ class RelayCall:
         except limits.LimitExceeded as exc:
             self.rate_headers = quota.rate_headers(checks, exc.counts)  # a 429 or 402 shows them too
             raise quota.refusal(exc, minimum) from None
+        except limits.LimitsUnavailable as exc:  # a Redis or PostgreSQL outage (docs/reliability.md)
+            raise errors.RelayError(503, "server_error", "service_unavailable", exc.message,
+                                    headers={"Retry-After": str(exc.retry_after)}) from None
         self.reservation = limits.Reservation(checks, hold, estimate, self.request_id)
         self.rate_headers = quota.rate_headers(checks, used)
 

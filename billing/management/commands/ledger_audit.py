@@ -1,5 +1,11 @@
+import datetime as dt
+import fcntl
+import os
+import time
 from datetime import timedelta
+from pathlib import Path
 
+import orjson
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
@@ -10,23 +16,43 @@ from django.utils import timezone
 from accounts.models import Team
 from billing import limits, usage_journal
 from billing.models import LedgerEntry, TeamBalance, UsageRecord
-from gateway_site import periodic
+from gateway_site import periodic, shared_cache
+from keys.models import ApiKey, KeyGroup
+
+
+def default_settle_window() -> float:
+    """How long a finished request's spend may be in Redis and not yet in the database, or the other way
+    round: the journal flush (TOLLGATE_JOURNAL_FLUSH_SECONDS) with room for a slow batch."""
+    return shared_cache.setting("TOLLGATE_SETTLE_WINDOW_SECONDS", max(5.0, 4 * settings.TOLLGATE_JOURNAL_FLUSH_SECONDS))
 
 
 class Command(BaseCommand):
     help = ("Check the ledger: balances equal ledger sums, running balances, usage billed exactly once, no "
-            "usage left unbilled too long, no usage record quarantined by the journal. Exits non-zero with a "
-            "report on any mismatch.")
+            "usage left unbilled too long, no usage record quarantined by the journal, no journal file or line "
+            "waiting longer than the flush window, Redis budget and balance counters equal to the database "
+            "within the settle window. Exits non-zero with a report on any mismatch.")
 
     def add_arguments(self, parser):
         parser.add_argument("--max-unbilled-age", type=float, default=None, metavar="SECONDS",
                             help="usage older than this and still unbilled is a problem (default: the reconcile "
                                  "window, two reconcile intervals plus a journal replay interval; "
                                  "TOLLGATE_UNBILLED_WINDOW_SECONDS overrides)")
+        parser.add_argument("--settle-window", type=float, default=None, metavar="SECONDS",
+                            help="how long a counter or a journal line may differ from the database before it "
+                                 "is a problem (default: TOLLGATE_SETTLE_WINDOW_SECONDS, else four journal "
+                                 "flush intervals, at least 5 s); the audit waits that long only when "
+                                 "something differs")
+        parser.add_argument("--journal-dir", type=Path, default=None,
+                            help="the usage journal directory to check (default: TOLLGATE_JOURNAL_DIR)")
 
-    def handle(self, *args, max_unbilled_age: float | None, **options):
+    def handle(self, *args, max_unbilled_age: float | None, settle_window: float | None = None,
+               journal_dir: Path | None = None, **options):
         if max_unbilled_age is None:
             max_unbilled_age = periodic.unbilled_window()
+        window = settle_window if settle_window is not None else default_settle_window()
+        directory = journal_dir or settings.TOLLGATE_JOURNAL_DIR
+        # What only settles with time is read first, and waited for (up to the window) only if it differs.
+        background = [*self.journal(directory, window), *self.counters(window)]
         outermost = not connection.in_atomic_block   # inside a caller's transaction (tests) it is too late
         with transaction.atomic():
             if outermost and connection.vendor == "postgresql":
@@ -45,11 +71,14 @@ class Command(BaseCommand):
             self.stdout.write(f"MISMATCH journal: {rejected} quarantined usage record(s) in {rejected_files} "
                               f"rejected-*.jsonl file(s) under {settings.TOLLGATE_JOURNAL_DIR}: the database "
                               f"refused them (see the log for their request ids); fix and replay them")
-        if problems or stale or rejected:
+        for text in background:
+            self.stdout.write(f"MISMATCH {text}")
+        if problems or stale or rejected or background:
             slugs = dict(Team.objects.filter(pk__in={t for t, _ in problems}).values_list("pk", "slug"))
             for team_id, text in problems:
                 self.stdout.write(f"MISMATCH team {slugs.get(team_id, '?')} (id {team_id}): {text}")
-            raise CommandError(f"ledger audit found {len(problems) + bool(stale) + bool(rejected)} problem(s)")
+            count = len(problems) + bool(stale) + bool(rejected) + len(background)
+            raise CommandError(f"ledger audit found {count} problem(s)")
         self.stdout.write("ledger OK")
 
     def balances(self):
@@ -94,3 +123,186 @@ class Command(BaseCommand):
         for row in stale:
             yield row["team_id"], (f"{row['n']} usage record(s) unbilled for over {max_age.total_seconds():.0f}s "
                                    f"(oldest {row['oldest']:%Y-%m-%d %H:%M:%S})")
+
+    # --- the journal: nothing waits in it longer than the flush window ------------------------------------
+    def journal(self, directory: Path, window: float):
+        """Journal files of stopped processes not replayed within the replay interval, and lines of running
+        processes still not in the database a settle window after this audit first saw them missing."""
+        if not directory.exists():
+            return
+        orphan_window = periodic.interval_of("flush-usage-journal") + window
+        rejected = _rejected_ids(directory)
+        waiting: dict[str, tuple[str, object]] = {}    # request id → (its journal file, its team)
+        for path in sorted(directory.glob("usage-*.jsonl")):
+            state = _file_state(path)
+            if state is None:
+                continue
+            live, age, records = state
+            if not live:
+                if age > orphan_window:
+                    yield (f"journal: {path.name} of a stopped process ({len(records)} record(s)) not replayed "
+                           f"for {age:.0f} s (over {orphan_window:.0f} s); run billing.tasks.replay_usage_journal "
+                           f"or restart a gateway on {directory}")
+                continue
+            waiting.update({r["request_id"]: (path.name, r.get("team_id")) for r in records
+                            if isinstance(r.get("request_id"), str) and r["request_id"] not in rejected})
+        missing = _not_stored(waiting)
+        deadline = time.monotonic() + window
+        while missing and time.monotonic() < deadline:
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+            missing = _not_stored(missing)
+        by_file: dict[str, int] = {}
+        for name, _ in missing.values():
+            by_file[name] = by_file.get(name, 0) + 1
+        for name, count in sorted(by_file.items()):
+            yield (f"journal: {count} usage record(s) in {name} still not in the database after the {window:g} s "
+                   f"flush window (is its process's flush stuck? see its log)")
+
+    # --- Redis counters: budget spend and available balance equal the database ---------------------------
+    def counters(self, window: float):
+        if not shared_cache.redis_configured():
+            return   # the embedded default: the counters live in the one gateway process
+        client = shared_cache.sync_client()
+        try:
+            if client is None:
+                raise ConnectionError("marked down")
+            keys = [k.decode() for pattern in ("tg:spent:*", limits.balance_key("*"))
+                    for k in client.scan_iter(pattern, count=1000)]
+        except (*shared_cache.UNREACHABLE, ConnectionError) as exc:
+            yield f"cache: Redis unreachable ({type(exc).__name__}): budget counters and holds not checked"
+            return
+        now = dt.datetime.now(dt.UTC)
+        sources = {key: source for key in keys if (source := counter_source(key, now)) is not None}
+
+        def read(names):
+            values = client.mget(names) if names else []
+            return {n: (int(v), counter_value(sources[n])) for n, v in zip(names, values) if v is not None}
+
+        started = timezone.now()
+        first = read(list(sources))
+        differ = {n: cd for n, cd in first.items() if cd[0] != cd[1]}
+        last = dict(differ)
+        deadline = time.monotonic() + window
+        while differ and time.monotonic() < deadline:
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+            last = read(list(differ))
+            differ = {n: cd for n, cd in last.items() if cd[0] != cd[1]}
+        credited = set(LedgerEntry.objects.filter(created_at__gte=started).exclude(kind=LedgerEntry.USAGE)
+                       .values_list("team_id", flat=True))
+        for name in sorted(differ):
+            (c1, d1), (c2, d2) = first[name], last[name]
+            balance = sources[name][1]
+            if balance and sources[name][0].team_id in credited:
+                continue   # a credit landed while the audit waited: the bounds below do not hold
+            # Spend only grows (a balance only falls): what one side had at the start the other must have by
+            # the end of the window, or the counter drifted.
+            ok = (c1 >= d2 and d1 >= c2) if balance else (c1 <= d2 and d1 <= c2)
+            if not ok:
+                yield (f"counter {name}: Redis {c2} != database {d2} after the {window:g} s settle window "
+                       f"(first read: Redis {c1}, database {d1}); delete the key to have it rebuilt")
+
+
+def counter_source(key: str, now: dt.datetime) -> tuple[limits.Source, bool] | None:
+    """(where a counter is rebuilt from, whether it is a balance) for a key billing.limits and the relay's
+    quota checks write, or None: a key of an ended period (it only waits for its expiry), or of a key, group
+    or team that no longer exists."""
+    from routing.relay.quota import route_names
+
+    parts = key.split(":")
+    if key.startswith(limits.balance_key("")):
+        return (limits.Source(int(parts[2])), True) if parts[2].isdigit() else None
+    if len(parts) < 5 or parts[1] != "spent":
+        return None
+    scope, tag = parts[2], parts[-1]
+    start = None
+    if tag != "all":
+        period = {"d": "day", "w": "week", "m": "month"}.get(tag[:1])
+        try:
+            start = dt.datetime.strptime(tag[1:], "%Y%m%d").replace(tzinfo=dt.UTC)
+        except ValueError:
+            return None
+        if period is None or limits.period_end(period, start) <= now:
+            return None
+    ident = parts[3]
+    if scope == "key":
+        team = ApiKey.objects.filter(pk=ident).values_list("team_id", flat=True).first() if ident.isdigit() else None
+        field, value = "api_key_id", int(ident) if ident.isdigit() else None
+    elif scope == "group":
+        team = KeyGroup.objects.filter(pk=ident).values_list("team_id", flat=True).first() if ident.isdigit() else None
+        field, value = "api_key__group_id", int(ident) if ident.isdigit() else None
+    elif scope == "route":
+        team = int(ident) if ident.isdigit() else None
+        field, value = "route__in", route_names(":".join(parts[4:-1]))
+    elif scope == "team":
+        team, field, value = (int(ident) if ident.isdigit() else None), None, None
+    else:
+        return None
+    if team is None:
+        return None
+    return limits.Source(team, field, value, start.timestamp() if start else None), False
+
+
+def counter_value(source: tuple[limits.Source, bool]) -> int:
+    return limits.database_value(source[0], balance=source[1])
+
+
+def _file_state(path: Path) -> tuple[bool, float, list[dict]] | None:
+    """(owned by a live process, seconds since last written, its records) of one journal file."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            live = False
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            live = True
+        age = time.time() - os.fstat(fd).st_mtime
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read()
+    finally:
+        os.close(fd)
+    records = []
+    for line in data.split(b"\n"):
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return live, age, records
+
+
+def _rejected_ids(directory: Path) -> set[str]:
+    """Request ids already set aside in rejected-*.jsonl (reported as quarantined, not as waiting)."""
+    ids = set()
+    for path in directory.glob("rejected-*.jsonl"):
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            record = entry.get("record") if isinstance(entry, dict) else None
+            if isinstance(record, dict) and isinstance(record.get("request_id"), str):
+                ids.add(record["request_id"])
+    return ids
+
+
+def _not_stored(waiting: dict[str, tuple]) -> dict[str, tuple]:
+    """The journal lines of `waiting` whose record is not in the database (a record of a team deleted since
+    is dropped by the flush, so it is not waited for)."""
+    ids = list(waiting)
+    stored = set()
+    for start in range(0, len(ids), 1000):
+        stored.update(UsageRecord.objects.filter(request_id__in=ids[start:start + 1000])
+                      .values_list("request_id", flat=True))
+    left = {rid: value for rid, value in waiting.items() if rid not in stored}
+    teams = set(Team.objects.filter(pk__in={t for _, t in left.values() if type(t) is int})
+                .values_list("pk", flat=True))
+    return {rid: value for rid, value in left.items() if value[1] in teams}
