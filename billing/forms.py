@@ -122,7 +122,15 @@ class LogFilterForm(forms.Form):
 class PriceForm(forms.Form):
     input_per_m = MoneyField(label=_("Input, per 1M tokens"), min_value=0)
     output_per_m = MoneyField(label=_("Output, per 1M tokens"), min_value=0)
-    cached_input_per_m = MoneyField(label=_("Cached input, per 1M tokens"), min_value=0)
+    cached_input_per_m = MoneyField(label=_("Cached input, per 1M tokens"), min_value=0, required=False,
+                                    help_text=_("A prompt-cache read. Empty: the provider's published share of "
+                                                "the input price (Anthropic 0.1, OpenAI 0.5 to 0.1 by model, "
+                                                "Gemini 0.25)."))
+    cache_write_5m_per_m = MoneyField(label=_("Cache write (5 minutes), per 1M tokens"), min_value=0,
+                                      required=False,
+                                      help_text=_("Empty: Anthropic's 1.25 times input; input for others."))
+    cache_write_1h_per_m = MoneyField(label=_("Cache write (1 hour), per 1M tokens"), min_value=0, required=False,
+                                      help_text=_("Empty: Anthropic's 2 times input; input for others."))
     request_fee = MoneyField(label=_("Fee per request"), min_value=0, initial=0)
     effective_from = forms.DateTimeField(
         label=_("Effective from (UTC)"), required=False, widget=_datetime_input(),

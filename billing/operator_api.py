@@ -27,7 +27,12 @@ MAX_MULTIPLIER_PPM = 100 * 1_000_000
 class _PriceFields(serializers.Serializer):
     input_per_m = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT, help_text="Micro-units per 1M tokens")
     output_per_m = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT)
-    cached_input_per_m = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT)
+    # Cache prices: omitted or null, the provider's published ratio of the input price (billing.money).
+    cached_input_per_m = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT, required=False, allow_null=True)
+    cache_write_5m_per_m = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT, required=False,
+                                                    allow_null=True)
+    cache_write_1h_per_m = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT, required=False,
+                                                    allow_null=True)
     request_fee = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT, default=0)
 
 
@@ -36,8 +41,8 @@ class PriceOverrideOutput(serializers.ModelSerializer):
 
     class Meta:
         model = PriceOverride
-        fields = ["id", "model", "input_per_m", "output_per_m", "cached_input_per_m", "request_fee",
-                  "effective_from", "created_at"]
+        fields = ["id", "model", "input_per_m", "output_per_m", "cached_input_per_m", "cache_write_5m_per_m",
+                  "cache_write_1h_per_m", "request_fee", "effective_from", "created_at"]
 
 
 class KeyGroupMultiplierOutput(serializers.Serializer):
@@ -68,6 +73,8 @@ class TeamPriceListApi(TeamAPIView):
         input_per_m = serializers.IntegerField(allow_null=True, help_text="Your price, micro-units per 1M tokens")
         output_per_m = serializers.IntegerField(allow_null=True)
         cached_input_per_m = serializers.IntegerField(allow_null=True)
+        cache_write_5m_per_m = serializers.IntegerField(allow_null=True)
+        cache_write_1h_per_m = serializers.IntegerField(allow_null=True)
         request_fee = serializers.IntegerField(allow_null=True)
         override_since = serializers.DateTimeField(source="override.effective_from", allow_null=True, default=None,
                                                    help_text="Set when the team has its own rate for the model")

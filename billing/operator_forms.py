@@ -127,7 +127,8 @@ class PriceOverrideForm(PriceForm):
     """A team's own price for one model from a date on; the fields of the catalog price form."""
 
     model = forms.TypedChoiceField(label=_("Model"), coerce=int)
-    field_order = ["model", "input_per_m", "output_per_m", "cached_input_per_m", "request_fee", "effective_from"]
+    field_order = ["model", "input_per_m", "output_per_m", "cached_input_per_m", "cache_write_5m_per_m",
+                   "cache_write_1h_per_m", "request_fee", "effective_from"]
 
     def __init__(self, *args, models, **kwargs):
         super().__init__(*args, **kwargs)

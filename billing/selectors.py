@@ -237,7 +237,8 @@ def catalog_with_prices(*, at=None) -> QuerySet[Model]:
         "-effective_from")
     return Model.objects.order_by("provider", "public_id").annotate(
         **{f"price_{field}": Subquery(current.values(field)[:1])
-           for field in ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee", "effective_from")},
+           for field in ("input_per_m", "output_per_m", "cached_input_per_m", "cache_write_5m_per_m",
+                         "cache_write_1h_per_m", "request_fee", "effective_from")},
         channel_count=Count("channels", distinct=True))
 
 
@@ -304,6 +305,8 @@ class TeamModelPrice:
     input_per_m: int | None = None    # "your price": override or list price, times the multiplier
     output_per_m: int | None = None
     cached_input_per_m: int | None = None
+    cache_write_5m_per_m: int | None = None
+    cache_write_1h_per_m: int | None = None
     request_fee: int | None = None
 
 
@@ -320,7 +323,8 @@ def team_model_prices(*, team, at=None) -> list[TeamModelPrice]:
     for o in PriceOverride.objects.filter(team=team, effective_from__lte=at).order_by("model_id", "-effective_from"):
         overrides.setdefault(o.model_id, o)
     multiplier = team_multiplier_ppm(team=team)
-    fields = ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee")
+    fields = ("input_per_m", "output_per_m", "cached_input_per_m", "cache_write_5m_per_m", "cache_write_1h_per_m",
+              "request_fee")
     rows = []
     for model in catalog_with_prices(at=at).filter(enabled=True):
         list_price = None if model.price_input_per_m is None else Price(

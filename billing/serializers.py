@@ -27,7 +27,8 @@ class UsageOutput(serializers.ModelSerializer):
         model = UsageRecord
         fields = ["id", "request_id", "response_id", "created_at", "key_id", "key_mask", "requested_model",
                   "served_model", "status_code", "error_code", "error_text", "prompt_tokens", "completion_tokens",
-                  "cached_tokens", "cost", "latency_ms", "ttfb_ms", "stream", "user_agent", "sdk", "path"]
+                  "cached_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens",
+                  "usage_clamped", "cost", "latency_ms", "ttfb_ms", "stream", "user_agent", "sdk", "path"]
 
     def get_response_id(self, obj) -> str:
         return "chatcmpl-" + obj.request_id[4:] if obj.request_id.startswith("req_") else ""

@@ -184,11 +184,13 @@ def logs_export(request, access):
                                      **form.search_filters())
     header = ["time_utc", "request_id", "key", "key_name", "requested_model", "served_model", "channel", "status",
               "error_code", "error_text", "prompt_tokens", "completion_tokens", "cached_tokens", "cost",
-              "latency_ms", "ttfb_ms", "stream", "sdk", "user_agent", "path"]
+              "latency_ms", "ttfb_ms", "stream", "sdk", "user_agent", "path", "cache_write_5m_tokens",
+              "cache_write_1h_tokens", "reasoning_tokens", "usage_clamped"]
     rows = ([r.created_at.isoformat(), r.request_id, r.key_mask, r.api_key.name if r.api_key else "",
              r.requested_model, r.served_model, _channel_label(r, access), r.status_code, r.error_code,
              r.error_text, r.prompt_tokens, r.completion_tokens, r.cached_tokens, _decimal(r.cost), r.latency_ms,
-             r.ttfb_ms, r.stream, r.sdk, r.user_agent, r.path]
+             r.ttfb_ms, r.stream, r.sdk, r.user_agent, r.path, r.cache_write_5m_tokens, r.cache_write_1h_tokens,
+             r.reasoning_tokens, r.usage_clamped]
             for r in records.iterator(chunk_size=2000))
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     return _csv_response(f"tollgate-{access.team.slug}-requests-{stamp}.csv", header, rows)
@@ -333,7 +335,8 @@ def _catalog_model(pk) -> Model:
 
 def _model_page(request, platform, model, *, form=None, price_form=None):
     price = selectors.current_price(model=model)
-    initial = {f: getattr(price, f) for f in ("input_per_m", "output_per_m", "cached_input_per_m", "request_fee")
+    initial = {f: getattr(price, f) for f in ("input_per_m", "output_per_m", "cached_input_per_m",
+                                              "cache_write_5m_per_m", "cache_write_1h_per_m", "request_fee")
                } if price else None
     errors = (form and form.errors) or (price_form and price_form.errors)
     return render_operator(request, platform, "operator/model_detail.html", {
