@@ -4,6 +4,7 @@ With no environment at all this is the embedded default: SQLite, an in-process c
 tasks, so a newcomer can `make run` with zero services. Production (DEBUG off) refuses to start without
 SECRET_KEY and TOLLGATE_ENCRYPTION_KEY.
 """
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "accounts",
     "keys",
     "routing",
@@ -61,6 +63,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
 ]
 # The relay's own paths skip the console's middleware (see gateway_site/asgi.py).
 APPEND_SLASH = False
@@ -129,6 +132,22 @@ TOLLGATE_UNBILLED_WINDOW_SECONDS = env.float("TOLLGATE_UNBILLED_WINDOW_SECONDS",
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
 ]
+# Sign-in throttling (django-axes, accounts/login_throttle.py): AXES_FAILURE_LIMIT wrong passwords for one
+# username from one address within AXES_COOLOFF_MINUTES lock that pair out for AXES_COOLOFF_MINUTES; a
+# correct sign-in resets the count. The address is REMOTE_ADDR: behind a reverse proxy set
+# AXES_IPWARE_META_PRECEDENCE_ORDER=HTTP_X_FORWARDED_FOR,REMOTE_ADDR and AXES_IPWARE_PROXY_COUNT (trusting a
+# client's X-Forwarded-For otherwise would let it pick a new address per attempt).
+AUTHENTICATION_BACKENDS = ["accounts.login_throttle.LoginThrottleBackend",
+                           "django.contrib.auth.backends.ModelBackend"]
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [part.split("+") if "+" in part else part
+                           for part in env.list("AXES_LOCKOUT_PARAMETERS", default=["username+ip_address"])]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.login_throttle.locked_out"
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_IPWARE_META_PRECEDENCE_ORDER", default=["REMOTE_ADDR"])
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=None)
 LOGIN_URL = "/console/login/"
 LOGIN_REDIRECT_URL = "/console/"
 LOGOUT_REDIRECT_URL = "/console/login/"
