@@ -120,7 +120,7 @@ def validate(payload: dict) -> list:
         raise errors.invalid_value("contents", "expected a non-empty array of contents.")
     for i, content in enumerate(contents):
         _validate_parts(f"contents[{i}]", content)
-        if content.get("role", "user") not in ("user", "model"):
+        if content.get("role") not in (None, "user", "model"):
             raise errors.invalid_value(f"contents[{i}].role", "expected `user` or `model`.")
     system = payload.get("systemInstruction")
     if system is not None and not isinstance(system, str):
@@ -135,19 +135,25 @@ def validate(payload: dict) -> list:
 
 
 # --- request ----------------------------------------------------------------------------------------------
+_SHAPES = {"type": str, "properties": dict, "items": dict, "anyOf": list, "required": list, "enum": list,
+           "description": str, "format": str}
+
+
 def json_schema(schema, depth: int = 0):
     """Google's OpenAPI-subset Schema (types in upper case, `nullable`) → a JSON schema."""
     if not isinstance(schema, dict) or depth > checks.MAX_DEPTH:
         return {}
     out = {}
     for key, value in schema.items():
-        if key == "type" and isinstance(value, str):
+        if key in _SHAPES and not isinstance(value, _SHAPES[key]):
+            continue   # malformed: left out rather than sent to a provider that would choke on it
+        if key == "type":
             value = value.lower()
-        elif key == "properties" and isinstance(value, dict):
+        elif key == "properties":
             value = {name: json_schema(v, depth + 1) for name, v in value.items()}
         elif key == "items":
             value = json_schema(value, depth + 1)
-        elif key == "anyOf" and isinstance(value, list):
+        elif key == "anyOf":
             value = [json_schema(v, depth + 1) for v in value]
         elif key in ("nullable", "propertyOrdering"):
             continue
