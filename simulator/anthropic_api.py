@@ -74,10 +74,14 @@ _BLOCK = Tagged({
     "redacted_thinking": Obj({"data": STRING}, ("data",)),
     **_LOOSE,
 })
-# role "system": a system turn in the middle of the conversation (beta mid-conversation-system-2026-04-07; text only)
-_MESSAGE = Obj({"role": enum("user", "assistant", "system"), "content": Either(STRING, ListOf(_BLOCK))},
-               ("role", "content"))
-MID_CONVERSATION_SYSTEM = "mid-conversation-system-"
+# role "system": a system turn in the middle of the conversation, text only, under a beta (Claude Code 2.1 sends
+# it with per-turn-control-2026-07-01, the API names it mid-conversation-system-2026-04-07)
+_OUTPUT_CONFIG = Obj({"effort": nullable(enum("low", "medium", "high", "xhigh", "max")),
+                      "format": nullable(Tagged({"json_schema": Obj({"schema": DICT}, ("schema",))}))})
+# output_config on a message: that turn's effort (beta per-turn-control-2026-07-01)
+_MESSAGE = Obj({"role": enum("user", "assistant", "system"), "content": Either(STRING, ListOf(_BLOCK)),
+                "output_config": _OUTPUT_CONFIG}, ("role", "content"))
+SYSTEM_TURN_BETAS = ("mid-conversation-system-", "per-turn-control-")
 _TOOL = Tagged({"custom": Obj({
     "name": Scalar((str,), "string", pattern=r"[a-zA-Z0-9_-]{1,128}"), "description": STRING,
     "input_schema": Obj({"type": enum("object"), "properties": nullable(DICT), "required": nullable(ListOf(STRING))},
@@ -94,8 +98,7 @@ _COMMON = {
                            "tool": Obj({**_PARALLEL, "name": STRING}, ("name",))}),
     "thinking": Tagged({"enabled": Obj({"budget_tokens": integer(lo=1024), **_DISPLAY}, ("budget_tokens",)),
                         "adaptive": Obj(dict(_DISPLAY)), "disabled": Obj({}), "between_tools": Obj({})}),
-    "output_config": Obj({"effort": nullable(enum("low", "medium", "high", "xhigh", "max")),
-                          "format": nullable(Tagged({"json_schema": Obj({"schema": DICT}, ("schema",))}))}),
+    "output_config": _OUTPUT_CONFIG,
     "context_management": nullable(Obj({"edits": ListOf(DICT)})),  # clear_thinking_20251015, clear_tool_uses_…
 }
 COUNT_TOKENS = Obj(_COMMON, ("model", "messages"))
@@ -190,7 +193,8 @@ def _check(req, schema) -> dict:
 
 
 def _check_system_turn(req, i, blocks):
-    if MID_CONVERSATION_SYSTEM not in req.headers.get("anthropic-beta", ""):
+    betas = req.headers.get("anthropic-beta", "")
+    if not any(beta in betas for beta in SYSTEM_TURN_BETAS):
         raise _bad(f"messages.{i}.role: Input should be 'user' or 'assistant'")
     for j, b in enumerate(blocks):
         if b["type"] != "text":

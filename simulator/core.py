@@ -42,7 +42,7 @@ class Options:
     reasoning: int = 0  # reasoning tokens to add
     chunk_delay_ms: int = 15  # between SSE frames
     content_filter: bool = False  # set by the content_filter fault
-    tool: str | None = None  # [[sim:tool=NAME]]: the tool to call when the request offers it (else the first)
+    tool: str | None = None  # [[sim:tool=NAME]]: call only that tool, when offered (none: answer in text)
 
 
 DEFAULT_OPTIONS = Options()
@@ -173,13 +173,13 @@ def call(tool: dict, schema_key: str) -> Output:
 
 
 def pick_tool(tools: list, name: str | None = None, off: bool = False, prefer: str | None = None) -> dict | None:
-    """The tool the simulated model calls: the named one, else the `prefer`red one when offered (a client with
-    many tools, such as Claude Code, can be steered to a harmless one), else the first; None when off or there
-    are none."""
+    """The tool the simulated model calls: the named one, else the first; None when off or there are none.
+    `prefer` ([[sim:tool=NAME]]) narrows an unforced choice to that one tool, no call when it is not offered: a
+    client with many tools, such as Claude Code, is steered to a harmless one, or to none."""
     if off or not tools:
         return None
     if name is None:
-        return next((t for t in tools if prefer is not None and t["name"] == prefer), tools[0])
+        return tools[0] if prefer is None else next((t for t in tools if t["name"] == prefer), None)
     return next((t for t in tools if t["name"] == name), {"name": name})
 
 

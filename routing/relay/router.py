@@ -40,17 +40,22 @@ class Features:
         self.request, self.body_size, self.output = request, body_size, output
         self._prompt: int | None = None
 
-    def needed_context(self) -> int:
+    def needed_context(self, model: ModelEntry | None = None) -> int:
         if self._prompt is None:
             self._prompt = tokens.estimate_prompt_tokens(self.request)
-        return self._prompt + tokens.max_output_tokens(self.request, settings.TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE)
+        return self._prompt + self.output_for(model)
+
+    def output_for(self, model: ModelEntry | None) -> int:
+        """The output to make room for: the request's max (or the default allowance), but no more than the
+        model can write (Claude Code asks for 64k-128k whatever the model)."""
+        wanted = tokens.max_output_tokens(self.request, settings.TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE)
+        return min(wanted, model.max_output_tokens) if model is not None else wanted
 
     def fits(self, model: ModelEntry) -> bool:
         # A body of N bytes holds at most ~N/3 tokens of text: most requests are decided without a scan.
-        if self.body_size // tokens.CHARS_PER_TOKEN + tokens.max_output_tokens(
-                self.request, settings.TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE) <= model.context_length:
+        if self.body_size // tokens.CHARS_PER_TOKEN + self.output_for(model) <= model.context_length:
             return True
-        return self.needed_context() <= model.context_length
+        return self.needed_context(model) <= model.context_length
 
     def why_not(self, model: ModelEntry) -> str | None:
         request = self.request
@@ -65,7 +70,7 @@ class Features:
         if not model.supports_json_schema and tokens.wants_json_schema(request):
             return "no JSON-schema output"
         if not self.fits(model):
-            return f"context {model.context_length} < ~{self.needed_context()} tokens needed"
+            return f"context {model.context_length} < ~{self.needed_context(model)} tokens needed"
         return None
 
 
