@@ -31,6 +31,20 @@ if DEBUG and not TOLLGATE_ENCRYPTION_KEYS:
     TOLLGATE_ENCRYPTION_KEYS = ["ZGV2LW9ubHktaW5zZWN1cmUtZmVybmV0LWtleS0wMDA="]
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+# Served over HTTPS (TOLLGATE_HTTPS=1): the console redirects http to https, cookies are secure-only and HSTS
+# is sent for a year, subdomains included, preload-ready; each can be set on its own too (the names are
+# Django's). `DEBUG=0 TOLLGATE_HTTPS=1 manage.py check --deploy` is clean. Behind a proxy that terminates
+# TLS, TOLLGATE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO trusts its X-Forwarded-Proto: https. The relay's
+# paths are never redirected (an API client does not follow a redirected POST).
+TOLLGATE_HTTPS = env.bool("TOLLGATE_HTTPS", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=TOLLGATE_HTTPS)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if TOLLGATE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=TOLLGATE_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=TOLLGATE_HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=TOLLGATE_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=TOLLGATE_HTTPS)
+if env("TOLLGATE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = (env("TOLLGATE_PROXY_SSL_HEADER"), "https")
 PORT = env.int("PORT", default=8000)
 TOLLGATE_CURRENCY = env("TOLLGATE_CURRENCY", default="USD")
 if TOLLGATE_CURRENCY not in ("USD", "CNY"):
