@@ -238,3 +238,17 @@ def test_native_stream_reencodes_a_data_field_split_over_lines():
     joined = b'data: {"type": "ping",\n "x": 1}'   # what sse_lines makes of two data: lines
     chunks = native_chunks([*sse(STREAM[0]), b"event: ping", joined, *sse(STREAM[-1])])
     assert chunks[1].data == b'event: ping\ndata: {"type":"ping","x":1}\n\n'
+
+
+def test_translation_notes_say_what_a_non_anthropic_channel_cannot_carry():
+    body = claude_code_body()
+    body["messages"].append({"role": "assistant", "content": [{"type": "redacted_thinking", "data": "x"},
+                                                               {"type": "text", "text": "ok"}]})
+    fmt.to_canonical(body)
+    assert fmt.translation_notes(body) == [
+        "dropped server tools web_search", "dropped context_management",
+        "thinking adaptive -> reasoning_effort=medium", "dropped redacted_thinking blocks"]
+    plain = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}],
+             "output_config": {"effort": "low"}}
+    assert fmt.translation_notes(plain) == ["effort -> reasoning_effort=low"]
+    assert fmt.translation_notes({**plain, "output_config": None}) == []

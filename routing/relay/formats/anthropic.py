@@ -248,6 +248,28 @@ def to_canonical(payload: dict) -> dict:
     return canonical
 
 
+def translation_notes(payload: dict) -> list[str]:
+    """What a call translated for a non-Anthropic channel could not carry as sent, in the words of
+    X-Tollgate-Route (a native call carries everything; a valid payload, after to_canonical)."""
+    notes = []
+    server = [str(t.get("name") or t.get("type")) for t in payload.get("tools") or ()
+              if isinstance(t, dict) and not _is_custom_tool(t)]
+    if server:
+        notes.append("dropped server tools " + ",".join(server))
+    for field in ("context_management", "container", "mcp_servers"):
+        if payload.get(field):
+            notes.append(f"dropped {field}")
+    kind = (payload.get("thinking") or {}).get("type")
+    effort = _reasoning_effort(payload.get("thinking"), payload.get("output_config"))
+    if effort is not None:
+        notes.append(f"{'thinking ' + kind if kind in ('adaptive', 'enabled') else 'effort'} -> "
+                     f"reasoning_effort={effort}")
+    blocks = [b for m in payload.get("messages") or () if isinstance(m.get("content"), list) for b in m["content"]]
+    if any(b.get("type") == "redacted_thinking" for b in blocks):
+        notes.append("dropped redacted_thinking blocks")
+    return notes
+
+
 # --- response --------------------------------------------------------------------------------------------
 def usage_body(usage, cost: float | None = None) -> dict:
     """Anthropic's usage object (cache writes by duration too), with `cost` (OpenRouter's field: what the call
