@@ -30,7 +30,8 @@ def kinds(live):
     """Beside the live OpenAI channel: a Claude model on an Anthropic channel, a Gemini model on a Gemini one."""
     for public_id, upstream, kind in (("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5", Channel.ANTHROPIC),
                                       ("google/gemini-2.5-flash", "gemini-2.5-flash", Channel.GEMINI)):
-        model = factories.CatalogModelFactory(public_id=public_id, upstream_name=upstream, aliases=[upstream])
+        model = factories.CatalogModelFactory(public_id=public_id, upstream_name=upstream, aliases=[upstream],
+                                              supports_vision=True, input_modalities=["text", "image"])
         factories.PriceFactory(model=model)
         factories.channel(models=[model], base_url=live.simulator.url, kind=kind, name=kind, api_key=f"sim-{kind}")
     bump_version()
@@ -248,3 +249,14 @@ def test_claude_thinking_round_trips_through_encrypted_content(kinds):
     assistant = next(m for m in sent["messages"] if m["role"] == "assistant")
     assert assistant["content"][0]["type"] == "thinking"
     assert assistant["content"][0]["signature"] == reasoning["encrypted_content"].removeprefix("tgsig:")
+
+
+def test_an_input_image_reaches_gemini_as_inline_data(kinds):
+    image = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAAB"
+             "JRU5ErkJggg==")
+    httpx.delete(f"{kinds.simulator.url}/_sim/requests")
+    r = post(kinds, {"model": "gemini-2.5-flash", "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": image}]}]})
+    assert r.status_code == 200, r.text
+    parts = sim_requests(kinds, "/v1beta/models")[-1]["body"]["contents"][0]["parts"]
+    assert parts[0] == {"text": "What is this?"} and parts[1]["inlineData"]["mimeType"] == "image/png"
