@@ -271,7 +271,8 @@ def _segments(body) -> list[tuple[int, dict | None]]:
     out = [(json_tokens(t), t.get("cache_control")) for t in body.get("tools") or ()]
     system = body.get("system")
     if system:
-        out += [(count_tokens(b["text"]), b.get("cache_control")) for b in _blocks(system)]
+        out += [(count_tokens(b["text"]) + (MESSAGE_OVERHEAD if j == 0 else 0), b.get("cache_control"))
+                for j, b in enumerate(_blocks(system))]
     for m in body["messages"]:
         blocks = _blocks(m["content"])
         out += [(_tokens([b]) + (MESSAGE_OVERHEAD if j == 0 else 0), b.get("cache_control"))

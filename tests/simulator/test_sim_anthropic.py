@@ -381,3 +381,114 @@ def test_scripted_faults_per_key(sim, sim_url):
             channel.messages.create(model=MODEL, max_tokens=5, messages=HELLO)
         assert other.messages.create(model=MODEL, max_tokens=5, messages=HELLO).content
     assert channel.messages.create(model=MODEL, max_tokens=5, messages=HELLO).content
+
+
+# --- what Claude Code 2.1 sends ---------------------------------------------------------------------------
+CLAUDE_CODE_BETAS = {"anthropic-beta": "claude-code-20250219,interleaved-thinking-2025-05-14,"
+                                       "context-management-2025-06-27,per-turn-control-2026-07-01,effort-2025-11-24"}
+READ = {"name": "Read", "description": "Reads a file.", "input_schema": {
+    "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object", "additionalProperties": False,
+    "properties": {"file_path": {"type": "string"}}, "required": ["file_path"]}}
+AGENT = {"name": "Agent", "input_schema": {"type": "object", "properties": {"prompt": {"type": "string"}}}}
+
+
+def claude_code_body(prompt="hello there", **changes):
+    """The shape of Claude Code 2.1's requests (captured from the pinned client; texts shortened)."""
+    return {"model": "claude-opus-5-5", "max_tokens": 128000, "stream": False,
+            "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1;"},
+                       {"type": "text", "text": "You are a Claude agent.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]},
+                         {"role": "system", "content": [{"type": "text", "text": "# Environment"}],
+                          "output_config": {"effort": "medium"}}],
+            "tools": [AGENT, READ, {"name": "DeferredToolPlaceholder", "defer_loading": True,
+                                    "input_schema": {"type": "object", "properties": {}}}],
+            "metadata": {"user_id": json.dumps({"device_id": "d", "session_id": "s"})},
+            "thinking": {"type": "adaptive", "display": "omitted"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "output_config": {"effort": "medium"}, **changes}
+
+
+def test_claude_code_request_is_accepted_with_its_betas(sim):
+    r = raw_messages(sim, claude_code_body("hi [[sim:tool=none]]"), headers=CLAUDE_CODE_BETAS)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [b["type"] for b in body["content"]] == ["thinking", "text"]
+    assert body["content"][0]["thinking"] == "" and body["content"][0]["signature"]   # display: omitted
+    assert body["stop_reason"] == "end_turn"
+
+
+@pytest.mark.parametrize(("change", "headers", "message"), [
+    ({}, {}, "messages.1.role: Input should be 'user' or 'assistant'"),   # a system turn needs its beta
+    ({"messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": [
+        {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]}]}, CLAUDE_CODE_BETAS,
+     "messages.1.content.0.type: a system message may only contain text blocks"),
+    ({"context_management": {"edits": "all"}}, CLAUDE_CODE_BETAS, "context_management.edits: Input should be a "
+                                                                   "valid list"),
+    ({"output_config": {"effort": "huge"}}, CLAUDE_CODE_BETAS, "output_config.effort: Input should be 'low'"),
+    ({"thinking": {"type": "adaptive", "budget_tokens": 2048}}, CLAUDE_CODE_BETAS,
+     "thinking.adaptive.budget_tokens: Extra inputs are not permitted"),
+    ({"not_a_field": 1}, CLAUDE_CODE_BETAS, "not_a_field: Extra inputs are not permitted"),
+])
+def test_claude_code_shapes_refused_like_anthropic(sim, change, headers, message):
+    r = raw_messages(sim, claude_code_body(**change), headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith(message), r.text
+
+
+def test_sim_tool_directive_picks_the_tool_or_none(sim):
+    called = raw_messages(sim, claude_code_body("look [[sim:tool=Read]]"), headers=CLAUDE_CODE_BETAS).json()
+    uses = [b for b in called["content"] if b["type"] == "tool_use"]
+    assert [u["name"] for u in uses] == ["Read"] and uses[0]["input"] == {"file_path": "sample_file_path"}
+    assert called["stop_reason"] == "tool_use"
+    first = raw_messages(sim, claude_code_body("look"), headers=CLAUDE_CODE_BETAS).json()   # no directive: the first
+    assert [b["name"] for b in first["content"] if b["type"] == "tool_use"] == ["Agent"]
+    absent = raw_messages(sim, claude_code_body("look [[sim:tool=Bash]]"), headers=CLAUDE_CODE_BETAS).json()
+    assert not [b for b in absent["content"] if b["type"] == "tool_use"]
+
+
+def _usage(sim, system, messages=HELLO):
+    r = raw_messages(sim, {"model": MODEL, "max_tokens": 50, "system": system, "messages": messages})
+    assert r.status_code == 200, r.text
+    return r.json()["usage"]
+
+
+def test_cache_control_writes_then_reads_the_prefix_with_its_ttl(sim):
+    unique = f"You are the cache test {time.time_ns()}."   # the simulator's cache lives as long as its process
+    system = [{"type": "text", "text": unique + " One two three.", "cache_control": {"type": "ephemeral"}},
+              {"type": "text", "text": "Four five six seven.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]
+    first, second = _usage(sim, system), _usage(sim, system)
+    total = first["input_tokens"] + first["cache_creation_input_tokens"]
+    assert first["cache_read_input_tokens"] == 0
+    split = first["cache_creation"]
+    assert split["ephemeral_5m_input_tokens"] == 4 + count_tokens(unique + " One two three.")   # with the overhead
+    assert split["ephemeral_1h_input_tokens"] == count_tokens("Four five six seven.")
+    assert first["cache_creation_input_tokens"] == sum(split.values())
+    # the same prefix again: read from the cache, nothing written, the rest (the user turn) is input
+    assert second["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
+    assert second["cache_creation_input_tokens"] == 0 and second["input_tokens"] == first["input_tokens"]
+    assert second["input_tokens"] + second["cache_read_input_tokens"] == total
+    # a longer conversation on the same prefix: reads the prefix, writes up to its new breakpoint
+    marked = {"type": "text", "text": "And you?", "cache_control": {"type": "ephemeral"}}
+    longer = [HELLO[0], {"role": "assistant", "content": "Fine."}, {"role": "user", "content": [marked]}]
+    third = _usage(sim, system, longer)
+    assert third["cache_read_input_tokens"] == first["cache_creation_input_tokens"]
+    assert third["cache_creation"]["ephemeral_5m_input_tokens"] > 0 and third["input_tokens"] == 0
+    # a changed prefix misses; no cache_control, no caching
+    changed = [{**system[0], "text": unique + " Changed."}, system[1]]
+    assert _usage(sim, changed)["cache_read_input_tokens"] == 0
+    plain = _usage(sim, unique + " plain")
+    assert plain["cache_read_input_tokens"] == plain["cache_creation_input_tokens"] == 0
+
+
+def test_stream_interleaves_signed_thinking_text_and_tool_use_in_order(sim):
+    body = claude_code_body("look [[sim:tool=Read]]", stream=True, thinking={"type": "adaptive"})
+    r = raw_messages(sim, body, headers=CLAUDE_CODE_BETAS)
+    events = named_events(r.text)
+    starts = [(e["index"], e["content_block"]["type"]) for n, e in events if n == "content_block_start"]
+    assert starts == [(0, "thinking"), (1, "text"), (2, "tool_use")]
+    deltas = [e["delta"]["type"] for n, e in events if n == "content_block_delta" and e["index"] == 0]
+    assert deltas[-1] == "signature_delta" and set(deltas[:-1]) == {"thinking_delta"}
+    names = [n for n, _ in events]
+    assert names[0] == "message_start" and names[-2:] == ["message_delta", "message_stop"]
+    usage = events[0][1]["message"]["usage"]
+    assert usage["cache_creation_input_tokens"] + usage["cache_read_input_tokens"] > 0   # system's breakpoint
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
