@@ -23,6 +23,7 @@ urlpatterns = [
     re_path(r"^v1beta/models/(?P<model>.+):(?P<method>[A-Za-z]+)$", relay_gemini.model_action),   # route:x too
     path("v1beta/models", relay_gemini.list_models),
     re_path(r"^v1beta/models/(?P<model_id>.+)$", relay_gemini.get_model),
+    re_path(r"^v1beta(?:/.*)?$", relay_gemini.unknown_endpoint),
     path("v1/generation", relay.generation),
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),

@@ -4,6 +4,7 @@ a JSON array), :countTokens; GET /v1beta/models and /v1beta/models/{model}. The 
 `?key=` or Bearer; answers and errors are in Gemini's shapes; calls are routed like every other (to Gemini
 channels natively, to the others through the canonical request)."""
 import orjson
+from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.redaction import redact
@@ -80,16 +81,27 @@ ACTIONS = {"generateContent": generate_content, "streamGenerateContent": stream_
            "countTokens": count_tokens}
 
 
+def _not_served(request, what: str) -> HttpResponse:
+    err = errors.RelayError(404, "invalid_request_error", "unknown_endpoint",
+                            f"Tollgate does not serve {what}. Its Gemini API is POST /v1beta/models/MODEL:"
+                            f"{{{','.join(GENERATION_METHODS)}}} and GET /v1beta/models[/MODEL], with the base URL "
+                            f"{request.build_absolute_uri('/')} and your Tollgate key as the API key.")
+    return gemini_format.error_response(err, RelayCall(request, GEMINI).request_id)
+
+
 @csrf_exempt
 async def model_action(request, model: str, method: str):
     """POST /v1beta/models/{model}:{method}."""
     view = ACTIONS.get(method)
     if view is None:
-        err = errors.RelayError(404, "invalid_request_error", "unknown_endpoint",
-                                f"Tollgate does not serve `{method}` for Gemini models; it serves "
-                                f"{', '.join(GENERATION_METHODS)}.")
-        return gemini_format.error_response(err, RelayCall(request, GEMINI).request_id)
+        return _not_served(request, f"`{redact(method)}` for Gemini models")
     return await view(request, model=model)
+
+
+@csrf_exempt
+def unknown_endpoint(request, path=""):
+    """Any other /v1beta path: a Gemini-shaped 404 that says what is served."""
+    return _not_served(request, f"{request.method} {redact(request.path)}")
 
 
 def _model_object(m) -> dict:

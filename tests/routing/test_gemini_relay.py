@@ -116,6 +116,9 @@ def test_translated_to_an_openai_channel(gemini):
     assert forwarded["max_tokens"] == 40 and forwarded["stop"] == ["END"]
     record = record_of(data["responseId"])
     assert record.cost / 1_000_000 == pytest.approx(meta["cost"])
+    generation = httpx.get(f"{gemini.server.url}/v1/generation", params={"id": data["responseId"]},
+                           headers={"Authorization": f"Bearer {gemini.secret}"})
+    assert generation.json()["data"]["total_cost_micro"] == record.cost
 
 
 def test_tool_round_trip_translated(gemini):
@@ -212,6 +215,8 @@ def test_errors_in_gemini_shape(gemini):
     assert not_json.status_code == 400 and not_json.json()["error"]["status"] == "INVALID_ARGUMENT"
     method = post(gemini, "gemini-2.5-flash", "embedContent", HELLO)
     assert method.status_code == 404 and method.json()["error"]["status"] == "NOT_FOUND"
+    elsewhere = httpx.get(f"{gemini.server.url}/v1beta/cachedContents", headers={"x-goog-api-key": gemini.secret})
+    assert elsewhere.status_code == 404 and "generateContent" in elsewhere.json()["error"]["message"]
 
 
 def test_upstream_error_mid_stream_ends_with_a_gemini_error_frame(gemini):
