@@ -78,7 +78,6 @@ def responses_finish(response: dict) -> str:
 # calls are translated through chat completions. Remembered per process, keyed by base URL (a base URL that has
 # no /responses has none for any key).
 _NO_RESPONSES: set[str] = set()
-_KNOWN_WITHOUT_RESPONSES = ("api.deepseek.com",)
 _TERMINAL_EVENTS = (b"response.completed", b"response.incomplete")
 # The base URL of this request's native Responses attempt, and whether an upstream refused the format (a 404
 # that is not an unknown model): a context variable, so concurrent requests do not see each other's.
@@ -220,16 +219,15 @@ class OpenAIAdapter(Adapter):
 
     # --- the Responses API, natively --------------------------------------------------------------------------
     def speaks_natively(self, fmt, channel) -> bool:
-        base = channel.base_url
-        return fmt in self.native_formats and base not in _NO_RESPONSES \
-            and not any(host in base for host in _KNOWN_WITHOUT_RESPONSES)
+        return fmt in self.native_formats and channel.base_url not in _NO_RESPONSES
 
     def error(self, status, body):
-        """A 404 to a native Responses call that is not about the model: the base URL has no /responses
-        (DeepSeek, most compatible servers). Remembered, so its Responses calls are translated from now on."""
+        """A 404 (or 405) to a native Responses call that is not about the model: the base URL has no
+        /responses (many OpenAI-compatible servers). Remembered, so its Responses calls are translated from now
+        on (the relay serves this one again, translated)."""
         error = super().error(status, body)
         base = _native_base.get()
-        if base is not None and status == 404 and error.code != "model_not_found":
+        if base is not None and status in (404, 405) and error.code != "model_not_found":
             _NO_RESPONSES.add(base)
             _refused.set(True)
         return error
