@@ -126,3 +126,34 @@ def test_multi_turn_tool_session(live, claude_channel, tmp_path, kind):
     if kind == "anthropic":   # the second turn reads the cache_control'd prefix the first one wrote
         assert found[0].cached_tokens == 0 and found[1].cached_tokens > 0
         assert result["usage"]["cache_read_input_tokens"] > 0 and result["usage"]["cache_creation_input_tokens"] > 0
+
+
+def test_native_answer_and_route_header_over_http(live, claude_channel):
+    """Claude Code's request as raw HTTP (not streamed): the answer is the simulator's message with our id and
+    model, usage with its cache parts, and the header says which route took the unknown id."""
+    route_unknown_claude_ids_to(live, claude_channel)
+    body = {"model": "claude-opus-9", "max_tokens": 1000, "speed": "standard", "inference_geo": "us",
+            "system": [{"type": "text", "text": f"cached {live.secret}", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "hi [[sim:tool=none]]"},
+                         {"role": "system", "content": "# Environment", "output_config": {"effort": "low"}}],
+            "thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}}
+    headers = {"x-api-key": live.secret, "anthropic-version": "2023-06-01",
+               "anthropic-beta": "claude-code-20250219,per-turn-control-2026-07-01"}
+    clear_sim(live)
+    answers = [httpx.post(f"{live.server.url}/v1/messages?beta=true", json=body, headers=headers, timeout=30)
+               for _ in range(2)]
+    for r in answers:
+        assert r.status_code == 200, r.text
+        assert r.headers["x-tollgate-route"].startswith(f"route=route:{ROUTE}; unknown_model=claude-opus-9; "
+                                                        "model=anthropic/claude-sonnet-4-5")
+        message = r.json()
+        assert message["id"] == "msg_" + r.headers["request-id"].removeprefix("req_")
+        assert message["model"] == "anthropic/claude-sonnet-4-5"
+        assert [b["type"] for b in message["content"]] == ["thinking", "text"]
+    first, second = (r.json()["usage"] for r in answers)
+    assert first["cache_creation_input_tokens"] > 0 and second["cache_read_input_tokens"] > 0
+    # fields the gateway does not read reach the provider untouched; the provider judges them, not the gateway
+    assert all(r["body"]["speed"] == "standard" and r["body"]["inference_geo"] == "us" for r in sim_messages(live))
+    refused = httpx.post(f"{live.server.url}/v1/messages", json={**body, "not_a_field": 1}, headers=headers)
+    assert refused.status_code == 400 and refused.json()["type"] == "error"
+    assert refused.json()["error"]["message"].startswith("not_a_field: Extra inputs are not permitted")

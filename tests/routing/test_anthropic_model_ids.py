@@ -102,3 +102,17 @@ def test_console_form_sets_the_claude_route(django_capture_on_commit_callbacks):
     assert AutoRouting.objects.get(team=team).claude_route == "long-review"
     bad = client.post(reverse("console-route-auto", kwargs={"team": team.slug}), {**fields, "claude_route": "a b"})
     assert bad.status_code == 400 and set(bad.context["auto_form"].errors) == {"claude_route"}
+
+
+@pytest.mark.django_db
+def test_the_demo_team_sends_unknown_claude_ids_to_a_working_route():
+    from billing.demo import CLAUDE_ROUTE, seed_demo
+    from keys.models import ApiKey
+
+    seed_demo(api_key="sk-tg-claude-demo-key-00000000000000000000", owner_password="demo-password-1",
+              operator_password="operator-password-1", simulator_url="http://127.0.0.1:9100")
+    key = ApiKey.objects.get(team__slug="demo")
+    routed = plan_for(key, "claude-opus-5-5")   # Claude Code 2.1's own default model
+    assert routed.route == f"route:{CLAUDE_ROUTE}; unknown_model=claude-opus-5-5"
+    assert routed.models[0].public_id == "anthropic/claude-sonnet-4-5"
+    assert plan_for(key, "claude-haiku-4-5-20251001").models[0].public_id == "anthropic/claude-haiku-4-5"
