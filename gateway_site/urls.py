@@ -14,6 +14,7 @@ urlpatterns = [
     path("v1/messages", relay.messages),
     path("v1/messages/count_tokens", relay.count_tokens),
     path("v1/responses", relay_responses.create),
+    path("v1/responses/input_tokens", relay_responses.input_tokens),
     path("v1/responses/<str:response_id>", relay_responses.response_detail),
     path("v1/responses/<str:response_id>/input_items", relay_responses.input_items),
     path("v1/models", relay_gemini.v1_models),   # OpenAI's list (Gemini's to a Gemini client)

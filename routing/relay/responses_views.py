@@ -1,5 +1,5 @@
 """The OpenAI Responses API: POST /v1/responses (routed like every relay call: `relay_route` and the shared
-relay), GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items.
+relay), GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items, POST /v1/responses/input_tokens.
 
 Stored responses live in the shared cache (Redis in production, the in-process store in the embedded default),
 never in the database: a response with `store` not false is kept, with the input it answered, for
@@ -11,6 +11,7 @@ from django.conf import settings
 from django.views.decorators.csrf import csrf_exempt
 
 from gateway_site import shared_cache
+from routing import tokens
 from routing.adapters import openai as openai_adapter
 from routing.relay import errors, views
 from routing.relay.formats import checks
@@ -137,6 +138,17 @@ async def create(call, payload):
     if save is not None:
         await save(orjson.loads(response.content))
     return response
+
+
+@views.relay_route(fmt=RESPONSES, record=False)
+async def input_tokens(call, payload):
+    """POST /v1/responses/input_tokens (`client.responses.input_tokens.count`): the request's input tokens,
+    counted offline by the gateway's tokenizer for a model this key may use."""
+    await _with_history(call, payload)
+    canonical = responses_format.to_canonical(payload)
+    await call.plan(canonical)
+    return views.json_response({"object": "response.input_tokens",
+                                "input_tokens": tokens.count_prompt_tokens(canonical)}, request_id=call.request_id)
 
 
 @views.relay_route("GET", fmt=RESPONSES, record=False)

@@ -134,3 +134,14 @@ def test_a_channel_without_responses_is_served_by_translation_and_remembered(liv
         assert _NoResponses.seen[2:] == ["/v1/chat/completions"]   # remembered: no second try of /responses
     finally:
         server.shutdown()
+
+
+def test_input_tokens_are_counted_offline(live):
+    import openai
+
+    c = openai.OpenAI(base_url=live.base_url, api_key=live.secret, max_retries=0)
+    short = c.responses.input_tokens.count(model="gpt-4o-mini", input="hi")
+    longer = c.responses.input_tokens.count(model="gpt-4o-mini", input="hi " * 50, instructions="Be brief.")
+    assert short.object == "response.input_tokens" and 0 < short.input_tokens < longer.input_tokens
+    with pytest.raises(openai.NotFoundError):
+        c.responses.input_tokens.count(model="no-such-model", input="hi")
