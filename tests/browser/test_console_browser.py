@@ -88,7 +88,8 @@ def test_owner_journey(live, page):
     # Call the relay with it, as a user would.
     client = openai.OpenAI(base_url=live.base_url, api_key=secret, max_retries=0)
     completion = client.chat.completions.create(model="openai/gpt-4o-mini",
-                                                messages=[{"role": "user", "content": "Hello from the browser test"}])
+                                                messages=[{"role": "user", "content": "Hello from the browser test "
+                                                           "[[sim:reasoning=7]] [[sim:cached=3]]"}])
     request_id = "req_" + completion.id.removeprefix("chatcmpl-")
     assert wait_for(lambda: UsageRecord.objects.filter(request_id=request_id).exists())
 
@@ -101,6 +102,9 @@ def test_owner_journey(live, page):
     for text in (request_id, "openai/gpt-4o-mini", "/v1/chat/completions", "platform", "OpenAI"):
         assert text in page.content(), text
     assert secret not in page.content()
+    # Each part of the usage: the simulator reported 3 cached prompt tokens and 7 reasoning tokens.
+    assert page.locator("[data-testid=cache-read]").inner_text() == "3"
+    assert page.locator("[data-testid=reasoning]").inner_text() == "7"
     shot(page, "log-detail")
 
     # A failed call whose error text carries a provider key pasted by mistake → a ticket opened from the
