@@ -2,19 +2,29 @@
 the test stops and starts again empty, or reaches through a proxy the test cuts (Redis or PostgreSQL away
 with its data intact). Requests during an outage get what the design says, never a 500; afterwards the
 Redis counters equal the database."""
+import asyncio
 import datetime as dt
+import fcntl
+import os
+import time
 from io import StringIO
 
 import httpx
+import orjson
+import prometheus_client
 import pytest
 import redis
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from billing import limits
 from billing.models import UsageRecord
 from gateway_site import shared_cache
+from routing.relay import metrics
+from tests import factories
+from tests.billing.factories import UsageRecordFactory
 from tests.conftest import make_live_setup, wait_for
+from tests.factories import TeamFactory
 from tests.servers import RedisServer, TcpProxy, database_url, start_gateway
 
 BUDGET = 50_000_000
@@ -40,8 +50,9 @@ def traffic(setup) -> list[int]:
     return [chat(setup, stream=s, path=p).status_code for p in ("chat", "messages") for s in (False, True)]
 
 
-def ready(gateway) -> bool:
-    return httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200
+def back(gateway) -> bool:
+    """The gateway's probe reached Redis again (and ran its recovery)."""
+    return "Redis is reachable again" in gateway.log()
 
 
 def recorded(request_count: int):
@@ -89,12 +100,11 @@ def test_redis_stopped_then_restarted_empty(transactional_db, simulator, gateway
     private_redis.stop()
     # Served from this process's own limits, budgets rebuilt from PostgreSQL: no 500, nothing refused.
     assert traffic(setup) + traffic(setup) == [200] * 8
-    assert not ready(gateway)
     log = gateway.log()
-    assert "Redis unreachable" in log and "Traceback" not in log
+    assert "Redis unreachable" in log and "unexpected error" not in log and "recording the call raised" not in log
 
     private_redis.start()   # empty
-    assert wait_for(lambda: ready(gateway), timeout=10)
+    assert wait_for(lambda: back(gateway), timeout=10)
     assert traffic(setup) == [200] * 4
     assert wait_for(recorded(16), timeout=10)
     assert all(r.status_code == 200 for r in UsageRecord.objects.all())
@@ -122,7 +132,7 @@ def test_redis_unreachable_with_its_data_kept(transactional_db, simulator, gatew
         assert wait_for(recorded(8), timeout=10)
         assert counters(client, setup) != before    # the database moved; Redis could not
         proxy.restore()
-        assert wait_for(lambda: ready(gateway), timeout=10)
+        assert wait_for(lambda: back(gateway), timeout=10)
         assert wait_for(recorded(8), timeout=10)
         assert wait_for(lambda: settled(client, setup), timeout=10), counters(client, setup)
         assert "settles held back by the Redis outage" in gateway.log()
@@ -179,3 +189,184 @@ def test_postgresql_cut_away_and_back(transactional_db, simulator, log_dir, tmp_
         if gateway is not None:
             gateway.stop()
         proxy.close()
+
+
+# --- the fallback in-process, the shared cache reached through a proxy the test cuts ----------------------
+@pytest.fixture
+def cut_redis(settings, monkeypatch):
+    """The test Redis through a TcpProxy: `proxy.cut()` is an outage with the data intact."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(settings.REDIS_URL)
+    proxy = TcpProxy((url.hostname, url.port or 6379))
+    settings.REDIS_URL = f"redis://127.0.0.1:{proxy.port}{url.path}"
+    monkeypatch.setattr(shared_cache, "_sync_client", None)
+    monkeypatch.setattr(shared_cache, "_async_clients", {})
+    direct = redis.Redis(host=url.hostname, port=url.port or 6379, db=int(url.path.strip("/") or 0))
+    yield proxy, direct
+    proxy.close()
+    outage = shared_cache.outage
+    if outage.probe is not None:
+        outage.probe.cancel()
+    outage.down_since, outage.probe, outage.loop = None, None, None
+    limits._deferred.clear(), limits._outage_spend.clear(), limits._local_reservations.clear()
+    limits._batchers.clear()
+
+
+def _checks(p: str) -> list[limits.Check]:
+    return [limits.Check("rate", f"{p}:rpm", 2, 1, scope=limits.Scope.KEY),
+            limits.Check("budget", f"{p}:spent", 1000, 300, aux=f"{p}:held", scope=limits.Scope.KEY),
+            limits.Check("balance", f"{p}:avail", 0, 300, aux=f"{p}:held-team", scope=limits.Scope.BALANCE,
+                         source=limits.Source(1))]
+
+
+async def _outage_scenario(proxy, direct, p: str, *, empty_restart: bool) -> dict:
+    checks = _checks(p)
+    for name, value in (("spent", 100), ("avail", 5000)):
+        direct.set(f"{p}:{name}", value)
+    first = limits.Reservation(checks, (await limits.reserve(300, 50, checks, f"{p}-1"))[0], 30, f"{p}-1")
+
+    proxy.cut()
+    assert await shared_cache.aget(f"{p}:anything") is None      # the outage is noticed, not raised
+    assert shared_cache.outage.down_since is not None
+    limits.settle_soon(first, 40, 30)                              # cannot reach Redis: deferred
+    assert limits.deferred_count() == 1
+    # In-process, from counters the database would give (set here as a rebuild would): per-process rate
+    # limit, the budget checked, the spend remembered for Redis.
+    memory = shared_cache.memory_store()
+    memory.set(f"{p}:spent", b"140", 3600)
+    memory.set(f"{p}:avail", b"4960", 3600)
+    local = []
+    for n in (2, 3):
+        hold, _ = await limits.reserve(300, 50, checks, f"{p}-{n}")
+        local.append(limits.Reservation(checks, hold, 30, f"{p}-{n}"))
+    with pytest.raises(limits.LimitExceeded) as refused:           # rpm 2 per process
+        await limits.reserve(300, 50, checks, f"{p}-4")
+    assert refused.value.check.key == f"{p}:rpm"
+    for res in local:
+        limits.settle_soon(res, 25, 30)
+    assert int(memory.get(f"{p}:spent")) == 190 and int(memory.get(f"{p}:held")) == 0
+
+    if empty_restart:
+        direct.flushdb()
+    proxy.restore()
+    deadline = time.monotonic() + 10
+    while shared_cache.outage.down_since is not None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert shared_cache.outage.down_since is None
+    loop = asyncio.get_running_loop()
+    await shared_cache._async_clients.pop(loop).aclose()
+    return {name: direct.get(f"{p}:{name}") for name in ("spent", "avail", "held", "held-team")}
+
+
+def test_a_cut_redis_is_caught_up_on_recovery(cut_redis, settings):
+    proxy, direct = cut_redis
+    settings.TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE = 10_000
+    after = asyncio.run(_outage_scenario(proxy, direct, f"tg:test:cut:{time.time_ns()}", empty_restart=False))
+    # 100 + 40 (the deferred settle) + 2 × 25 (settled in-process); holds all given back.
+    assert after == {"spent": b"190", "avail": b"4910", "held": b"0", "held-team": b"0"}
+    assert limits.deferred_count() == 0 and not limits._outage_spend
+
+
+def test_redis_back_empty_drops_what_it_would_have_moved(cut_redis, settings):
+    proxy, direct = cut_redis
+    settings.TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE = 10_000
+    after = asyncio.run(_outage_scenario(proxy, direct, f"tg:test:empty:{time.time_ns()}", empty_restart=True))
+    # Nothing recreated: the counters are rebuilt from the database by the next request.
+    assert after == {"spent": None, "avail": None, "held": None, "held-team": None}
+    assert limits.deferred_count() == 0 and not limits._outage_spend
+
+
+def test_the_outage_allowance_refuses_with_limits_unavailable(db, cut_redis, settings):
+    proxy, _ = cut_redis
+    settings.TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE = 100
+    p = f"tg:test:allowance:{time.time_ns()}"
+    checks = _checks(p)
+
+    async def scenario():
+        proxy.cut()
+        await shared_cache.aget(p)
+        memory = shared_cache.memory_store()
+        memory.set(f"{p}:spent", b"0", 3600)
+        memory.set(f"{p}:avail", b"5000", 3600)
+        hold, _ = await limits.reserve(300, 50, checks, f"{p}-1")    # 100 allowed: the hold is clipped to it
+        assert hold == 100
+        with pytest.raises(limits.LimitsUnavailable) as exc:          # held: nothing left this minute
+            await limits.reserve(300, 50, checks, f"{p}-2")
+        assert 0 < exc.value.retry_after <= 60
+        limits.settle_soon(limits.Reservation(checks, hold, 30, f"{p}-1"), 30, 30)
+        hold, _ = await limits.reserve(300, 50, checks, f"{p}-3")    # 70 left after the real cost
+        assert hold == 70
+
+    asyncio.run(scenario())
+    scraped = prometheus_client.generate_latest(metrics.REGISTRY).decode()   # the outage shows in /metrics
+    assert "tollgate_cache_up 0.0" in scraped and "tollgate_cache_outages_total" in scraped
+
+
+# --- ledger_audit: what only settles with time must have settled within its window ------------------------
+def _audit(*args) -> tuple[bool, str]:
+    out = StringIO()
+    try:
+        call_command("ledger_audit", *args, stdout=out)
+    except CommandError:
+        return False, out.getvalue()
+    return True, out.getvalue()
+
+
+def _journal_line(path, team_id: int, request_id: str) -> None:
+    record = {"request_id": request_id, "team_id": team_id, "cost": 5, "created_at": time.time()}
+    with open(path, "ab") as fh:
+        fh.write(orjson.dumps(record) + b"\n")
+
+
+@pytest.mark.django_db
+def test_audit_fails_on_a_journal_file_left_unreplayed(tmp_path):
+    team = TeamFactory()
+    orphan = tmp_path / "usage-999999-deadbeef.jsonl"      # nobody holds its lock: its process is gone
+    _journal_line(orphan, team.id, "req_orphan")
+    ok, report = _audit("--journal-dir", str(tmp_path), "--settle-window", "0")
+    assert ok, report                                       # just written: the replay has time yet
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    ok, report = _audit("--journal-dir", str(tmp_path), "--settle-window", "0")
+    assert not ok and "usage-999999-deadbeef.jsonl of a stopped process (1 record(s)) not replayed" in report
+
+
+@pytest.mark.django_db
+def test_audit_fails_on_journal_lines_a_live_process_never_flushed(tmp_path):
+    team = TeamFactory()
+    live = tmp_path / "usage-1-cafe.jsonl"
+    _journal_line(live, team.id, "req_flushed")
+    _journal_line(live, team.id, "req_stuck")
+    _journal_line(live, 10 ** 9, "req_of_a_deleted_team")    # the flush drops those: not waited for
+    UsageRecordFactory(team=team, request_id="req_flushed")
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)                             # a live process owns it
+    try:
+        ok, report = _audit("--journal-dir", str(tmp_path), "--settle-window", "0.3")
+        assert not ok and "1 usage record(s) in usage-1-cafe.jsonl still not in the database" in report
+        UsageRecordFactory(team=team, request_id="req_stuck")
+        ok, report = _audit("--journal-dir", str(tmp_path), "--settle-window", "0.3")
+        assert ok, report
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.django_db
+def test_audit_fails_on_a_redis_counter_that_drifted_from_the_database(tmp_path):
+    key, _ = factories.api_key(budget_limit=BUDGET, budget_period="day")
+    for cost in (120, 80):
+        UsageRecordFactory(team=key.team, api_key=key, cost=cost)
+    now = dt.datetime.now(dt.UTC)
+    spent = f"tg:spent:key:{key.id}:{limits.period_tag('day', now)}"
+    shared_cache.set(spent, b"200", 3600)
+    shared_cache.set(f"tg:spent:team:{key.team_id}:{limits.period_tag('month', now)}", b"200", 3600)
+    shared_cache.set(limits.balance_key(key.team_id), b"-200", 3600)     # no credit, 200 unbilled
+    shared_cache.set(f"tg:spent:key:{key.id}:d20000101", b"7", 3600)    # an ended period: not compared
+    args = ("--journal-dir", str(tmp_path), "--settle-window", "0.3")
+    ok, report = _audit(*args)
+    assert ok, report
+    shared_cache.set(spent, b"220", 3600)       # 20 micro-units off, and it stays so
+    ok, report = _audit(*args)
+    assert not ok and f"counter {spent}: Redis 220 != database 200" in report
+    assert "balance" not in report and "d20000101" not in report
