@@ -18,6 +18,7 @@ pytestmark = pytest.mark.live
 # Known prices, micro-units per million tokens: (input, output, cache read, 5-minute write, 1-hour write).
 GPT = (2_000_000, 8_000_000, 500_000, 2_500_000, 4_000_000)          # typed by the operator
 CLAUDE = (3_000_000, 15_000_000, 300_000, 3_750_000, 6_000_000)      # Anthropic's ratios of $3 input: 0.1x 1.25x 2x
+GEMINI = (300_000, 2_500_000, 75_000, 300_000, 300_000)              # Google's: cached content 0.25x
 
 
 def expected_cost(record, prices) -> int:
@@ -41,6 +42,10 @@ def setup(transactional_db, gateway, simulator):
     factories.PriceFactory(model=claude, input_per_m=CLAUDE[0], output_per_m=CLAUDE[1], cached_input_per_m=None)
     factories.channel(models=[gpt], base_url=f"{simulator.url}/v1", name="openai")
     factories.channel(models=[claude], base_url=simulator.url, kind="anthropic", name="anthropic")
+    gemini = factories.CatalogModelFactory(public_id="google/gemini-2.5-flash", provider="google",
+                                           upstream_name="gemini-2.5-flash")
+    factories.PriceFactory(model=gemini, input_per_m=GEMINI[0], output_per_m=GEMINI[1], cached_input_per_m=None)
+    factories.channel(models=[gemini], base_url=simulator.url, kind="gemini", name="gemini")
     key, secret = factories.api_key()
     factories.credit(key.team)
     from routing.catalog import bump_version
@@ -199,3 +204,15 @@ def test_anthropic_messages_translated_bill_reasoning_once_and_say_the_cost(setu
     assert (record.cached_tokens, record.reasoning_tokens) == (48, 20)
     assert usage["cache_read_input_tokens"] == 48 and usage["output_tokens"] == record.completion_tokens
     assert record.cost == expected_cost(record, GPT) == charge == cost_micro(usage["cost"])
+
+
+def test_gemini_cached_content_and_thoughts_are_billed_at_googles_ratio(setup):
+    body = {"model": "google/gemini-2.5-flash", "stream_options": {"include_usage": True}, "stream": True,
+            "messages": [{"role": "user", "content": long_text("[[sim:cached=56]] [[sim:reasoning=18]]")}]}
+    response = chat(setup, body)
+    assert response.status_code == 200, response.text
+    usage = [c for c in sse_data(response) if c.get("usage")][-1]["usage"]
+    record, charge = charged(setup, response)
+    assert (record.cached_tokens, record.reasoning_tokens) == (56, 18) and record.completion_tokens > 18
+    assert usage["completion_tokens_details"]["reasoning_tokens"] == 18
+    assert record.cost == expected_cost(record, GEMINI) == charge == cost_micro(usage["cost"])
