@@ -260,3 +260,28 @@ def test_an_input_image_reaches_gemini_as_inline_data(kinds):
     assert r.status_code == 200, r.text
     parts = sim_requests(kinds, "/v1beta/models")[-1]["body"]["contents"][0]["parts"]
     assert parts[0] == {"text": "What is this?"} and parts[1]["inlineData"]["mimeType"] == "image/png"
+
+
+def test_routes_and_fallback_lists_apply(kinds):
+    factories.routing_rule(team=kinds.team, name="coding", default_model=kinds.model)
+    bump_version()
+    routed = wait_for(lambda: (r := post(kinds, {"model": "route:coding", "input": "hi"})).status_code == 200 and r)
+    assert "route=route:coding" in routed.headers["x-tollgate-route"]
+    # The OpenAI channel fails once: the fallback list moves on to Claude, translated (native → translated).
+    httpx.post(f"{kinds.simulator.url}/_sim/faults",   # the live channel's key (tests.factories.channel)
+               json={"key": "sk-sim-test-channel", "fault": "status:500", "count": 1})
+    r = post(kinds, {"model": "gpt-4o-mini", "models": ["claude-sonnet-4-5"], "input": "hi", "stream": True})
+    assert r.status_code == 200
+    assert events(r)[-1]["response"]["model"] == "anthropic/claude-sonnet-4-5"
+    assert "model=anthropic/claude-sonnet-4-5" in r.headers["x-tollgate-route"]
+    assert "HTTP 500" in r.headers["x-tollgate-route"]
+
+
+def test_limits_apply_in_openai_shape(live):
+    _, broke = factories.api_key()   # a team with no balance
+    r = httpx.post(f"{live.base_url}/responses", json={"model": "gpt-4o-mini", "input": "hi"},
+                   headers={"Authorization": f"Bearer {broke}"})
+    assert r.status_code == 402 and r.json()["error"]["code"] == "insufficient_quota"
+    r = httpx.post(f"{live.base_url}/responses", json={"model": "gpt-4o-mini", "input": "hi"},
+                   headers={"Authorization": "Bearer sk-tg-wrong"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"

@@ -220,6 +220,7 @@ def _validate(payload: dict) -> None:
     for key in ("reasoning", "text", "metadata", "client_metadata", "stream_options"):
         checks.optional(payload, key, (dict,), "an object")
     checks.strings(payload, "include", single=False)
+    checks.strings(payload, "models", single=False)
     tools = payload.get("tools")
     if tools is not None:
         for i, tool in enumerate(checks.objects("tools", tools)):
@@ -256,6 +257,8 @@ def to_canonical(payload: dict) -> dict:
     if not messages:
         raise errors.invalid_value("input", "no message, function call or function call output to answer.")
     canonical: dict = {"model": payload["model"], "messages": messages, "_translated": True}
+    if isinstance(payload.get("models"), list):   # the gateway's own ordered fallback list (OpenRouter's)
+        canonical["models"] = payload["models"]
     for key in ("stream", "temperature", "top_p", "prompt_cache_key"):
         if payload.get(key) is not None:
             canonical[key] = payload[key]
