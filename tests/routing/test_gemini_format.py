@@ -30,7 +30,7 @@ def test_a_conversation_with_a_function_call_and_its_response():
     payload = {"model": "gemini-2.5-flash", "systemInstruction": {"parts": [{"text": "Be brief."}]},
                "contents": [
                    {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
-                   {"role": "model", "parts": [{"text": "Checking", "thought": True},
+                   {"role": "model", "parts": [{"text": "Checking", "thought": True, "thoughtSignature": "Y2xh"},
                                                {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
                                                 "thoughtSignature": "c2ln"}]},
                    {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
@@ -42,6 +42,7 @@ def test_a_conversation_with_a_function_call_and_its_response():
     call = assistant["tool_calls"][0]
     assert call["function"] == {"name": "get_weather", "arguments": '{"city":"Paris"}'}
     assert call["thought_signature"] == "c2ln" and assistant["reasoning_content"] == "Checking"
+    assert assistant["thinking_signature"] == "Y2xh"
     assert assistant["content"] is None
     assert tool == {"role": "tool", "tool_call_id": call["id"], "content": "18C"}   # matched by name
     assert canonical["model"] == "gemini-2.5-flash" and canonical["_translated"] is True
@@ -127,14 +128,14 @@ def test_bad_input_is_a_400_naming_the_field(payload, field):
 
 def test_complete_renders_a_generate_content_response():
     data = {"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": "Sure", "reasoning_content": "hmm",
+        "role": "assistant", "content": "Sure", "reasoning_content": "hmm", "thinking_signature": "Y2xh",
         "tool_calls": [{"id": "call_1", "type": "function", "thought_signature": "c2ln",
                         "function": {"name": "f", "arguments": '{"a": 1}'}}]}}]}
     usage = Usage(prompt_tokens=10, completion_tokens=7, cached_tokens=4, reasoning_tokens=2)
     body = complete(Call(), data, usage)
     candidate = body["candidates"][0]
     assert candidate["content"] == {"role": "model", "parts": [
-        {"text": "hmm", "thought": True}, {"text": "Sure"},
+        {"text": "hmm", "thought": True, "thoughtSignature": "Y2xh"}, {"text": "Sure"},
         {"functionCall": {"id": "call_1", "name": "f", "args": {"a": 1}}, "thoughtSignature": "c2ln"}]}
     assert candidate["finishReason"] == "STOP"
     assert body["usageMetadata"] == {"promptTokenCount": 10, "candidatesTokenCount": 5, "totalTokenCount": 17,

@@ -308,3 +308,22 @@ def test_a_route_falls_back_from_a_failing_gemini_channel_to_openai(broken_gemin
     record = record_of(frames[0]["responseId"])
     assert record.path == "/v1beta/models/route:default:streamGenerateContent"
     assert record.served_model == "openai/gpt-4o-mini" and record.route == "route:default"
+
+
+def test_claude_thinking_signatures_round_trip_in_a_tool_loop(claude):
+    """A thought part carries Claude's signature out and back in, so a tool loop with thinking on keeps it."""
+    config = {"maxOutputTokens": 4000, "thinkingConfig": {"thinkingBudget": 1024, "includeThoughts": True}}
+    ask = {"contents": [{"role": "user", "parts": [{"text": "Weather in Paris?"}]}], "tools": TOOLS,
+           "generationConfig": config}
+    frames = sse_frames(post(claude, "claude-sonnet-4-5", "streamGenerateContent", ask, query="?alt=sse").text)
+    parts = [p for f in frames for p in f["candidates"][0]["content"]["parts"]]
+    signature = next(p["thoughtSignature"] for p in parts if p.get("thought") and p.get("thoughtSignature"))
+    follow = {**ask, "contents": [*ask["contents"], {"role": "model", "parts": parts},
+                                  {"role": "user", "parts": [{"functionResponse": {
+                                      "name": "get_weather", "response": {"output": "18C"}}}]}]}
+    answer = post(claude, "claude-sonnet-4-5", "generateContent", follow)
+    assert answer.status_code == 200, answer.text
+    sent = sent_body(claude)
+    thinking = sent["messages"][1]["content"][0]
+    assert thinking["type"] == "thinking" and thinking["signature"] == signature
+    assert sent["thinking"]["type"] == "enabled"

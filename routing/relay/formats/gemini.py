@@ -9,8 +9,9 @@ Where the formats do not map 1:1:
   on the canonical tool call as `thought_signature` (Gemini channels want it back).
 - `parameters` (Google's OpenAPI subset, upper-case types) become JSON schemas; `parametersJsonSchema` is one.
 - `thinkingConfig` budget/level → `reasoning_effort` (and a `thinking` budget for Claude), thought parts ↔
-  `reasoning_content`. Built-in tools (googleSearch, codeExecution, …), safetySettings and cachedContent only
-  reach Gemini channels (natively); a translation leaves them out.
+  `reasoning_content`, a thought part's `thoughtSignature` ↔ Claude's thinking signature.
+- Built-in tools (googleSearch, codeExecution, …), safetySettings and cachedContent only reach Gemini channels
+  (natively); a translation leaves them out.
 - Streamed tool calls arrive in argument fragments from other providers; Gemini sends each whole, so they go
   out on the last chunk with the finish reason and the usage."""
 import orjson
@@ -219,7 +220,7 @@ class _Calls:
 
 
 def _model_message(content: dict, index: int, calls: _Calls) -> dict:
-    text, thoughts, tool_calls = [], [], []
+    text, thoughts, tool_calls, signature = [], [], [], None
     for j, part in enumerate(content["parts"]):
         if part.get("functionCall"):
             fn = part["functionCall"]
@@ -231,6 +232,7 @@ def _model_message(content: dict, index: int, calls: _Calls) -> dict:
             tool_calls.append(call)
         elif part.get("thought"):
             thoughts.append(part.get("text") or "")
+            signature = part.get("thoughtSignature") or signature
         elif "text" in part:
             text.append(part["text"])
     message: dict = {"role": "assistant", "content": "".join(text) or None}
@@ -238,6 +240,8 @@ def _model_message(content: dict, index: int, calls: _Calls) -> dict:
         message["tool_calls"] = tool_calls
     if thoughts:
         message["reasoning_content"] = "".join(thoughts)
+        if signature:   # Claude's thinking signature, sent as a thought part's (it must come back with it)
+            message["thinking_signature"] = signature
     return message
 
 
@@ -375,6 +379,8 @@ def _candidate(choice: dict) -> dict:
     parts = []
     if message.get("reasoning_content"):
         parts.append({"text": message["reasoning_content"], "thought": True})
+        if message.get("thinking_signature"):
+            parts[-1]["thoughtSignature"] = message["thinking_signature"]
     if message.get("content"):
         parts.append({"text": message["content"]})
     parts += [_call_part(call) for call in message.get("tool_calls") or ()]
