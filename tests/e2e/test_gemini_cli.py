@@ -28,6 +28,11 @@ def gemini(live):
     factories.PriceFactory(model=model)
     factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.GEMINI, name="gemini",
                       api_key="sim-gemini-key")
+    claude = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", provider="anthropic",
+                                           upstream_name="claude-sonnet-4-5", aliases=["claude-sonnet-4-5"])
+    factories.PriceFactory(model=claude)
+    factories.channel(models=[claude], base_url=live.simulator.url, kind=Channel.ANTHROPIC, name="claude",
+                      api_key="sim-anthropic-key")
     bump_version()
     return live
 
@@ -57,7 +62,8 @@ def assert_billed_and_clean(records, live, model: str) -> None:
         assert live.secret not in f"{record.path} {record.user_agent} {record.sdk}"
 
 
-@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini"])   # native, and translated to OpenAI
+# Natively, and translated to OpenAI and to Claude.
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini", "claude-sonnet-4-5"])
 def test_plain_answer(gemini, tmp_path, model):
     run = gemini_cli(gemini, tmp_path / "home", "Say hello", model)
     assert run.returncode == 0, run.stderr[-3000:]
