@@ -103,7 +103,8 @@ def test_stream_without_alt_is_one_json_array(gemini):
 
 def test_translated_to_an_openai_channel(gemini):
     body = {**HELLO, "systemInstruction": {"parts": [{"text": "Be brief."}]},
-            "generationConfig": {"maxOutputTokens": 40, "temperature": 0.5, "stopSequences": ["END"]}}
+            "generationConfig": {"maxOutputTokens": 40, "temperature": 0.5, "stopSequences": ["END"],
+                                 "thinkingConfig": {"thinkingBudget": 8192, "includeThoughts": True}}}
     response = post(gemini, "gpt-4o-mini", "generateContent", body)
     assert response.status_code == 200, response.text
     data = response.json()
@@ -114,6 +115,7 @@ def test_translated_to_an_openai_channel(gemini):
     forwarded = sent_body(gemini)
     assert forwarded["messages"][0] == {"role": "system", "content": "Be brief."}
     assert forwarded["max_tokens"] == 40 and forwarded["stop"] == ["END"]
+    assert "reasoning_effort" not in forwarded and "thinking" not in forwarded   # gpt-4o-mini would refuse them
     record = record_of(data["responseId"])
     assert record.cost / 1_000_000 == pytest.approx(meta["cost"])
     generation = httpx.get(f"{gemini.server.url}/v1/generation", params={"id": data["responseId"]},

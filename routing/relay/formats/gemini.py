@@ -8,7 +8,7 @@ Where the formats do not map 1:1:
   its call by id, else by name (the earliest unanswered call of that name). A call's `thoughtSignature` travels
   on the canonical tool call as `thought_signature` (Gemini channels want it back).
 - `parameters` (Google's OpenAPI subset, upper-case types) become JSON schemas; `parametersJsonSchema` is one.
-- `thinkingConfig` budget/level → `reasoning_effort` (and a `thinking` budget for Claude), thought parts ↔
+- `thinkingConfig` budget/level → a `thinking` budget (Claude's; OpenAI-compatible channels leave it), thought parts ↔
   `reasoning_content`, a thought part's `thoughtSignature` ↔ Claude's thinking signature.
 - Built-in tools (googleSearch, codeExecution, …), safetySettings and cachedContent only reach Gemini channels
   (natively); a translation leaves them out.
@@ -286,16 +286,17 @@ def _tool_choice(payload: dict):
     return mode
 
 
-def _effort(thinking: dict) -> str | None:
+def thinking_budget(thinking: dict) -> int | None:
+    """A thinkingConfig as a thinking budget in tokens (at least Claude's least, 1024); None when it is off."""
     level = THINKING_LEVELS.get(thinking.get("thinkingLevel"))
     budget = thinking.get("thinkingBudget")
-    if level or budget is None:
-        return level
-    if budget == 0:
-        return None   # thinking off
+    if level:
+        return THINKING_BUDGETS[level]
+    if budget is None or budget == 0:
+        return None   # not asked for, or off
     if budget < 0:
-        return "medium"   # -1: the model decides (dynamic thinking)
-    return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+        return THINKING_BUDGETS["medium"]   # -1: the model decides (dynamic thinking)
+    return max(budget, THINKING_BUDGETS["low"])
 
 
 def _generation(canonical: dict, config: dict) -> None:
@@ -311,13 +312,10 @@ def _generation(canonical: dict, config: dict) -> None:
             json_schema(config.get("responseSchema"))
         canonical["response_format"] = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema}} \
             if schema else {"type": "json_object"}
-    thinking = config.get("thinkingConfig") or {}
-    effort = _effort(thinking)
-    if effort:
-        canonical["reasoning_effort"] = effort
-        budget = thinking.get("thinkingBudget")
-        if not isinstance(budget, int) or budget < 1024:   # Claude's least budget is 1024
-            budget = THINKING_BUDGETS[effort]
+    # Thinking goes on as a budget (Claude takes it; OpenAI-compatible channels drop it): not as
+    # `reasoning_effort`, which a non-reasoning OpenAI model refuses, and Gemini CLI always sends a budget.
+    budget = thinking_budget(config.get("thinkingConfig") or {})
+    if budget:
         canonical["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
