@@ -70,6 +70,9 @@ def test_log_detail_export_and_api_show_every_part():
     assert [shown(t) for t in ("prompt-tokens", "cache-read", "cache-write-5m", "cache-write-1h",
                                "completion-tokens", "reasoning")] == ["5000", "3000", "1200", "700", "900", "640"]
     assert "clamped" in shown("usage-clamped")
+    logs = text(client.get(reverse("console-logs", kwargs={"team": team.slug})))
+    assert "cache: 3000 read, 1900 written" in logs
+    assert "cache: 3000 read, 1900 written" in text(client_for(staff(roles.SUPPORT)).get(reverse("operator-logs")))
 
     export = client.get(reverse("console-logs-export", kwargs={"team": team.slug}))
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
