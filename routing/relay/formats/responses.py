@@ -48,12 +48,12 @@ class Tools:
                 for inner in tool.get("tools") or ():
                     if isinstance(inner, dict) and inner.get("type", "function") == "function":
                         self._add(str(tool.get("name") or ""), inner)
-            else:
-                self.dropped.append(str(kind))
+            else:   # a hosted (or freeform custom) tool: named by its type, and its name when it has one
+                self.dropped.append(f"{kind}:{tool['name']}" if isinstance(tool.get("name"), str) else str(kind))
 
     def _add(self, namespace: str | None, tool: dict) -> None:
         name = str(tool.get("name") or "")
-        flat = name if name not in self.origin else f"{namespace}__{name}"
+        flat = name if name not in self.origin else f"{namespace or 'tool'}__{name}"
         self.origin[flat] = (namespace, name)
         self.canonical_name[(namespace, name)] = flat
         function = {"name": flat, "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}
@@ -197,6 +197,14 @@ def _validate_items(items) -> None:
             checks.optional(item, "encrypted_content", (str,), "a string", f"{at}.encrypted_content")
 
 
+def _validate_tool(tool: dict, at: str) -> None:
+    kind = checks.optional(tool, "type", (str,), "a string", f"{at}.type")
+    checks.optional(tool, "name", (str,), "a string", f"{at}.name")
+    checks.optional(tool, "parameters", (dict,), "an object", f"{at}.parameters")
+    if kind in ("function", "namespace") and not tool.get("name"):
+        raise errors.missing_field(f"{at}.name")
+
+
 def _validate(payload: dict) -> None:
     checks.depth(payload)
     model = payload.get("model")
@@ -224,11 +232,10 @@ def _validate(payload: dict) -> None:
     tools = payload.get("tools")
     if tools is not None:
         for i, tool in enumerate(checks.objects("tools", tools)):
-            checks.optional(tool, "type", (str,), "a string", f"tools[{i}].type")
-            checks.optional(tool, "name", (str,), "a string", f"tools[{i}].name")
-            checks.optional(tool, "parameters", (dict,), "an object", f"tools[{i}].parameters")
+            _validate_tool(tool, f"tools[{i}]")
             if tool.get("type") == "namespace":
-                checks.objects(f"tools[{i}].tools", tool.get("tools") or [])
+                for j, inner in enumerate(checks.objects(f"tools[{i}].tools", tool.get("tools") or [])):
+                    _validate_tool(inner, f"tools[{i}].tools[{j}]")
     checks.optional(payload, "tool_choice", (str, dict), "a string or an object")
     reasoning = payload.get("reasoning") or {}
     checks.optional(reasoning, "effort", (str,), "a string", "reasoning.effort")
