@@ -145,3 +145,12 @@ def test_input_tokens_are_counted_offline(live):
     assert short.object == "response.input_tokens" and 0 < short.input_tokens < longer.input_tokens
     with pytest.raises(openai.NotFoundError):
         c.responses.input_tokens.count(model="no-such-model", input="hi")
+
+
+def test_a_stored_response_expires(live):
+    from gateway_site import shared_cache
+    from routing.relay.responses_views import STORE_TTL_SECONDS
+
+    created = post(live, {"model": "gpt-4o-mini", "input": "for a while"}).json()
+    ttl = shared_cache.sync_client().ttl("tg:responses:" + created["id"])   # the gateway's Redis (REDIS_URL)
+    assert STORE_TTL_SECONDS - 60 < ttl <= STORE_TTL_SECONDS == 30 * 86400
