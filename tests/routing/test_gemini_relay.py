@@ -221,10 +221,13 @@ def test_errors_in_gemini_shape(gemini):
     assert elsewhere.status_code == 404 and "generateContent" in elsewhere.json()["error"]["message"]
 
 
-def test_upstream_error_mid_stream_ends_with_a_gemini_error_frame(gemini):
-    body = {"contents": [{"parts": [{"text": "hi [[sim:fault=stream_error]]"}]}]}
-    response = post(gemini, "gemini-2.5-flash", "streamGenerateContent", body, query="?alt=sse")
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini"])
+@pytest.mark.parametrize("fault", ["stream_error:2", "break:2"])
+def test_a_stream_that_breaks_ends_with_a_gemini_error_frame(gemini, model, fault):
+    body = {"contents": [{"parts": [{"text": f"hi [[sim:fault={fault}]]"}]}]}
+    response = post(gemini, model, "streamGenerateContent", body, query="?alt=sse")
     frames = sse_frames(response.text)
+    assert frames[0]["candidates"][0]["content"]["parts"][0]["text"]   # what came before the break
     assert frames[-1]["error"]["code"] == 502 and frames[-1]["error"]["status"] == "UNAVAILABLE"
     record = wait_for(lambda: UsageRecord.objects.filter(path__startswith="/v1beta/", status_code=502).first())
     assert record.error_code == "upstream_unavailable"
