@@ -432,7 +432,8 @@ async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str
             for c in checks:
                 args += [c.kind, c.key, c.limit, c.amount, c.aux or "-"]
             try:
-                await shared_cache.note_epoch(client)
+                if shared_cache.known_epoch() is None:
+                    await shared_cache.note_epoch(client)
                 result = await _script(client, RESERVE_LUA)(args=args)
             except shared_cache.UNREACHABLE as exc:
                 shared_cache.outage.failed(exc)

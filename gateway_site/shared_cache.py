@@ -51,10 +51,11 @@ class MemoryStore:
         return value
 
     def set(self, key, value, ttl=None, nx=False):
-        if nx and self.get(key) is not None:
-            return
-        self._bound()
-        self._data[key] = (value, time.monotonic() + ttl if ttl else None)
+        with self.lock:   # a counter rebuilt from the database thread while the loop reserves
+            if nx and self.get(key) is not None:
+                return
+            self._bound()
+            self._data[key] = (value, time.monotonic() + ttl if ttl else None)
 
     def _bound(self) -> None:
         """Bounded memory: past `max_items`, expired entries go (entries are otherwise dropped only when read)."""
@@ -253,6 +254,10 @@ async def data_lost(client) -> bool:
     lost = _known_epoch is not None and epoch != _known_epoch
     _known_epoch = epoch
     return lost
+
+
+def known_epoch() -> bytes | None:
+    return _known_epoch
 
 
 async def note_epoch(client) -> None:

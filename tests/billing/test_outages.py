@@ -202,6 +202,7 @@ def cut_redis(settings, monkeypatch):
     settings.REDIS_URL = f"redis://127.0.0.1:{proxy.port}{url.path}"
     monkeypatch.setattr(shared_cache, "_sync_client", None)
     monkeypatch.setattr(shared_cache, "_async_clients", {})
+    monkeypatch.setattr(shared_cache, "_known_epoch", None)   # the Redis db was emptied since another test
     direct = redis.Redis(host=url.hostname, port=url.port or 6379, db=int(url.path.strip("/") or 0))
     yield proxy, direct
     proxy.close()
