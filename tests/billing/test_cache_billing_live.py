@@ -3,6 +3,7 @@
 prices, on the OpenAI (/v1/chat/completions) and Anthropic (/v1/messages) inbound formats; the answer's
 `usage.cost` is exactly the ledger charge of the same request; /v1/generation shows every part."""
 import uuid
+from types import SimpleNamespace
 
 import httpx
 import orjson
@@ -10,6 +11,7 @@ import pytest
 
 from billing.models import LedgerEntry, UsageRecord
 from billing.services import usage_reconcile
+from routing.catalog import bump_version
 from tests import factories
 from tests.conftest import wait_for
 
@@ -48,10 +50,8 @@ def setup(transactional_db, gateway, simulator):
     factories.channel(models=[gemini], base_url=simulator.url, kind="gemini", name="gemini")
     key, secret = factories.api_key()
     factories.credit(key.team)
-    from routing.catalog import bump_version
-
     bump_version()
-    return type("Setup", (), {"url": gateway.url, "secret": secret, "team": key.team})
+    return SimpleNamespace(url=gateway.url, secret=secret, team=key.team)
 
 
 def chat(setup, body: dict) -> httpx.Response:
