@@ -2,7 +2,7 @@
 simulator, as clients.md says to run it: its own CODEX_HOME with a `tollgate` model provider speaking the
 Responses wire API, in a throwaway directory. Codex only speaks POST /v1/responses (streaming, `store:
 false`, a namespace and a web_search tool beside its function tools): natively to an OpenAI channel, and
-translated to an Anthropic one. Afterwards the gateway's usage records are checked."""
+translated to an Anthropic and a Gemini one. Afterwards the gateway's usage records are checked."""
 import orjson
 import pytest
 
@@ -39,11 +39,11 @@ def records(live, count: int) -> list:
     return found
 
 
-def responses_requests(live) -> list[dict]:
+def upstream_requests(live, path: str = "/v1/responses") -> list[dict]:
     import httpx
 
     sent = httpx.get(f"{live.simulator.url}/_sim/requests?limit=50").json()["requests"]
-    return [r["body"] for r in sent if r["path"] in ("/v1/responses", "/v1/messages")]
+    return [r["body"] for r in sent if r["path"].startswith(path)]
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_codex_exec_plain_answer(clean_simulator, tmp_path):
     run = codex(live, tmp_path, "Say hello to Tollgate")
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Simulated reply to:" in run.stdout
-    sent = responses_requests(live)[-1]   # natively: Codex's own request reached the OpenAI channel
+    sent = upstream_requests(live)[-1]   # natively: Codex's own request reached the OpenAI channel
     assert sent["store"] is False and sent["stream"] is True and sent["model"] == "gpt-4o-mini"
     assert {t["type"] for t in sent["tools"]} >= {"function", "namespace", "web_search"}
     [record] = records(live, 1)
@@ -74,7 +74,7 @@ def test_codex_exec_tool_session(clean_simulator, tmp_path):
     live = clean_simulator
     run = codex(live, tmp_path, "Use exec_command to run `echo tollgate-tool-ok` and tell me what it printed")
     assert run.returncode == 0, run.stderr[-2000:]
-    bodies = responses_requests(live)
+    bodies = upstream_requests(live)
     follow = next(b for b in bodies if any(i.get("type") == "function_call_output" for i in b["input"]))
     call = next(i for i in follow["input"] if i.get("type") == "function_call")
     assert call["name"] == "exec_command" and orjson.loads(call["arguments"])["cmd"] == "echo tollgate-tool-ok"
@@ -86,25 +86,30 @@ def test_codex_exec_tool_session(clean_simulator, tmp_path):
     assert sum(r.prompt_tokens for r in turns) > 0 and sum(r.completion_tokens for r in turns) > 0
 
 
-def test_codex_exec_to_claude_by_translation(clean_simulator, tmp_path):
-    """Codex pointed at a Claude model on an Anthropic channel: its Responses calls are translated (the
-    hosted web_search tool dropped, the namespace flattened), the simulated Claude calls the first tool
-    (a harmless command that is not found in the throwaway directory) and answers after its result."""
+@pytest.mark.parametrize("public_id, upstream, kind, path", [
+    ("anthropic/claude-sonnet-4-5", "claude-sonnet-4-5", Channel.ANTHROPIC, "/v1/messages"),
+    ("google/gemini-2.5-flash", "gemini-2.5-flash", Channel.GEMINI, "/v1beta/models/")])
+def test_codex_exec_by_translation(clean_simulator, tmp_path, public_id, upstream, kind, path):
+    """Codex pointed at a Claude or a Gemini model: its Responses calls are translated (the hosted web_search
+    tool dropped, the namespace flattened); the simulated model calls the first tool (a harmless command that
+    is not found in the throwaway directory) and answers after its result."""
     live = clean_simulator
-    model = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", upstream_name="claude-sonnet-4-5",
-                                          aliases=["claude-sonnet-4-5"])
+    model = factories.CatalogModelFactory(public_id=public_id, upstream_name=upstream, aliases=[upstream])
     factories.PriceFactory(model=model)
-    factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.ANTHROPIC, name="claude",
-                      api_key="sim-anthropic")
+    factories.channel(models=[model], base_url=live.simulator.url, kind=kind, name=kind, api_key=f"sim-{kind}")
     bump_version()
-    run = codex(live, tmp_path, "Say hello", model="claude-sonnet-4-5")
+    run = codex(live, tmp_path, "Say hello", model=upstream)
     assert run.returncode == 0, run.stderr[-2000:]
-    sent = [b for b in responses_requests(live) if "messages" in b]
+    sent = upstream_requests(live, path)
     assert len(sent) >= 2   # the tool call, then the answer after its result
-    names = [t["name"] for t in sent[0]["tools"]]
-    assert "exec_command" in names and "web_search" not in names
-    assert any(b["type"] == "tool_result" for m in sent[-1]["messages"] if isinstance(m["content"], list)
-               for b in m["content"])
+    if kind == Channel.ANTHROPIC:
+        names = [t["name"] for t in sent[0]["tools"]]
+        results = [b for m in sent[-1]["messages"] if isinstance(m["content"], list) for b in m["content"]
+                   if b["type"] == "tool_result"]
+    else:
+        names = [f["name"] for t in sent[0]["tools"] for f in t.get("functionDeclarations") or ()]
+        results = [p for c in sent[-1]["contents"] for p in c["parts"] if "functionResponse" in p]
+    assert "exec_command" in names and "close_agent" in names and "web_search" not in names
+    assert results
     turns = records(live, 2)
-    assert all(r.path == "/v1/responses" and r.served_model == "anthropic/claude-sonnet-4-5" and r.cost > 0
-               for r in turns)
+    assert all(r.path == "/v1/responses" and r.served_model == public_id and r.cost > 0 for r in turns)
