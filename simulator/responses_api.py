@@ -6,9 +6,10 @@ event sequence: response.created, response.in_progress, per output item output_i
 content_part.added / reasoning_summary_part.added, the deltas and their .done events, output_item.done, then
 response.completed (response.incomplete when cut by max_output_tokens) with usage, `sequence_number` on each.
 
-What the simulated model does: it calls a function tool when `tool_choice` forces one, or when the latest
-user text names one of the tools (Codex sends a dozen tools with every turn; a model that always called the
-first would never answer plainly); never right after a function_call_output. A `backticked` text in the
+What the simulated model does: it calls a function tool when `tool_choice` forces one, the one
+[[sim:tool=NAME]] names (none for [[sim:tool=none]]), or when the latest user text names one of the tools
+(Codex sends a dozen tools with every turn; a model that always called the first would never answer
+plainly); never right after a function_call_output. A `backticked` text in the
 prompt becomes the value of the called tool's first required string argument (`exec_command` runs it), the
 rest is sampled from the schema. [[sim:reasoning=N]] adds a reasoning item (summary when asked, encrypted
 content when included) and N reasoning tokens; [[sim:cached=N]] reports N cached input tokens. The simulator
@@ -217,7 +218,9 @@ def _functions(body) -> list[dict]:
     return [t for t in body.get("tools") or () if t.get("type") == "function"]
 
 
-def _tool_to_call(body, prompt: str) -> dict | None:
+def _tool_to_call(body, prompt: str, prefer: str | None = None) -> dict | None:
+    """The function tool the model calls, or None (see the module docstring); `prefer` ([[sim:tool=NAME|none]])
+    narrows an unforced choice to that one tool, or to none."""
     items = _items(body)
     choice = body.get("tool_choice") or "auto"
     functions = _functions(body)
@@ -227,6 +230,8 @@ def _tool_to_call(body, prompt: str) -> dict | None:
         return next((t for t in functions if t["name"] == choice["name"]), {"name": choice["name"]})
     if choice == "required" or (isinstance(choice, dict) and choice.get("mode") == "required"):
         return functions[0]
+    if prefer is not None:
+        return next((t for t in functions if t["name"] == prefer), None)
     words = set(re.findall(r"[\w-]+", prompt))
     return next((t for t in functions if t["name"] in words), None)
 
@@ -271,7 +276,7 @@ def create(req) -> Reply:
             item["encrypted_content"] = "sim-encrypted-" + new_id("", 16)
         output.append(item)
         parts_of.append(pieces(text) if summary_wanted else [])
-    tool = _tool_to_call(body, user_text)
+    tool = _tool_to_call(body, user_text, options.tool)
     status, incomplete = "completed", None
     if tool is not None:
         args = orjson.dumps(_arguments(tool, user_text)).decode()

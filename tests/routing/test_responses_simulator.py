@@ -91,3 +91,11 @@ def test_a_stream_error_fault_ends_with_response_failed(simulator):
     frames = [orjson.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
     assert [f["type"] for f in frames][:2] == ["response.created", "response.in_progress"]
     assert frames[-1]["type"] == "response.failed" and frames[-1]["response"]["error"]["code"] == "server_error"
+
+
+def test_the_tool_directive_narrows_the_choice(sdk):
+    other = {**SHELL, "name": "view_image"}
+    called = sdk.responses.create(model="gpt-4o-mini", tools=[SHELL, other], input="look [[sim:tool=view_image]]")
+    assert called.output[0].type == "function_call" and called.output[0].name == "view_image"
+    none = sdk.responses.create(model="gpt-4o-mini", tools=[SHELL], input="exec_command [[sim:tool=none]]")
+    assert none.output[0].type == "message"
