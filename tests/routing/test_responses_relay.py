@@ -285,3 +285,20 @@ def test_limits_apply_in_openai_shape(live):
     r = httpx.post(f"{live.base_url}/responses", json={"model": "gpt-4o-mini", "input": "hi"},
                    headers={"Authorization": "Bearer sk-tg-wrong"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "claude-sonnet-4-5"])
+def test_a_client_that_leaves_mid_stream_is_billed_for_what_it_got(kinds, model):
+    body = {"model": model, "input": "[[sim:tokens=60]] [[sim:chunk_delay_ms=50]] long", "stream": True}
+    with httpx.stream("POST", f"{kinds.base_url}/responses", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {kinds.secret}"}) as r:
+        lines = r.iter_lines()
+        first = next(orjson.loads(line[5:]) for line in lines if line.startswith("data:"))
+        deltas = 0
+        for line in lines:
+            deltas += '"response.output_text.delta"' in line
+            if deltas == 5:
+                break
+    record = wait_for(lambda: UsageRecord.objects.filter(
+        request_id="req_" + first["response"]["id"].removeprefix("resp_"), status_code=499).first(), timeout=10)
+    assert record is not None and record.completion_tokens >= 1 and record.cost > 0
