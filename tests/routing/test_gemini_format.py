@@ -113,7 +113,7 @@ def test_thinking_budgets_and_levels(thinking, budget):
     ({"contents": [{"parts": [{"functionCall": {"name": "f", "args": []}}]}]},
      "contents[0].parts[0].functionCall.args"),
     ({"contents": [{"parts": [{"inlineData": {"data": 1}}]}]}, "contents[0].parts[0].inlineData.data"),
-    ({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": "x"}}, "systemInstruction.parts"),
+    ({"contents": [{"parts": [{"text": "x"}]}], "systemInstruction": {"parts": "x"}}, "systemInstruction.parts[0]"),
     ({"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"thinkingConfig": {"thinkingBudget": 1.5}}},
      "generationConfig.thinkingConfig.thinkingBudget"),
     ({"contents": [{"parts": [{"text": "x"}]}], "toolConfig": {"functionCallingConfig": {"mode": 1}}},
@@ -192,3 +192,24 @@ def test_errors_in_googles_shape():
     assert response.status_code == 429 and response["Retry-After"] == "3" and response["X-Request-Id"] == "req_9"
     assert body["code"] == 429 and body["status"] == "RESOURCE_EXHAUSTED" and body["message"] == "Slow down."
     assert body["details"][0]["reason"] == "rate_limited" and body["details"][0]["metadata"]["request_id"] == "req_9"
+
+
+def test_snake_case_names_and_lone_objects_as_protobuf_json_allows():
+    """What Google's own curl examples send: snake_case names, `parts` as one object."""
+    payload = {"system_instruction": {"parts": {"text": "You are a cat."}},
+               "contents": {"parts": [{"text": "Hi"}, {"inline_data": {"mime_type": "image/png", "data": "iVBO"}}]},
+               "generation_config": {"max_output_tokens": 9, "stop_sequences": ["Z"],
+                                     "thinking_config": {"thinking_budget": 2048}},
+               "tools": [{"function_declarations": [{"name": "f", "parameters_json_schema": {
+                   "type": "object", "properties": {"snake_arg": {"type": "string"}}}}]}],
+               "tool_config": {"function_calling_config": {"mode": "NONE"}}}
+    canonical = to_canonical(payload)
+    assert canonical["messages"] == [
+        {"role": "system", "content": "You are a cat."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"},
+                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}]}]
+    assert canonical["max_tokens"] == 9 and canonical["stop"] == ["Z"]
+    assert canonical["thinking"]["budget_tokens"] == 2048 and canonical["tool_choice"] == "none"
+    assert canonical["tools"][0]["function"]["parameters"]["properties"] == {"snake_arg": {"type": "string"}}
+    counted = gemini.count_request({"generate_content_request": {"contents": [{"parts": [{"text": "x"}]}]}})
+    assert counted["contents"] == [{"parts": [{"text": "x"}]}]

@@ -332,3 +332,18 @@ def test_claude_thinking_signatures_round_trip_in_a_tool_loop(claude):
     thinking = sent["messages"][1]["content"][0]
     assert thinking["type"] == "thinking" and thinking["signature"] == signature
     assert sent["thinking"]["type"] == "enabled"
+
+
+def test_googles_curl_example_shape_both_ways(gemini):
+    """snake_case names (protobuf JSON) and a lone `parts` object, as Google's REST examples send them."""
+    body = {"system_instruction": {"parts": {"text": "You are a cat."}},
+            "contents": [{"parts": [{"text": "Hello there"}]}],
+            "generation_config": {"max_output_tokens": 30, "stop_sequences": ["Z"]}}
+    translated = post(gemini, "gpt-4o-mini", "generateContent", body)
+    assert translated.status_code == 200, translated.text
+    assert sent_body(gemini)["messages"][0] == {"role": "system", "content": "You are a cat."}
+    assert sent_body(gemini)["max_tokens"] == 30
+    body["system_instruction"]["parts"] = [body["system_instruction"]["parts"]]
+    native = post(gemini, "gemini-2.5-flash", "generateContent", body)
+    assert native.status_code == 200, native.text
+    assert sent_body(gemini) == body   # forwarded as sent: Gemini reads protobuf JSON itself

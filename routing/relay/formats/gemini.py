@@ -55,6 +55,46 @@ def error_response(err: errors.RelayError, request_id: str) -> HttpResponse:
     return response
 
 
+# --- the request as protobuf JSON allows it -------------------------------------------------------------
+# Google parses requests as protobuf JSON: snake_case names are as good as camelCase, and a lone object stands
+# for a list of one (its own curl examples send `"parts": {"text": …}`). The translation reads one spelling, so
+# a copy is normalized; what it walks into is listed here (function args, responses and schemas are the
+# caller's data: their keys stay as they are). A native request goes out as the client sent it.
+_WALK = {
+    "request": {"contents": (True, "content"), "systemInstruction": (False, "content"),
+                "generationConfig": (False, "config"), "tools": (True, "tool"), "toolConfig": (False, "toolConfig"),
+                "safetySettings": (True, ""), "generateContentRequest": (False, "request")},
+    "content": {"parts": (True, "part")},
+    "part": {key: (False, "") for key in ("inlineData", "fileData", "functionCall", "functionResponse")},
+    "config": {"thinkingConfig": (False, "")},
+    "tool": {"functionDeclarations": (True, "")},
+    "toolConfig": {"functionCallingConfig": (False, "")},
+}
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def normalized(value, kind: str = "request"):
+    """A request (or a part of one, `kind`) with camelCase names and lists where a lone object was sent."""
+    if not isinstance(value, dict):
+        return value
+    walk = _WALK.get(kind, {})
+    out = {}
+    for key, item in value.items():
+        key = _camel(key) if "_" in key else key
+        if key in walk:
+            many, inner = walk[key]
+            if many:
+                item = [normalized(v, inner) for v in (item if isinstance(item, list) else [item])]
+            else:
+                item = normalized(item, inner)
+        out[key] = item
+    return out
+
+
 # --- validation -------------------------------------------------------------------------------------------
 def _validate_parts(field: str, content) -> None:
     checks.of_type(field, content, (dict,), "an object (a Content)")
@@ -322,6 +362,7 @@ def _generation(canonical: dict, config: dict) -> None:
 def to_canonical(payload: dict) -> dict:
     """Validate a GenerateContentRequest (`model` set by the view from the URL) and translate it to the
     canonical OpenAI shape."""
+    payload = normalized(payload)
     contents = validate(payload)
     messages: list[dict] = []
     if payload.get("systemInstruction"):
@@ -345,6 +386,7 @@ def to_canonical(payload: dict) -> dict:
 
 def count_request(payload: dict) -> dict:
     """A countTokens body ({"contents"} or {"generateContentRequest": {…}}) as a GenerateContentRequest."""
+    payload = normalized(payload)
     inner = checks.optional(payload, "generateContentRequest", (dict,), "an object")
     return {**inner, "model": payload.get("model")} if inner is not None else payload
 
