@@ -3,6 +3,7 @@ the test stops and starts again empty, or reaches through a proxy the test cuts 
 with its data intact). Requests during an outage get what the design says, never a 500; afterwards the
 Redis counters equal the database."""
 import asyncio
+import dataclasses
 import datetime as dt
 import fcntl
 import os
@@ -20,6 +21,8 @@ from django.db import connection
 from billing import limits
 from billing.models import UsageRecord
 from gateway_site import shared_cache
+from keys import auth
+from keys.secrets import hash_secret
 from routing.relay import metrics
 from tests import factories
 from tests.billing.factories import UsageRecordFactory
@@ -174,17 +177,22 @@ def test_postgresql_cut_away_and_back(transactional_db, simulator, log_dir, tmp_
         setup = make_live_setup(gateway, simulator)
         assert traffic(setup) == [200] * 4
 
+        _, secret = factories.api_key(team=setup.team)
+        shared_cache.delete(auth.cache_key(hash_secret(secret)))   # a key the cache does not know yet
+        uncached = dataclasses.replace(setup, secret=secret)
+
         proxy.cut()
         assert traffic(setup) == [200] * 4
-        unknown = httpx.post(f"{setup.base_url}/chat/completions", headers={"Authorization": "Bearer sk-tg-nope"},
-                             json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]},
-                             timeout=20)
-        assert unknown.status_code == 503 and unknown.json()["error"]["code"] == "service_unavailable"
+        for bad in (chat(uncached), chat(uncached, path="messages")):
+            assert bad.status_code == 503 and bad.headers["Retry-After"] == "5"   # not a 401, not a 500
+        assert chat(uncached).json()["error"]["code"] == "service_unavailable"
+        assert chat(uncached, path="messages").json()["type"] == "error"
         assert UsageRecord.objects.count() <= 4   # the outage's usage is in the journal, not in the database
 
         proxy.restore()
+        assert chat(uncached).status_code == 200   # its look-up reconnects (the old connection is dead)
         assert chat(setup).status_code == 200
-        assert wait_for(recorded(9), timeout=15)
+        assert wait_for(recorded(10), timeout=15)
     finally:
         if gateway is not None:
             gateway.stop()
@@ -371,3 +379,33 @@ def test_audit_fails_on_a_redis_counter_that_drifted_from_the_database(tmp_path)
     ok, report = _audit(*args)
     assert not ok and f"counter {spent}: Redis 220 != database 200" in report
     assert "balance" not in report and "d20000101" not in report
+
+
+# --- PostgreSQL restarted under a kept connection --------------------------------------------------------
+def test_a_db_call_after_the_server_dropped_its_connection_reconnects(transactional_db):
+    """What a PostgreSQL restart does to the gateway's kept connection: the next db_call must not fail on it."""
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from gateway_site.db import db_call
+
+    def backend_pid():
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return cursor.fetchone()[0]
+
+    first = asyncio.run(db_call(backend_pid)())      # db_call's one thread keeps its connection (CONN_MAX_AGE)
+    try:
+        with connection.cursor() as cursor:           # this thread's own connection ends that one
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+        assert wait_for(lambda: not _backend_alive(first))
+        second = asyncio.run(db_call(backend_pid)())  # a new connection, not an OperationalError
+        assert second != first
+    finally:
+        asyncio.run(sync_to_async(connections.close_all, thread_sensitive=True)())
+
+
+def _backend_alive(pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+        return bool(cursor.fetchone()[0])
