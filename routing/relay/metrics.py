@@ -12,6 +12,7 @@ With TOLLGATE_METRICS_TOKEN set, /metrics wants `Authorization: Bearer <token>`.
 """
 import hmac
 import os
+import re
 from typing import Any
 
 from django.http import HttpResponse
@@ -44,9 +45,13 @@ if prom is not None:
     OVERHEAD = prom.Histogram("tollgate_gateway_overhead_seconds",
                               "Non-streaming calls: whole call less the time spent on upstream attempts",
                               ["endpoint"], buckets=OVERHEAD_SECONDS, **_kw)
-    TOKENS = prom.Counter("tollgate_tokens", "Tokens by model and kind (prompt, completion, cached)",
+    TOKENS = prom.Counter("tollgate_tokens", "Tokens by model and kind (prompt, completion, cached, cache_write, "
+                          "reasoning)",
                           ["model", "kind"], **_kw)
     COST = prom.Counter("tollgate_cost_micro", "Cost charged, in micro-units of the currency", ["model"], **_kw)
+    CLAMPED = prom.Counter("tollgate_usage_clamped", "Calls whose upstream-reported usage was out of bounds "
+                           "(negative, or beyond 10x the model's limits) and was clamped before billing", ["model"],
+                           **_kw)
 
 _children: dict = {}   # (metric, labels) → child: skips prometheus_client's label validation per call
 
@@ -59,26 +64,22 @@ def _child(metric, *labels):
     return child
 
 
-def _cost(call) -> int:
-    from billing.money import combined_multiplier, usage_cost
-
-    model, usage = call.model, call.usage
-    if model is None or usage is None or call.snap is None or call.ctx is None:
-        return 0
-    price = call.snap.price_for(model, call.ctx.team_id)
-    if price is None:
-        return 0
-    multiplier = combined_multiplier(call.snap.policy(call.ctx.team_id).multiplier_ppm,
-                                     call.ctx.group_multiplier_ppm)
-    return usage_cost(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                      cached_tokens=usage.cached_tokens, price=price, multiplier_ppm=multiplier)
+# Paths with a client-chosen part (a model name, a response id) are counted under one label each, so a client
+# cannot grow the metrics without bound.
+_VARIABLE_PATH = re.compile(r"/models/.+?(?=:\w+$)|/responses/(?!input_tokens$)[^/]+")
 
 
-def observe(call, cost: int | None = None) -> None:
-    """Count one finished call (route, model, channel, status, tokens, cost, latency)."""
+def endpoint_label(path: str) -> str:
+    return _VARIABLE_PATH.sub(lambda m: "/models/{model}" if m[0].startswith("/models/") else "/responses/{id}",
+                              path)
+
+
+def observe(call, cost: int, *, clamped: bool = False) -> None:
+    """Count one finished call (route, model, channel, status, tokens, cost, latency; `clamped`: the upstream
+    reported usage out of bounds)."""
     if prom is None:
         return
-    endpoint = call.request.path
+    endpoint = endpoint_label(call.request.path)
     model = call.model.public_id if call.model is not None else "-"
     channel = str(call.channel.id) if call.channel is not None else "-"
     route = (call.route_plan.route or "direct") if call.route_plan is not None else "-"
@@ -96,12 +97,15 @@ def observe(call, cost: int | None = None) -> None:
     usage = call.usage
     if usage is not None:
         for kind, n in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
-                        ("cached", usage.cached_tokens)):
-            if n:
+                        ("cached", usage.cached_tokens), ("cache_write", usage.cache_write_tokens
+                                                          + usage.cache_write_1h_tokens),
+                        ("reasoning", usage.reasoning_tokens)):
+            if isinstance(n, int) and 0 < n < 2**53:
                 _child(TOKENS, model, kind).inc(n)
-        cost = _cost(call) if cost is None else cost
         if cost:
             _child(COST, model).inc(cost)
+    if clamped:
+        _child(CLAMPED, model).inc()
 
 
 class StateCollector:

@@ -512,7 +512,7 @@ class RelayCall:
         if n.clamped:
             log.warning("request %s: upstream usage out of bounds, clamped: %s", self.request_id, usage)
         cost = (self._cost(usage) or 0) if self.usage is not None else 0
-        metrics.observe(self, cost)
+        metrics.observe(self, cost, clamped=n.clamped)
         if self.reservation is not None:
             # Release the holds and count the real spend; off the response path, batched.
             limits.settle_soon(self.reservation, cost, n.prompt + n.completion)

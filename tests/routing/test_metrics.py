@@ -94,3 +94,28 @@ def test_token_and_breaker_states(settings):
     status, text = scrape(Authorization="Bearer scrape-token-0002")
     assert status == 200
     assert total(samples(text), "tollgate_breaker_state", channel="41", model="7") == br.STATE_VALUES[br.OPEN]
+
+
+@pytest.mark.django_db
+def test_paths_with_client_chosen_parts_count_under_one_label_and_clamped_usage_is_counted():
+    from types import SimpleNamespace
+
+    from routing.adapters.base import Usage
+    from routing.relay import metrics
+
+    assert metrics.endpoint_label("/v1beta/models/made-up-name-1:generateContent") == \
+        "/v1beta/models/{model}:generateContent"
+    assert metrics.endpoint_label("/v1/models/openai/gpt-4o:streamGenerateContent") == \
+        "/v1/models/{model}:streamGenerateContent"
+    assert metrics.endpoint_label("/v1/responses/resp_0123") == "/v1/responses/{id}"
+    assert metrics.endpoint_label("/v1/chat/completions") == "/v1/chat/completions"
+    model = SimpleNamespace(public_id=f"test/clamped-{uuid.uuid4().hex[:6]}")
+    call = SimpleNamespace(request=SimpleNamespace(path="/v1beta/models/x:generateContent"), model=model,
+                           channel=None, route_plan=None, stream=False, latency_ms=lambda: 5, status=200,
+                           ttfb_ms=None, usage=Usage(prompt_tokens=10, completion_tokens=3, cache_write_1h_tokens=2))
+    metrics.observe(call, 7, clamped=True)
+    found = samples(metrics.prom.generate_latest(metrics.REGISTRY).decode())
+    assert total(found, "tollgate_usage_clamped_total", model=model.public_id) == 1
+    assert total(found, "tollgate_tokens_total", model=model.public_id, kind="cache_write") == 2
+    assert total(found, "tollgate_requests_total", model=model.public_id,
+                 endpoint="/v1beta/models/{model}:generateContent") == 1
