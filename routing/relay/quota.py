@@ -37,6 +37,14 @@ def route_names(name: str) -> list[str]:
     return [f"route:{name}", f"auto -> route:{name}", f"auto \u2192 route:{name}"]
 
 
+def _worst_cost(price, prompt: int, output: int, multiplier: int) -> int:
+    """The most the call can cost: all of the output, and the prompt at its dearest (plain input, or written
+    to the prompt cache, which Anthropic prices at up to 2x input for a 1-hour write)."""
+    return max(usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0, price=price,
+                          multiplier_ppm=multiplier, **({field: prompt} if field else {}))
+               for field in (None, "cache_write_5m_tokens", "cache_write_1h_tokens"))
+
+
 def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     """Returns (checks, worst-case cost, minimum cost, estimated tokens)."""
     ctx, snap = call.ctx, call.snap
@@ -50,8 +58,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     worst = minimum = 0
     price = snap.price_for(model, ctx.team_id)
     if price is not None:
-        worst = usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0, price=price,
-                           multiplier_ppm=multiplier)
+        worst = _worst_cost(price, prompt, output, multiplier)
         minimum = usage_cost(prompt_tokens=prompt, completion_tokens=0, cached_tokens=0, price=price,
                              multiplier_ppm=multiplier)
     # The hold covers the most expensive candidate that may serve (every planned model and the downgrade), so
@@ -62,8 +69,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
             continue
         price = snap.price_for(candidate, ctx.team_id)
         if price is not None:
-            worst = max(worst, usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0,
-                                          price=price, multiplier_ppm=multiplier))
+            worst = max(worst, _worst_cost(price, prompt, output, multiplier))
     checks: list[limits.Check] = []
     for scope, prefix, label, lim, ident, field in (
             (Scope.KEY, "key", f"key '{ctx.name}'", ctx.key_limits, ctx.key_id, "api_key_id"),
