@@ -23,10 +23,11 @@ SETTINGS = {"security": {"auth": {"selectedType": "gemini-api-key"}}, "telemetry
 
 @pytest.fixture
 def gemini(live):
-    model = factories.CatalogModelFactory(public_id="google/gemini-2.5-flash", provider="google",
-                                          upstream_name="gemini-2.5-flash", aliases=["gemini-2.5-flash"])
-    factories.PriceFactory(model=model)
-    factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.GEMINI, name="gemini",
+    models = [factories.CatalogModelFactory(public_id=f"google/{name}", provider="google", upstream_name=name,
+                                            aliases=[name]) for name in ("gemini-2.5-flash", "gemini-3.1-pro-preview")]
+    for model in models:
+        factories.PriceFactory(model=model)
+    factories.channel(models=models, base_url=live.simulator.url, kind=Channel.GEMINI, name="gemini",
                       api_key="sim-gemini-key")
     claude = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", provider="anthropic",
                                            upstream_name="claude-sonnet-4-5", aliases=["claude-sonnet-4-5"])
@@ -62,8 +63,8 @@ def assert_billed_and_clean(records, live, model: str) -> None:
         assert live.secret not in f"{record.path} {record.user_agent} {record.sdk}"
 
 
-# Natively, and translated to OpenAI and to Claude.
-@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini", "claude-sonnet-4-5"])
+# Natively (Gemini 3 signs its function calls: the signature must come back), translated to OpenAI and Claude.
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-3.1-pro-preview", "gpt-4o-mini", "claude-sonnet-4-5"])
 def test_plain_answer(gemini, tmp_path, model):
     run = gemini_cli(gemini, tmp_path / "home", "Say hello", model)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -71,6 +72,10 @@ def test_plain_answer(gemini, tmp_path, model):
     records = records_of(gemini, 2)   # the tool turn (update_topic) and the answer
     assert_billed_and_clean(records, gemini, model)
     assert {r.finish_reason for r in records} == {"tool_calls", "stop"}
+    if model.startswith("gemini-3"):   # the simulator's signature went to the CLI and came back untouched
+        answer_turn = httpx.get(f"{gemini.simulator.url}/_sim/requests?limit=1").json()["requests"][0]["body"]
+        call = next(p for c in answer_turn["contents"] for p in c["parts"] if "functionCall" in p)
+        assert call["thoughtSignature"] not in ("", "skip_thought_signature_validator")
 
 
 def test_a_tool_that_lists_a_directory(gemini, tmp_path):
