@@ -174,3 +174,35 @@ def test_complete_is_the_sdks_response():
     assert response.output[2].namespace == "agents" and response.output[2].name == "exec_command"
     assert response.output_text == "Let me look." and response.usage.total_tokens == 14
     assert response.store is False and response.tool_choice == "auto"
+
+
+PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+
+
+def test_a_custom_tool_is_a_function_of_one_string_and_comes_back_as_custom_tool_call():
+    payload = {"model": "m", "tools": [PATCH], "tool_choice": {"type": "custom", "name": "apply_patch"}, "input": [
+        {"role": "user", "content": "fix it"},
+        {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "*** Begin Patch"},
+        {"type": "custom_tool_call_output", "call_id": "c1", "output": "Done"}]}
+    canonical = responses.to_canonical(payload)
+    [tool] = canonical["tools"]
+    assert tool["function"]["parameters"]["required"] == ["input"] and "start: /.+/" in tool["function"]["description"]
+    assert canonical["tool_choice"] == {"type": "function", "function": {"name": "apply_patch"}}
+    assistant, result = canonical["messages"][1:]
+    assert orjson.loads(assistant["tool_calls"][0]["function"]["arguments"]) == {"input": "*** Begin Patch"}
+    assert result == {"role": "tool", "tool_call_id": "c1", "content": "Done"}
+    arguments = orjson.dumps({"input": "*** Begin Patch\n*** End Patch"}).decode()
+    data = {"choices": [{"finish_reason": "tool_calls", "message": {"role": "assistant", "content": None,
+            "tool_calls": [{"id": "c2", "type": "function", "function": {"name": "apply_patch",
+                                                                         "arguments": arguments}}]}}]}
+    [item] = Response.model_validate(responses.complete(fake_call(payload), data, Usage(5, 5))).output
+    assert (item.type, item.call_id, item.input) == ("custom_tool_call", "c2", "*** Begin Patch\n*** End Patch")
+    renderer = responses.renderer(fake_call(payload), payload)
+    chunks = renderer.render(ToolCallDelta(0, "c2", "apply_patch", arguments[:10]))
+    chunks += renderer.render(ToolCallDelta(0, None, None, arguments[10:])) + renderer.finish()
+    events = parse(chunks)
+    assert [e.type for e in events][2:] == [
+        "response.output_item.added", "response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+        "response.output_item.done", "response.completed"]
+    assert events[-1].response.output[0].input == "*** Begin Patch\n*** End Patch"

@@ -302,3 +302,19 @@ def test_a_client_that_leaves_mid_stream_is_billed_for_what_it_got(kinds, model)
     record = wait_for(lambda: UsageRecord.objects.filter(
         request_id="req_" + first["response"]["id"].removeprefix("resp_"), status_code=499).first(), timeout=10)
     assert record is not None and record.completion_tokens >= 1 and record.cost > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_custom_tool_reaches_claude_as_a_function_and_comes_back_custom(kinds, stream):
+    patch = {"type": "custom", "name": "apply_patch", "description": "Edit files."}
+    r = post(kinds, {"model": "claude-sonnet-4-5", "tools": [patch], "input": "fix it", "stream": stream})
+    body = events(r)[-1]["response"] if stream else r.json()
+    call = next(i for i in body["output"] if i["type"] == "custom_tool_call")
+    assert call["name"] == "apply_patch" and isinstance(call["input"], str) and call["input"]
+    sent = sim_requests(kinds, "/v1/messages")[-1]["body"]
+    assert sent["tools"][0]["input_schema"]["required"] == ["input"]
+    follow = post(kinds, {"model": "claude-sonnet-4-5", "tools": [patch], "input": [
+        {"role": "user", "content": "fix it"}, call,
+        {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "Done"}]})
+    assert follow.status_code == 200, follow.text
+    assert follow.json()["output"][-1]["type"] == "message"

@@ -6,8 +6,10 @@ Translation keeps what a chat-completions, Anthropic or Gemini channel can do an
 a 400 for something the client cannot change: hosted tool types (`web_search`, `file_search`, …, which Codex
 sends on every request) are dropped and named in X-Tollgate-Route (`dropped_tools=`), unless `tool_choice`
 forces one of them (a clear 400 naming it); a `namespace` tool's functions are flattened (`ns__name` when a
-name is taken) and their calls come back with their `namespace`. A reasoning item's `encrypted_content` that
-this gateway made carries the provider's thinking signature, so Claude's thinking round-trips."""
+name is taken) and their calls come back with their `namespace`; a freeform `custom` tool becomes a function
+of one string argument, `input`, and its calls come back as custom_tool_call items. A reasoning item's
+`encrypted_content` that this gateway made carries the provider's thinking signature, so Claude's thinking
+round-trips."""
 import time
 
 import orjson
@@ -20,7 +22,7 @@ ID_PREFIX = "resp_"
 SIGNATURE_PREFIX = "tgsig:"      # our encrypted_content: a provider's thinking signature, not OpenAI's blob
 HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11",
                           "file_search", "computer", "computer_use_preview", "code_interpreter", "image_generation",
-                          "local_shell", "shell", "mcp", "apply_patch", "tool_search", "custom"})
+                          "local_shell", "shell", "mcp", "apply_patch", "tool_search"})
 _ROLES = ("user", "assistant", "system", "developer")
 _INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -32,18 +34,22 @@ def error_response(err: errors.RelayError, request_id: str):
 # --- tools -------------------------------------------------------------------------------------------
 class Tools:
     """The request's tools as a chat-completions channel can take them: function tools, namespaces flattened,
-    hosted tools dropped (named in `dropped`). `origin` maps a canonical function name back to its
-    (namespace, name)."""
+    custom tools as functions of one string, hosted tools dropped (named in `dropped`). `origin` maps a
+    canonical function name back to its (namespace, name); `custom` holds the canonical names of custom tools."""
 
     def __init__(self, tools):
         self.functions: list[dict] = []
         self.dropped: list[str] = []
         self.origin: dict[str, tuple[str | None, str]] = {}
         self.canonical_name: dict[tuple[str | None, str], str] = {}
+        self.custom: set[str] = set()
         for tool in tools or ():
             kind = tool.get("type")
             if kind == "function":
                 self._add(None, tool)
+            elif kind == "custom" and isinstance(tool.get("name"), str):
+                self._add(None, _custom_as_function(tool))
+                self.custom.add(self.canonical_name[(None, tool["name"])])
             elif kind == "namespace":
                 for inner in tool.get("tools") or ():
                     if isinstance(inner, dict) and inner.get("type", "function") == "function":
@@ -72,11 +78,31 @@ class Tools:
         return {"name": name, "namespace": namespace} if namespace else {"name": name}
 
 
+def _custom_as_function(tool: dict) -> dict:
+    """A freeform custom tool (its input one string, maybe under a grammar) as a function tool."""
+    fmt = tool.get("format") if isinstance(tool.get("format"), dict) else {}
+    description = str(tool.get("description") or "")
+    if fmt.get("type") == "grammar" and fmt.get("definition"):
+        description += f"\n\nThe input follows this {fmt.get('syntax') or ''} grammar:\n{fmt['definition']}"
+    return {"type": "function", "name": tool["name"], "description": description.strip(), "parameters": {
+        "type": "object", "properties": {"input": {"type": "string", "description": "The tool's whole input."}},
+        "required": ["input"]}}
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's input from the arguments of its canonical function call ({"input": "..."})."""
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return arguments
+    return str(value.get("input") or "") if isinstance(value, dict) else arguments
+
+
 def _tool_choice(choice, tools: Tools):
     if choice is None or isinstance(choice, str):
         return choice if choice in ("auto", "none", "required") else None
     kind = choice.get("type")
-    if kind == "function":
+    if kind in ("function", "custom"):
         return {"type": "function", "function": {"name": tools.name_of(choice.get("namespace"),
                                                                        str(choice.get("name") or ""))}}
     if kind == "allowed_tools":
@@ -153,7 +179,13 @@ def _messages(items, tools: Tools) -> list[dict]:
             message.setdefault("tool_calls", []).append({
                 "id": str(item.get("call_id") or item.get("id") or ""), "type": "function",
                 "function": {"name": name, "arguments": str(item.get("arguments") or "{}")}})
-        elif kind == "function_call_output":
+        elif kind == "custom_tool_call":
+            message = _assistant(messages)
+            message.setdefault("tool_calls", []).append({
+                "id": str(item.get("call_id") or ""), "type": "function",
+                "function": {"name": tools.name_of(None, str(item.get("name") or "")),
+                             "arguments": orjson.dumps({"input": str(item.get("input") or "")}).decode()}})
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             messages.append({"role": "tool", "tool_call_id": str(item.get("call_id") or ""),
                              "content": _output_text(item.get("output"))})
         elif kind == "reasoning":
@@ -190,7 +222,10 @@ def _validate_items(items) -> None:
                 checks.optional(item, key, (str,), "a string", f"{at}.{key}")
             if not item.get("name"):
                 raise errors.missing_field(f"{at}.name")
-        elif kind == "function_call_output":
+        elif kind == "custom_tool_call":
+            for key in ("call_id", "name", "input"):
+                checks.optional(item, key, (str,), "a string", f"{at}.{key}")
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             checks.optional(item, "call_id", (str,), "a string", f"{at}.call_id")
         elif kind == "reasoning":
             checks.optional(item, "summary", (list,), "an array", f"{at}.summary")
@@ -367,6 +402,20 @@ def function_item(item_id: str, call_id: str, name_fields: dict, arguments: str,
             "arguments": arguments}
 
 
+def custom_item(item_id: str, call_id: str, name: str, tool_input: str, status: str = "completed") -> dict:
+    return {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call_id, "name": name,
+            "input": tool_input}
+
+
+def call_item(tools: Tools, item_id: str, call_id: str, canonical_name: str, arguments: str,
+              status: str = "completed") -> dict:
+    """The output item of a canonical tool call: a function_call, or a custom_tool_call for a custom tool."""
+    if canonical_name in tools.custom:
+        return custom_item("ctc" + item_id.removeprefix("fc"), call_id, canonical_name, custom_input(arguments),
+                           status)
+    return function_item(item_id, call_id, tools.call_item_fields(canonical_name), arguments, status)
+
+
 def _status(finish: str) -> str:
     return "incomplete" if finish in _INCOMPLETE else "completed"
 
@@ -388,8 +437,8 @@ def complete(call, data: dict, usage) -> dict:
         n += 1
     for tool_call in message.get("tool_calls") or ():
         fn = tool_call.get("function") or {}
-        output.append(function_item(f"fc_{call.hex_id}_{n}", str(tool_call.get("id") or f"call_{call.hex_id}_{n}"),
-                                    tools.call_item_fields(str(fn.get("name") or "")), fn.get("arguments") or "{}"))
+        output.append(call_item(tools, f"fc_{call.hex_id}_{n}", str(tool_call.get("id") or f"call_{call.hex_id}_{n}"),
+                                str(fn.get("name") or ""), fn.get("arguments") or "{}"))
         n += 1
     return response_object(call, payload, status=_status(finish), output=output, usage=usage, finish=finish)
 
@@ -465,6 +514,11 @@ class EventRenderer:
             out.append(self._event("response.reasoning_summary_part.done", {**where, "summary_index": 0,
                                                                             "part": part}))
             done = reasoning_item(item["id"], text, self.signature, self.payload)
+        elif item["type"] == "custom_tool_call":   # its input is known once the JSON arguments are whole
+            tool_input = custom_input(text)
+            out.append(self._event("response.custom_tool_call_input.delta", {**where, "delta": tool_input}))
+            out.append(self._event("response.custom_tool_call_input.done", {**where, "input": tool_input}))
+            done = {**item, "status": "completed", "input": tool_input}
         else:
             out.append(self._event("response.function_call_arguments.done", {**where, "arguments": text,
                                                                              "name": item["name"]}))
@@ -496,15 +550,16 @@ class EventRenderer:
                 self.signature = event.signature
         elif isinstance(event, ToolCallDelta):
             if event.id is not None or self.tool_index != event.index or self.item is None \
-                    or self.item["type"] != "function_call":
+                    or self.item["type"] not in ("function_call", "custom_tool_call"):
                 call_id = event.id or f"call_{self.call.hex_id}_{event.index}"
-                out += self._open(function_item(self._item_id("fc"), call_id,
-                                                self.tools.call_item_fields(event.name or ""), "", "in_progress"))
+                out += self._open(call_item(self.tools, self._item_id("fc"), call_id, event.name or "", "",
+                                            "in_progress"))
                 self.tool_index = event.index
             if event.arguments:
                 self.text += event.arguments
-                out.append(self._event("response.function_call_arguments.delta", {**self._where(),
-                                                                                  "delta": event.arguments}))
+                if self.item["type"] == "function_call":
+                    out.append(self._event("response.function_call_arguments.delta", {**self._where(),
+                                                                                      "delta": event.arguments}))
         elif isinstance(event, Finish):
             self.finish_reason = event.reason or "stop"
         elif isinstance(event, UsageEvent):
