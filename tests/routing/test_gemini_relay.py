@@ -347,3 +347,24 @@ def test_googles_curl_example_shape_both_ways(gemini):
     native = post(gemini, "gemini-2.5-flash", "generateContent", body)
     assert native.status_code == 200, native.text
     assert sent_body(gemini) == body   # forwarded as sent: Gemini reads protobuf JSON itself
+
+
+def test_limits_answer_in_geminis_shape(gemini):
+    """A key's rate limit is a 429 and its budget a 402, both RESOURCE_EXHAUSTED, with the limit headers."""
+    _, limited = factories.api_key(team=gemini.team, group=gemini.key.group, rpm_limit=1)
+    _, broke = factories.api_key(team=gemini.team, group=gemini.key.group, budget_limit=1)
+    assert post(gemini, "gemini-2.5-flash", "generateContent", HELLO,
+                headers={"x-goog-api-key": limited}).status_code == 200
+    second = post(gemini, "gemini-2.5-flash", "generateContent", HELLO, headers={"x-goog-api-key": limited})
+    assert second.status_code == 429 and second.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert second.headers["retry-after"] and second.headers["x-ratelimit-limit-requests"] == "1"
+    spent = post(gemini, "gemini-2.5-flash", "generateContent", HELLO, headers={"x-goog-api-key": broke})
+    wait_for(lambda: record_of(spent.json()["responseId"]))   # its cost now counts against the budget
+
+    def refused():   # once the spend is settled (batched, off the response path)
+        response = post(gemini, "gemini-2.5-flash", "streamGenerateContent", HELLO, query="?alt=sse",
+                        headers={"x-goog-api-key": broke})
+        return response if response.status_code == 402 else None
+
+    refused = wait_for(refused)
+    assert refused is not None and refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
