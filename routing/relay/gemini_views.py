@@ -1,8 +1,8 @@
 """The native Gemini routes (what Gemini CLI and the `google-genai` SDK call, base URL without /v1beta):
 POST /v1beta/models/{model}:generateContent, :streamGenerateContent (`?alt=sse`: SSE; without it Gemini streams
-a JSON array), :countTokens; GET /v1beta/models and /v1beta/models/{model}. The key comes as `x-goog-api-key`,
-`?key=` or Bearer; answers and errors are in Gemini's shapes; calls are routed like every other (to Gemini
-channels natively, to the others through the canonical request)."""
+a JSON array), :countTokens; GET /v1beta/models and /v1beta/models/{model}; the same under /v1 (google-genai's
+default). The key comes as `x-goog-api-key`, `?key=` or Bearer; answers and errors are in Gemini's shapes;
+calls are routed like every other (to Gemini channels natively, to the others through the canonical request)."""
 import orjson
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
