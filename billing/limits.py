@@ -530,21 +530,28 @@ async def _recover(client) -> None:
         await usage_journal.journal.flush()
     except Exception:  # the database may be away too: a counter rebuilt meanwhile may miss the last records
         log.warning("could not flush the usage journal before using Redis again", exc_info=True)
-    batch, _deferred[:] = list(_deferred), []
-    spend = dict(_outage_spend)
-    _outage_spend.clear()
-    if await shared_cache.data_lost(client):
-        log.warning("Redis lost its data: %d deferred settles and the in-process spend of %d counters dropped "
-                    "(the counters are rebuilt from the database)", len(batch), len(spend))
-        return
-    batch += [[f"outage-{os.getpid()}", amount, 0, name, key] for (name, key), amount in spend.items()]
-    script = _script(client, SETTLE_LUA)
-    for start in range(0, len(batch), 500):
-        pipe = client.pipeline(transaction=False)
-        for args in batch[start:start + 500]:
-            await script(args=args, client=pipe)
-        await pipe.execute()
-    if batch:
+    lost = await shared_cache.data_lost(client)
+    # Until this returns, requests still run in-process and may add to both: loop until both are empty (the
+    # outage ends right after the last await here).
+    while _deferred or _outage_spend:
+        batch, _deferred[:] = list(_deferred), []
+        spend = dict(_outage_spend)
+        _outage_spend.clear()
+        if lost:
+            log.warning("Redis lost its data: %d deferred settles and the in-process spend of %d counters "
+                        "dropped (the counters are rebuilt from the database)", len(batch), len(spend))
+            continue
+        batch += [[f"outage-{os.getpid()}", amount, 0, name, key] for (name, key), amount in spend.items()]
+        script = _script(client, SETTLE_LUA)
+        for start in range(0, len(batch), 500):
+            try:
+                pipe = client.pipeline(transaction=False)
+                for args in batch[start:start + 500]:
+                    await script(args=args, client=pipe)
+                await pipe.execute()
+            except shared_cache.UNREACHABLE:
+                _defer(batch[start:])   # down again: the probe goes on and sends them next time
+                raise
         log.warning("sent %d settles held back by the Redis outage", len(batch))
 
 

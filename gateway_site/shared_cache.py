@@ -133,10 +133,14 @@ class Outage:
         self.probe: asyncio.Task | None = None
         self.hooks: list = []
 
+    def _probing(self) -> bool:
+        """Whether the gateway's loop ends outages in this process (the probe runs there)."""
+        return self.loop is not None and not self.loop.is_closed()
+
     def sync_down(self) -> bool:
         if self.down_since is None:
             return False
-        return self.loop is not None or time.monotonic() < self.retry_at
+        return self._probing() or time.monotonic() < self.retry_at
 
     def failed(self, exc: BaseException) -> None:
         if self.down_since is None:
@@ -168,7 +172,7 @@ class Outage:
     def recovered(self) -> None:
         """A sync call reached Redis again: ends the outage in a process without a loop (the gateway's probe
         ends it there, after its recovery hooks)."""
-        if self.down_since is not None and self.loop is None:
+        if self.down_since is not None and not self._probing():
             self._up()
 
     def _up(self) -> None:
