@@ -211,5 +211,9 @@ def test_snake_case_names_and_lone_objects_as_protobuf_json_allows():
     assert canonical["max_tokens"] == 9 and canonical["stop"] == ["Z"]
     assert canonical["thinking"]["budget_tokens"] == 2048 and canonical["tool_choice"] == "none"
     assert canonical["tools"][0]["function"]["parameters"]["properties"] == {"snake_arg": {"type": "string"}}
+    floats = to_canonical({"contents": [{"parts": [{"text": "x"}]}],
+                           "generationConfig": {"maxOutputTokens": 64.0, "thinkingConfig": {"thinkingBudget": 2048.0}}})
+    assert floats["max_tokens"] == 64 and type(floats["max_tokens"]) is int
+    assert floats["thinking"]["budget_tokens"] == 2048
     counted = gemini.count_request({"generate_content_request": {"contents": [{"parts": [{"text": "x"}]}]}})
     assert counted["contents"] == [{"parts": [{"text": "x"}]}]

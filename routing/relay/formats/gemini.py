@@ -116,7 +116,17 @@ def _validate_parts(field: str, content) -> None:
                         f"{at}.functionResponse.response")
 
 
+def _integral(obj: dict, keys) -> None:
+    """Protobuf JSON takes 64.0 for an integer field: such a number becomes the integer (in the normalized copy)."""
+    for key in keys:
+        if type(obj.get(key)) is float and obj[key].is_integer():
+            obj[key] = int(obj[key])
+
+
 def _validate_config(config: dict) -> None:
+    _integral(config, ("maxOutputTokens", "candidateCount", "topK", "seed"))
+    _integral(config.get("thinkingConfig") if isinstance(config.get("thinkingConfig"), dict) else {},
+              ("thinkingBudget",))
     for key in _CONFIG_NUMBERS:
         checks.number(config, key, f"generationConfig.{key}")
     for key, lo in _CONFIG_COUNTS:
