@@ -10,6 +10,7 @@ import orjson
 from django.conf import settings
 from django.views.decorators.csrf import csrf_exempt
 
+from core.redaction import redact
 from gateway_site import shared_cache
 from routing import tokens
 from routing.adapters import openai as openai_adapter
@@ -40,7 +41,7 @@ async def _save(team_id: int, response: dict, items: list) -> None:
 
 
 def not_found(response_id: str, param: str | None = None) -> errors.RelayError:
-    shown = response_id[:80]
+    shown = redact(response_id[:80])
     return errors.RelayError(404, "invalid_request_error", "not_found",
                              f"No response with id '{shown}' for this key's team (stored responses expire after "
                              f"{int(STORE_TTL_SECONDS) // 86400} days; `store: false` keeps none).", param=param)
@@ -54,6 +55,8 @@ async def _with_history(call, payload: dict) -> None:
     stored = await _load(call.ctx.team_id, previous)
     if stored is None:
         raise not_found(previous, "previous_response_id")
+    if payload.get("input") is not None:
+        checks.of_type("input", payload["input"], (str, list), "a string or an array of input items")
     own = responses_format.input_items(payload) if payload.get("input") not in (None, "") else []
     payload["input"] = stored["input"] + stored["response"]["output"] + own
 

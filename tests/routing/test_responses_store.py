@@ -154,3 +154,11 @@ def test_a_stored_response_expires(live):
     created = post(live, {"model": "gpt-4o-mini", "input": "for a while"}).json()
     ttl = shared_cache.sync_client().ttl("tg:responses:" + created["id"])   # the gateway's Redis (REDIS_URL)
     assert STORE_TTL_SECONDS - 60 < ttl <= STORE_TTL_SECONDS == 30 * 86400
+
+
+def test_a_bad_input_after_a_previous_response_is_a_400(live):
+    created = post(live, {"model": "gpt-4o-mini", "input": "first"}).json()
+    r = post(live, {"model": "gpt-4o-mini", "input": 5, "previous_response_id": created["id"]})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "input"
+    only_history = post(live, {"model": "gpt-4o-mini", "previous_response_id": created["id"]})
+    assert only_history.status_code == 200   # no new input: the model answers the stored conversation
