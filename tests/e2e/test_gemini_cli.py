@@ -34,6 +34,7 @@ def gemini(live):
     factories.PriceFactory(model=claude)
     factories.channel(models=[claude], base_url=live.simulator.url, kind=Channel.ANTHROPIC, name="claude",
                       api_key="sim-anthropic-key")
+    factories.routing_rule(team=live.team, name="default", default_model=models[0], backup_models=[claude.public_id])
     bump_version()
     return live
 
@@ -63,8 +64,10 @@ def assert_billed_and_clean(records, live, model: str) -> None:
         assert live.secret not in f"{record.path} {record.user_agent} {record.sdk}"
 
 
-# Natively (Gemini 3 signs its function calls: the signature must come back), translated to OpenAI and Claude.
-@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-3.1-pro-preview", "gpt-4o-mini", "claude-sonnet-4-5"])
+# Natively (Gemini 3 signs its function calls: the signature must come back), translated to OpenAI and Claude,
+# and through a route (`-m route:default`).
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-3.1-pro-preview", "gpt-4o-mini", "claude-sonnet-4-5",
+                                   "route:default"])
 def test_plain_answer(gemini, tmp_path, model):
     run = gemini_cli(gemini, tmp_path / "home", "Say hello", model)
     assert run.returncode == 0, run.stderr[-3000:]
