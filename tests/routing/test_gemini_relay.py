@@ -368,3 +368,17 @@ def test_limits_answer_in_geminis_shape(gemini):
 
     refused = wait_for(refused)
     assert refused is not None and refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini"])
+@pytest.mark.parametrize("query", ["?alt=sse", ""])
+def test_a_client_that_leaves_mid_stream_is_billed_for_what_it_got(gemini, model, query):
+    body = {"contents": [{"parts": [{"text": "[[sim:tokens=60]] [[sim:chunk_delay_ms=50]] long"}]}]}
+    url = f"{gemini.server.url}/v1beta/models/{model}:streamGenerateContent{query}"
+    with httpx.stream("POST", url, json=body, timeout=30, headers={"x-goog-api-key": gemini.secret}) as r:
+        request_id = r.headers["x-request-id"]
+        chunks = r.iter_bytes()
+        for _ in range(3):   # a few frames, then the client goes away
+            next(chunks)
+    record = wait_for(lambda: UsageRecord.objects.filter(request_id=request_id, status_code=499).first(), timeout=10)
+    assert record is not None and record.completion_tokens >= 1 and record.cost > 0
