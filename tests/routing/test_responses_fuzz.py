@@ -44,7 +44,7 @@ PATHS = [("model",), ("instructions",), ("max_output_tokens",), ("temperature",)
          ("input", 1, "content", 0), ("input", 1, "content", 0, "text"), ("input", 1, "content", 1, "image_url"),
          ("input", 2, "summary"), ("input", 2, "summary", 0), ("input", 2, "encrypted_content"),
          ("input", 3, "name"), ("input", 3, "arguments"), ("input", 3, "call_id"), ("input", 4, "output"),
-         ("input", 4, "call_id"), ("input", 5, "content"), ("input", 6, "content"), ("input", 6, "type")]
+         ("input", 4, "call_id"), ("input", 5, "content"), ("input", 6, "content"), ("input", 6, "type"), ("models",)]
 
 
 @pytest.fixture(autouse=True)
@@ -71,6 +71,8 @@ def test_malformed_responses_bodies_are_4xx_and_leave_no_hold(transactional_db, 
         assert wait_for(lambda: http.post(RESPONSES, content=orjson.dumps(BASE)).status_code == 200)
         native = http.post(RESPONSES, content=orjson.dumps({**BASE, "model": "gpt-4o-mini"}))
         assert native.status_code == 200, native.text   # the base bodies are valid
+        stored = http.post(RESPONSES, content=orjson.dumps({"model": "gpt-4o-mini", "input": "keep"})).json()["id"]
+        cases += malformed_bodies(rng, {**BASE, "previous_response_id": stored}, PATHS, 60)   # after a history
         for content in cases:
             resp = http.post(RESPONSES, content=content)
             statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1

@@ -318,3 +318,9 @@ def test_a_custom_tool_reaches_claude_as_a_function_and_comes_back_custom(kinds,
         {"type": "custom_tool_call_output", "call_id": call["call_id"], "output": "Done"}]})
     assert follow.status_code == 200, follow.text
     assert follow.json()["output"][-1]["type"] == "message"
+
+
+def test_a_strange_hosted_tool_name_cannot_break_the_route_header(kinds):
+    r = post(kinds, {"model": "claude-sonnet-4-5", "input": "hi", "tools": [WEATHER, {"type": "x\u0000\u00e9\ny"}]})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-tollgate-route"].endswith("dropped_tools=x???y")
