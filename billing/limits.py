@@ -25,6 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -333,14 +334,85 @@ def database_value(source: Source, balance: bool = False) -> int:
     return qs.aggregate(s=Sum("cost"))["s"] or 0
 
 
+JOURNAL_TAIL_BYTES = 256 << 10   # unflushed lines are the end of a journal file: a flush takes them in order
+# For this long after Redis came back empty, a rebuilt counter also counts the journal's unflushed records.
+AFTER_LOSS_SECONDS = 60
+
+
+def unflushed_records(directory=None) -> list[dict]:
+    """The usage journal's records not in the database yet, of every process writing to this host's journal
+    directory (the tail of each file; lines already stored, or still to be settled by this process, left out).
+    A counter rebuilt from the database alone would miss their spend when their settle already happened: in
+    an outage (in-process), or in Redis before it came back empty."""
+    import orjson
+
+    from billing.models import UsageRecord
+
+    directory = Path(directory or settings.TOLLGATE_JOURNAL_DIR)
+    records = []
+    for path in directory.glob("usage-*.jsonl") if directory.exists() else ():
+        try:
+            with open(path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - JOURNAL_TAIL_BYTES))
+                data = fh.read()
+        except OSError:
+            continue
+        lines = data.split(b"\n")
+        for line in lines[1 if size > JOURNAL_TAIL_BYTES else 0:]:   # the first may be cut by the seek
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get("request_id"), str):
+                records.append(record)
+    settling = {args[0] for batcher in list(_batchers.values()) for args in list(batcher.pending)}
+    records = [r for r in records if r["request_id"] not in settling]
+    stored = set()
+    ids = [r["request_id"] for r in records]
+    for start in range(0, len(ids), 1000):
+        stored.update(UsageRecord.objects.filter(request_id__in=ids[start:start + 1000])
+                      .values_list("request_id", flat=True))
+    return [r for r in records if r["request_id"] not in stored]
+
+
+def _journal_spend(source: Source, records: list[dict]) -> int:
+    """The spend of `records` that counts towards `source` (the same filter as database_value's)."""
+    from keys.models import ApiKey
+
+    keys = None
+    if source.field == "api_key__group_id":
+        keys = set(ApiKey.objects.filter(group_id=source.ident).values_list("pk", flat=True))
+    total = 0
+    for r in records:
+        if r.get("team_id") != source.team_id or not isinstance(r.get("cost"), int):
+            continue
+        if source.start and not (isinstance(r.get("created_at"), (int, float)) and r["created_at"] >= source.start):
+            continue
+        if source.field == "api_key_id" and r.get("api_key_id") != source.ident:
+            continue
+        if keys is not None and r.get("api_key_id") not in keys:
+            continue
+        if source.field == "route__in" and r.get("route") not in source.ident:
+            continue
+        total += r["cost"]
+    return total
+
+
 def rebuild(check: Check) -> None:
+    """Set a missing money counter from the database (and, right after Redis came back empty, the journal's
+    records not flushed yet: other processes' spend of the outage may not be in the database yet)."""
     source = check.source
     if source is None:
         raise ValueError(f"{check.key} has no source to rebuild it from")
+    lost_at = shared_cache.data_lost_at()
+    after_loss = lost_at is not None and time.time() - lost_at < AFTER_LOSS_SECONDS
+    # Only then: in the steady state each settle precedes its record's flush, so the database alone is right.
+    pending = _journal_spend(source, unflushed_records()) if after_loss else 0
     if check.scope is Scope.BALANCE:
-        value, ttl = database_value(source, balance=True), 7 * 86400
+        value, ttl = database_value(source, balance=True) - pending, 7 * 86400
     else:
-        value = database_value(source)
+        value = database_value(source) + pending
         ttl = int(source.end - time.time()) + 86400 if source.end else 40 * 86400
     shared_cache.set(check.key, str(value).encode(), ttl, nx=True)
 

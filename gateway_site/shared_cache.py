@@ -250,14 +250,24 @@ _known_epoch: bytes | None = None
 async def data_lost(client) -> bool:
     """Whether Redis lost its data since this process last looked (restarted empty): reads its epoch key,
     setting a new one when there is none."""
-    global _known_epoch
+    global _known_epoch, _lost_at
     epoch = await client.get(EPOCH_KEY)
     if epoch is None:
         await client.set(EPOCH_KEY, uuid.uuid4().hex.encode(), nx=True)
         epoch = await client.get(EPOCH_KEY)
     lost = _known_epoch is not None and epoch != _known_epoch
     _known_epoch = epoch
+    if lost:
+        _lost_at = time.time()
     return lost
+
+
+_lost_at: float | None = None
+
+
+def data_lost_at() -> float | None:
+    """When this process last found that Redis had lost its data (unix seconds), if it ever did."""
+    return _lost_at
 
 
 def known_epoch() -> bytes | None:

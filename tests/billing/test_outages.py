@@ -409,3 +409,34 @@ def _backend_alive(pid: int) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
         return bool(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db
+def test_a_counter_rebuilt_after_redis_came_back_empty_counts_unflushed_journal_lines(settings, monkeypatch,
+                                                                                     tmp_path):
+    """Another process's outage spend may still be in its journal when a counter is rebuilt: counted once."""
+    key, _ = factories.api_key(budget_limit=BUDGET, budget_period="day")
+    settings.TOLLGATE_JOURNAL_DIR = tmp_path
+    UsageRecordFactory(team=key.team, api_key=key, cost=100, request_id="req_stored")
+    other = tmp_path / "usage-4242-beef.jsonl"
+    for request_id, team_id, cost in (("req_stored", key.team_id, 100), ("req_unflushed", key.team_id, 7),
+                                      ("req_other_team", key.team_id + 1000, 50)):
+        with open(other, "ab") as fh:
+            fh.write(orjson.dumps({"request_id": request_id, "team_id": team_id, "api_key_id": key.id,
+                                   "cost": cost, "created_at": time.time()}) + b"\n")
+    now = dt.datetime.now(dt.UTC)
+    start = limits.period_start("day", now).timestamp()
+    checks = [limits.Check("budget", f"tg:spent:key:{key.id}:{limits.period_tag('day', now)}", BUDGET, 1,
+                           scope=limits.Scope.KEY, source=limits.Source(key.team_id, "api_key_id", key.id, start)),
+              limits.Check("balance", limits.balance_key(key.team_id), 0, 1, scope=limits.Scope.BALANCE,
+                           source=limits.Source(key.team_id))]
+    balance = limits.database_value(checks[1].source, balance=True)
+
+    for c in checks:
+        limits.rebuild(c)
+    assert [int(shared_cache.get(c.key)) for c in checks] == [100, balance]   # steady state: the database
+    shared_cache.delete(*(c.key for c in checks))
+    monkeypatch.setattr(shared_cache, "_lost_at", time.time())
+    for c in checks:
+        limits.rebuild(c)
+    assert [int(shared_cache.get(c.key)) for c in checks] == [107, balance - 7]
