@@ -5,12 +5,13 @@ A format module provides `ID_PREFIX` (its response ids are `ID_PREFIX + call.hex
 `complete(call, data, usage)` (a canonical chat.completion → the format's whole answer),
 `renderer(call, payload)` (canonical stream events → the format's SSE: `render(event)`, `finish()`,
 `error(err, request_id)`), and `error_response(err, request_id)` (an error in the format's own shape)."""
-from routing.relay.formats import anthropic, gemini, openai
+from routing.relay.formats import anthropic, gemini, openai, responses
 
 FORMATS = {
     "openai": openai,
     "anthropic": anthropic,
     "gemini": gemini,
+    "responses": responses,
 }
 
 
