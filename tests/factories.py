@@ -107,3 +107,13 @@ def routing_rule(*, team, name="default", default_model=None, **kwargs):
     from routing.services import routing_rule_upsert
 
     return routing_rule_upsert(team=team, name=name, default_model=default_model or CatalogModelFactory(), **kwargs)
+
+
+def provider_models(*, kind: str, base_url: str, names, provider: str, api_key: str, name: str | None = None):
+    """Catalog models `provider/NAME` (aliased NAME, priced) served by one platform channel of `kind`."""
+    models = [CatalogModelFactory(public_id=f"{provider}/{n}", provider=provider, upstream_name=n, aliases=[n],
+                                  supports_vision=True) for n in names]
+    for model in models:
+        PriceFactory(model=model)
+    channel(models=models, base_url=base_url, kind=kind, name=name or kind, api_key=api_key)
+    return models

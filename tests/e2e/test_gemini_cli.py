@@ -23,18 +23,11 @@ SETTINGS = {"security": {"auth": {"selectedType": "gemini-api-key"}}, "telemetry
 
 @pytest.fixture
 def gemini(live):
-    models = [factories.CatalogModelFactory(public_id=f"google/{name}", provider="google", upstream_name=name,
-                                            aliases=[name]) for name in ("gemini-2.5-flash", "gemini-3.1-pro-preview")]
-    for model in models:
-        factories.PriceFactory(model=model)
-    factories.channel(models=models, base_url=live.simulator.url, kind=Channel.GEMINI, name="gemini",
-                      api_key="sim-gemini-key")
-    claude = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", provider="anthropic",
-                                           upstream_name="claude-sonnet-4-5", aliases=["claude-sonnet-4-5"])
-    factories.PriceFactory(model=claude)
-    factories.channel(models=[claude], base_url=live.simulator.url, kind=Channel.ANTHROPIC, name="claude",
-                      api_key="sim-anthropic-key")
-    factories.routing_rule(team=live.team, name="default", default_model=models[0], backup_models=[claude.public_id])
+    flash, _ = factories.provider_models(kind=Channel.GEMINI, base_url=live.simulator.url, provider="google",
+                                         names=["gemini-2.5-flash", "gemini-3.1-pro-preview"], api_key="sim-gemini-key")
+    (claude,) = factories.provider_models(kind=Channel.ANTHROPIC, base_url=live.simulator.url, provider="anthropic",
+                                          names=["claude-sonnet-4-5"], api_key="sim-anthropic-key")
+    factories.routing_rule(team=live.team, name="default", default_model=flash, backup_models=[claude.public_id])
     bump_version()
     return live
 

@@ -18,11 +18,8 @@ WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
 
 @pytest.fixture
 def gemini(live):
-    model = factories.CatalogModelFactory(public_id="google/gemini-2.5-flash", provider="google",
-                                          upstream_name="gemini-2.5-flash", aliases=["gemini-2.5-flash"])
-    factories.PriceFactory(model=model)
-    factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.GEMINI, name="gemini",
-                      api_key="sim-gemini-key")
+    factories.provider_models(kind=Channel.GEMINI, base_url=live.simulator.url, names=["gemini-2.5-flash"],
+                              provider="google", api_key="sim-gemini-key")
     bump_version()
     sdk = client(live)
     wait_for(lambda: any(m.name == "models/google/gemini-2.5-flash" for m in sdk.models.list()))

@@ -65,11 +65,8 @@ def assert_gemini_error(resp) -> None:
 @pytest.mark.live
 def test_malformed_gemini_bodies_are_4xx_in_geminis_shape(transactional_db, gateway, simulator):
     live = make_live_setup(gateway, simulator, max_concurrency=50)
-    model = factories.CatalogModelFactory(public_id="google/gemini-2.5-flash", upstream_name="gemini-2.5-flash",
-                                          aliases=["gemini-2.5-flash"], supports_vision=True)
-    factories.PriceFactory(model=model)
-    factories.channel(models=[model], base_url=simulator.url, kind=Channel.GEMINI, name="gemini",
-                      api_key="sim-gemini-key")
+    factories.provider_models(kind=Channel.GEMINI, base_url=simulator.url, names=["gemini-2.5-flash"],
+                              provider="google", api_key="sim-gemini-key")
     bump_version()
     rng = random.Random(SEED)
     bodies = malformed_bodies(rng, BASE, PATHS, 160) + RAW

@@ -20,12 +20,8 @@ HELLO = {"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}
 @pytest.fixture
 def gemini(live):
     """The live setup plus google/gemini-2.5-flash on a Gemini channel of the simulator."""
-    model = factories.CatalogModelFactory(public_id="google/gemini-2.5-flash", provider="google",
-                                          upstream_name="gemini-2.5-flash", aliases=["gemini-2.5-flash"],
-                                          supports_vision=True)
-    factories.PriceFactory(model=model)
-    factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.GEMINI, name="gemini",
-                      api_key="sim-gemini-key")
+    factories.provider_models(kind=Channel.GEMINI, base_url=live.simulator.url, names=["gemini-2.5-flash"],
+                              provider="google", api_key="sim-gemini-key")
     bump_version()
     wait_for(lambda: post(live, "gemini-2.5-flash", "generateContent", HELLO).status_code == 200)
     return live
@@ -235,11 +231,8 @@ def test_a_stream_that_breaks_ends_with_a_gemini_error_frame(gemini, model, faul
 
 @pytest.fixture
 def claude(gemini):
-    model = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", provider="anthropic",
-                                          upstream_name="claude-sonnet-4-5", aliases=["claude-sonnet-4-5"])
-    factories.PriceFactory(model=model)
-    factories.channel(models=[model], base_url=gemini.simulator.url, kind=Channel.ANTHROPIC, name="claude",
-                      api_key="sim-anthropic-key")
+    factories.provider_models(kind=Channel.ANTHROPIC, base_url=gemini.simulator.url, names=["claude-sonnet-4-5"],
+                              provider="anthropic", api_key="sim-anthropic-key")
     bump_version()
     wait_for(lambda: post(gemini, "claude-sonnet-4-5", "countTokens", HELLO).status_code == 200)
     return gemini

@@ -22,11 +22,8 @@ HELLO = b'{"contents": [{"parts": [{"text": "hi [[sim:tokens=5]]"}]}]}'
 @pytest.fixture
 def relay_setup(transactional_db, simulator, settings, monkeypatch, tmp_path):
     live = in_process_setup(simulator, settings, monkeypatch, tmp_path)
-    model = factories.CatalogModelFactory(public_id="google/gemini-2.5-flash", upstream_name="gemini-2.5-flash",
-                                          aliases=["gemini-2.5-flash"])
-    factories.PriceFactory(model=model)
-    factories.channel(models=[model], base_url=simulator.url, kind=Channel.GEMINI, name="gemini",
-                      api_key="sim-gemini-key")
+    factories.provider_models(kind=Channel.GEMINI, base_url=simulator.url, names=["gemini-2.5-flash"],
+                              provider="google", api_key="sim-gemini-key")
     bump_version()
     snapshot.invalidate_local()
     return live
