@@ -35,6 +35,21 @@ def claude_channel(live):
     return model
 
 
+@pytest.fixture
+def gemini_channel(live):
+    """A Gemini channel to the simulator serving a priced Gemini model."""
+    model = factories.CatalogModelFactory(public_id="google/gemini-2.5-flash", upstream_name="gemini-2.5-flash",
+                                          provider="google", supports_tools=True, context_length=1_048_576)
+    factories.PriceFactory(model=model)
+    factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.GEMINI, name="gemini")
+    return model
+
+
+def model_for(kind, request, live):
+    return {"anthropic": lambda: request.getfixturevalue("claude_channel"), "openai": lambda: live.model,
+            "gemini": lambda: request.getfixturevalue("gemini_channel")}[kind]()
+
+
 def route_unknown_claude_ids_to(live, model) -> None:
     services.routing_rule_create(team=live.team, name=ROUTE, default_model=model.public_id)
     services.auto_routing_update(team=live.team, claude_route=ROUTE)
@@ -78,9 +93,9 @@ def clear_sim(live) -> None:
     httpx.delete(f"{live.simulator.url}/_sim/requests")
 
 
-@pytest.mark.parametrize("kind", ["anthropic", "openai"])
-def test_plain_answer(live, claude_channel, tmp_path, kind):
-    model = claude_channel if kind == "anthropic" else live.model
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "gemini"])
+def test_plain_answer(live, request, tmp_path, kind):
+    model = model_for(kind, request, live)
     route_unknown_claude_ids_to(live, model)
     clear_sim(live)
     # (without the directive the simulated model would call the first of Claude Code's tools, its Agent tool)
@@ -96,16 +111,21 @@ def test_plain_answer(live, claude_channel, tmp_path, kind):
         assert any(m["role"] == "system" for m in body["messages"])   # the mid-conversation system turn
         assert "claude-code-20250219" in headers["anthropic-beta"]   # the client's betas went along
         assert headers["x-api-key"].startswith("***") and headers["anthropic-version"] == "2023-06-01"
-    else:   # translated: an OpenAI chat request, the system turn kept in place, effort as reasoning_effort
+    elif kind == "openai":   # translated: an OpenAI chat request, the system turn in place, effort as reasoning_effort
         body = sent[0]["body"]
         assert sent[0]["path"] == "/v1/chat/completions" and body["model"] == "gpt-4o-mini"
         assert [m["role"] for m in body["messages"]][:1] == ["system"] and "reasoning_effort" in body
         assert "thinking" not in body and "context_management" not in body
+    else:   # translated: the system prompt and the mid-conversation system turn in systemInstruction
+        body = sent[0]["body"]
+        assert sent[0]["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+        instruction = " ".join(p["text"] for p in body["systemInstruction"]["parts"])
+        assert "# Environment" in instruction and [c["role"] for c in body["contents"]] == ["user"]
 
 
-@pytest.mark.parametrize("kind", ["anthropic", "openai"])
-def test_multi_turn_tool_session(live, claude_channel, tmp_path, kind):
-    model = claude_channel if kind == "anthropic" else live.model
+@pytest.mark.parametrize("kind", ["anthropic", "openai", "gemini"])
+def test_multi_turn_tool_session(live, request, tmp_path, kind):
+    model = model_for(kind, request, live)
     route_unknown_claude_ids_to(live, model)
     (tmp_path / "sample_file_path").write_text(NOTE + "\n")   # what the simulated Read call reads
     clear_sim(live)
