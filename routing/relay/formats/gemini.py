@@ -417,8 +417,9 @@ def usage_metadata(usage, cost: float | None = None) -> dict:
 
 def _call_part(call: dict) -> dict:
     fn = call.get("function") or {}
-    part = {"functionCall": {"id": call.get("id") or "", "name": fn.get("name") or "",
-                             "args": json_object(fn.get("arguments"))}}
+    part = {"functionCall": {"name": fn.get("name") or "", "args": json_object(fn.get("arguments"))}}
+    if call.get("id"):
+        part["functionCall"]["id"] = call["id"]   # echoed back on its functionResponse
     if call.get("thought_signature"):
         part["thoughtSignature"] = call["thought_signature"]
     return part
