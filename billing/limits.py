@@ -705,3 +705,8 @@ async def spent(checks: list[Check], rule=None) -> int | None:
         return None
     raw = await shared_cache.aget(check.key)
     return int(raw) if raw is not None else None
+
+
+def route_names(name: str) -> list[str]:
+    """The values a route's usage records carry ("auto → route:" was written before headers were ASCII)."""
+    return [f"route:{name}", f"auto -> route:{name}", f"auto \u2192 route:{name}"]

@@ -32,11 +32,6 @@ def _budget(scope: limits.Scope, scope_key: str, label: str, limit: int, period:
         reset=f"it resets at {end:%Y-%m-%d %H:%M} UTC" if end else "it does not reset; raise the limit")
 
 
-def route_names(name: str) -> list[str]:
-    """The values a route's usage records carry ("auto → route:" was written before headers were ASCII)."""
-    return [f"route:{name}", f"auto -> route:{name}", f"auto \u2192 route:{name}"]
-
-
 def _worst_cost(price, prompt: int, output: int, multiplier: int) -> int:
     """The most the call can cost: all of the output, and the prompt at its dearest (plain input, or written
     to the prompt cache, which Anthropic prices at up to 2x input for a 1-hour write)."""
@@ -94,7 +89,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     if rule is not None and rule.budget_limit is not None:
         checks.append(_budget(Scope.ROUTE, f"route:{ctx.team_id}:{rule.name}", f"route '{rule.name}'",
                               rule.budget_limit, rule.budget_period, worst, now, team_id=ctx.team_id,
-                              field="route__in", ident=route_names(rule.name)))
+                              field="route__in", ident=limits.route_names(rule.name)))
     if policy.monthly_cap is not None:
         checks.append(_budget(Scope.TEAM, f"team:{ctx.team_id}", "team", policy.monthly_cap, "month", worst, now,
                               team_id=ctx.team_id, field=None, ident=None))

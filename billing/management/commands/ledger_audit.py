@@ -206,7 +206,7 @@ def counter_source(key: str, now: dt.datetime) -> tuple[limits.Source, bool] | N
     """(where a counter is rebuilt from, whether it is a balance) for a key billing.limits and the relay's
     quota checks write, or None: a key of an ended period (it only waits for its expiry), or of a key, group
     or team that no longer exists."""
-    from routing.relay.quota import route_names
+    from billing.limits import route_names
 
     parts = key.split(":")
     if key.startswith(limits.balance_key("")):
