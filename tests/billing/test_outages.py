@@ -117,6 +117,35 @@ def test_redis_stopped_then_restarted_empty(transactional_db, simulator, gateway
     gateway.stop()
 
 
+def test_two_gateways_through_an_empty_redis_restart(transactional_db, simulator, gateway_factory, private_redis,
+                                                    settings, monkeypatch, tmp_path):
+    """Two processes on one journal directory, traffic to both through the outage and the empty restart:
+    whichever rebuilds a counter first counts the other's outage spend once."""
+    env = {"REDIS_URL": private_redis.url, "TOLLGATE_JOURNAL_FLUSH_SECONDS": "0.1"}
+    gateways = [gateway_factory(journal_dir=tmp_path / "journal", **env) for _ in range(2)]
+    setups = [make_live_setup(gateways[0], simulator, budget_limit=BUDGET, budget_period="day")]
+    setups.append(dataclasses.replace(setups[0], base_url=f"{gateways[1].url}/v1", server=gateways[1]))
+    client = redis.Redis.from_url(private_redis.url)
+
+    def both():
+        return [code for setup in setups for code in traffic(setup)]
+
+    assert both() == [200] * 8
+    private_redis.stop()
+    assert both() == [200] * 8
+    private_redis.start()
+    statuses = []
+    while not all(back(g) for g in gateways) and len(statuses) < 200:   # traffic while they come back
+        statuses += both()
+    assert all(back(g) for g in gateways) and set(statuses) <= {200}
+    statuses += both()
+    assert wait_for(recorded(16 + len(statuses)), timeout=15)
+    assert wait_for(lambda: settled(client, setups[0]), timeout=10), counters(client, setups[0])
+    assert "ledger OK" in audit(settings, monkeypatch, private_redis.url, tmp_path / "journal")
+    for gateway in gateways:
+        gateway.stop()
+
+
 def test_redis_unreachable_with_its_data_kept(transactional_db, simulator, gateway_factory, private_redis,
                                              settings, monkeypatch):
     """Redis cut away (its data intact): the spend settled in-process during the outage is added to the Redis
