@@ -23,6 +23,8 @@ from routing.relay import errors, formats, health, metrics, quota, router, snaps
 from routing.relay.upstream import session
 
 log = logging.getLogger(__name__)
+if metrics.prom is not None:   # /metrics shows a Redis outage (docs/reliability.md)
+    metrics.REGISTRY.register(limits.OutageCollector())
 _in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
 
 
@@ -55,6 +57,15 @@ class _Tries:
     rate_limited: int = 0            # attempts answered 429
     retry_after: int | None = None   # the soonest Retry-After of those
     model_error: UpstreamError | None = None
+
+
+def _within_output_limit(request: dict, model) -> dict:
+    """The canonical request with max_tokens no higher than the model can write (a client may ask for more than
+    the model it was routed to allows: Claude Code asks 128000 of whatever serves it)."""
+    limit = model.max_output_tokens
+    over = {key: limit for key in ("max_tokens", "max_completion_tokens")
+            if limit and isinstance(request.get(key), int) and request[key] > limit}
+    return {**request, **over} if over else request
 
 
 def _retry_after(value: str | None) -> int | None:
@@ -317,8 +328,8 @@ class RelayCall:
                                          headers=MetaHeaders(self.request.META))
             validate = self._native_validator(adapter, model)
         else:
-            req = adapter.to_upstream(request, upstream_model=upstream_model, base_url=channel.base_url,
-                                      api_key=channel.api_key, stream=stream)
+            req = adapter.to_upstream(_within_output_limit(request, model), upstream_model=upstream_model,
+                                      base_url=channel.base_url, api_key=channel.api_key, stream=stream)
             validate = adapter.from_upstream
         self.model, self.channel = model, channel
         self.hold_channel()

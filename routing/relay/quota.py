@@ -32,6 +32,11 @@ def _budget(scope: limits.Scope, scope_key: str, label: str, limit: int, period:
         reset=f"it resets at {end:%Y-%m-%d %H:%M} UTC" if end else "it does not reset; raise the limit")
 
 
+def _output_of(model, wanted: int) -> int:
+    """No model writes more than its output limit, whatever max_tokens asks (Claude Code asks 128000)."""
+    return min(wanted, model.max_output_tokens) if model is not None and model.max_output_tokens else wanted
+
+
 def _worst_cost(price, prompt: int, output: int, multiplier: int) -> int:
     """The most the call can cost: all of the output, and the prompt at its dearest (plain input, or written
     to the prompt cache, which Anthropic prices at up to 2x input for a 1-hour write)."""
@@ -53,7 +58,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     worst = minimum = 0
     price = snap.price_for(model, ctx.team_id)
     if price is not None:
-        worst = _worst_cost(price, prompt, output, multiplier)
+        worst = _worst_cost(price, prompt, _output_of(model, output), multiplier)
         minimum = usage_cost(prompt_tokens=prompt, completion_tokens=0, cached_tokens=0, price=price,
                              multiplier_ppm=multiplier)
     # The hold covers the most expensive candidate that may serve (every planned model and the downgrade), so
@@ -64,7 +69,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
             continue
         price = snap.price_for(candidate, ctx.team_id)
         if price is not None:
-            worst = max(worst, _worst_cost(price, prompt, output, multiplier))
+            worst = max(worst, _worst_cost(price, prompt, _output_of(candidate, output), multiplier))
     checks: list[limits.Check] = []
     for scope, prefix, label, lim, ident, field in (
             (Scope.KEY, "key", f"key '{ctx.name}'", ctx.key_limits, ctx.key_id, "api_key_id"),
@@ -96,7 +101,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     checks.append(limits.Check("balance", limits.balance_key(ctx.team_id), 0, worst,
                                aux=f"tg:held:team:{ctx.team_id}", label="team balance",
                                metric=Metric.MONEY, scope=Scope.BALANCE, source=limits.Source(ctx.team_id)))
-    return checks, worst, minimum, prompt + output
+    return checks, worst, minimum, prompt + _output_of(model, output)
 
 
 def refusal(exc: limits.LimitExceeded, minimum: int) -> errors.RelayError:
