@@ -454,7 +454,7 @@ _local_reservations: dict[str, list[Check]] = {}
 
 class OutageCollector:
     """Prometheus, read at scrape time (this process): whether Redis is reachable, the outages seen, the calls
-    served in-process because it was not, and the settles waiting for it."""
+    served in-process because it was not, and the settles waiting for it. The relay registers it."""
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -472,30 +472,10 @@ class OutageCollector:
                                 value=len(_deferred))
 
 
-_collector: OutageCollector | None = None
-
-
-def register_metrics() -> None:
-    """Add OutageCollector to the relay's /metrics registry (once; the relay imports this module first)."""
-    global _collector
-    if _collector is not None:
-        return
-    _collector = OutageCollector()
-    try:
-        from routing.relay import metrics
-
-        if metrics.prom is not None:
-            metrics.REGISTRY.register(_collector)
-    except Exception:  # metrics are an aid: never a reason to refuse a request
-        log.warning("could not register the Redis outage metrics", exc_info=True)
-
-
 async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str = "-") -> tuple[int, list[int]]:
     """Atomically check every limit and take the holds; returns the hold and, per check, the count after
     this request (rate and concurrency checks). Raises LimitExceeded (with the rate counts as they stand), or
     LimitsUnavailable when they cannot be checked."""
-    if _collector is None:
-        register_metrics()
     for _ in range(len(checks) + 2):
         client = shared_cache.async_client()
         extra: list[Check] = []

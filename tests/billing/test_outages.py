@@ -23,7 +23,7 @@ from billing.models import UsageRecord
 from gateway_site import shared_cache
 from keys import auth
 from keys.secrets import hash_secret
-from routing.relay import metrics
+from routing.relay import metrics, pipeline  # noqa: F401 - pipeline registers the outage metrics
 from tests import factories
 from tests.billing.factories import UsageRecordFactory
 from tests.conftest import make_live_setup, wait_for
