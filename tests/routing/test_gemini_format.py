@@ -217,3 +217,12 @@ def test_snake_case_names_and_lone_objects_as_protobuf_json_allows():
     assert floats["thinking"]["budget_tokens"] == 2048
     counted = gemini.count_request({"generate_content_request": {"contents": [{"parts": [{"text": "x"}]}]}})
     assert counted["contents"] == [{"parts": [{"text": "x"}]}]
+
+
+def test_translation_notes_say_what_a_non_gemini_channel_cannot_carry():
+    body = {"contents": [{"parts": [{"text": "x"}]}], "cached_content": "cachedContents/abc",
+            "tools": [{"functionDeclarations": [{"name": "f"}]}, {"googleSearch": {}}, {"code_execution": {}}],
+            "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "OFF"}]}
+    assert gemini.translation_notes(body) == ["dropped built-in tools codeExecution,googleSearch",
+                                              "dropped cachedContent", "dropped safetySettings"]
+    assert gemini.translation_notes({"contents": body["contents"], "tools": body["tools"][:1]}) == []

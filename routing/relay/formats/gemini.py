@@ -394,6 +394,20 @@ def to_canonical(payload: dict) -> dict:
     return canonical
 
 
+_DROPPED_FIELDS = ("cachedContent", "safetySettings")
+
+
+def translation_notes(payload: dict) -> list[str]:
+    """What a call translated for a non-Gemini channel could not carry as sent, in the words of X-Tollgate-Route
+    (a native call carries everything; a valid payload, after to_canonical)."""
+    payload = normalized(payload)
+    builtin = sorted({key for tool in payload.get("tools") or () if isinstance(tool, dict)
+                      for key, value in tool.items() if key != "functionDeclarations" and value is not None})
+    notes = ["dropped built-in tools " + ",".join(builtin)] if builtin else []
+    notes += [f"dropped {field}" for field in _DROPPED_FIELDS if payload.get(field)]
+    return notes
+
+
 def count_request(payload: dict) -> dict:
     """A countTokens body ({"contents"} or {"generateContentRequest": {…}}) as a GenerateContentRequest."""
     payload = normalized(payload)
