@@ -15,7 +15,7 @@ SIGNING = "gemini-3-pro-preview"
 HELLO = {"systemInstruction": {"parts": [{"text": "Be brief."}]},
          "contents": [{"role": "user", "parts": [{"text": "Hello there, how are you today?"}]}]}
 HELLO_PROMPT_TOKENS = 19  # 2 x 4 overhead + "Be brief." (3) + "Hello there, how are you today?" (8)
-REPLY = "Simulated reply to: Hello there, how are you today?"
+REPLY = "Simulated reply to: Hello there, how are you today"  # 12 tokens
 WEATHER = {"name": "get_weather", "description": "Weather for a city", "parameters": {
     "type": "OBJECT", "required": ["city", "unit", "days"], "properties": {
         "city": {"type": "STRING"}, "unit": {"type": "STRING", "enum": ["celsius", "fahrenheit"]},
@@ -48,7 +48,7 @@ def test_response_has_gemini_shape_and_real_usage(sim):
 def test_generation_config_limits_stops_candidates_and_snake_case(sim):
     r = raw_gemini(sim, MODEL, {**HELLO, "generationConfig": {"maxOutputTokens": 5.0}}).json()
     assert r["candidates"][0]["finishReason"] == "MAX_TOKENS"
-    assert r["candidates"][0]["content"]["parts"] == [{"text": "Simulated reply to: Hello"}]
+    assert r["candidates"][0]["content"]["parts"] == [{"text": "Simulated reply to:"}]  # 5 tokens
     assert r["usageMetadata"]["candidatesTokenCount"] == 5
     snake = {"system_instruction": HELLO["systemInstruction"], "contents": HELLO["contents"],
              "generation_config": {"stop_sequences": ["how", "there"], "candidate_count": 2, "top_k": 40,
@@ -57,7 +57,7 @@ def test_generation_config_limits_stops_candidates_and_snake_case(sim):
     assert [c["index"] for c in r["candidates"]] == [0, 1]
     assert {c["content"]["parts"][0]["text"] for c in r["candidates"]} == {"Simulated reply to: Hello "}
     assert {c["finishReason"] for c in r["candidates"]} == {"STOP"}
-    assert r["usageMetadata"]["candidatesTokenCount"] == 2 * 5
+    assert r["usageMetadata"]["candidatesTokenCount"] == 2 * count_tokens("Simulated reply to: Hello ")
 
 
 def test_directives_report_cached_and_thought_tokens(sim):
@@ -106,7 +106,7 @@ def test_function_call_then_text_after_function_response(sim):
     assert candidate["finishReason"] == "STOP"
     assert candidate["content"]["parts"] == [{"functionCall": {"name": "get_weather", "args": WEATHER_ARGS}}]
     arguments = json.dumps(WEATHER_ARGS, separators=(",", ":"))
-    assert r["usageMetadata"]["candidatesTokenCount"] == 1 + count_tokens(arguments)
+    assert r["usageMetadata"]["candidatesTokenCount"] == count_tokens("get_weather") + count_tokens(arguments)
     contents = [*HELLO["contents"], candidate["content"],
                 {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
                                                                  "response": {"result": "Sunny and 21 degrees"}}}]}]
