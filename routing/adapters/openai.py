@@ -242,7 +242,7 @@ class OpenAIAdapter(Adapter):
         if isinstance(body.get("input"), list):  # reasoning items another provider signed mean nothing here
             body["input"] = [i for i in body["input"] if not (isinstance(i, dict) and i.get("type") == "reasoning"
                                                               and str(i.get("encrypted_content") or "")
-                                                              .startswith("tgsig:"))]
+                                                              .startswith(("tgsig:", "tgcall:")))]
         out_headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         for name in ("OpenAI-Beta", "OpenAI-Organization", "OpenAI-Project"):
             if headers.get(name):

@@ -324,3 +324,29 @@ def test_a_strange_hosted_tool_name_cannot_break_the_route_header(kinds):
     r = post(kinds, {"model": "claude-sonnet-4-5", "input": "hi", "tools": [WEATHER, {"type": "x\u0000\u00e9\ny"}]})
     assert r.status_code == 200, r.text
     assert r.headers["x-tollgate-route"].endswith("dropped_tools=x???y")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_gemini3_call_signature_goes_back_with_the_call(kinds, stream):
+    model = factories.CatalogModelFactory(public_id="google/gemini-3-pro-preview", upstream_name="gemini-3-pro-preview",
+                                          aliases=["gemini-3-pro-preview"])
+    factories.PriceFactory(model=model)
+    factories.channel(models=[model], base_url=kinds.simulator.url, kind=Channel.GEMINI, name="g3",
+                      api_key="sim-gemini-3")
+    bump_version()
+    first = wait_for(lambda: (r := post(kinds, {"model": "gemini-3-pro-preview", "input": "Weather in Paris?",
+                                                "tools": [WEATHER], "store": False, "stream": stream}))
+                     .status_code == 200 and r)
+    output = events(first)[-1]["response"]["output"] if stream else first.json()["output"]
+    signed = next(i for i in output if i["type"] == "reasoning")
+    call = next(i for i in output if i["type"] == "function_call")
+    assert signed["encrypted_content"].startswith(f"tgcall:{call['call_id']}:")
+    signature = signed["encrypted_content"].split(":", 2)[2]
+    assert signature and signature != "skip_thought_signature_validator"
+    follow = post(kinds, {"model": "gemini-3-pro-preview", "tools": [WEATHER], "input": [
+        {"role": "user", "content": "Weather in Paris?"}, *output,
+        {"type": "function_call_output", "call_id": call["call_id"], "output": "18 C"}]})
+    assert follow.status_code == 200, follow.text
+    model_turn = sim_requests(kinds, "/v1beta/models")[-1]["body"]["contents"][1]
+    assert model_turn["role"] == "model"
+    assert any(part.get("thoughtSignature") == signature for part in model_turn["parts"])

@@ -9,7 +9,7 @@ forces one of them (a clear 400 naming it); a `namespace` tool's functions are f
 name is taken) and their calls come back with their `namespace`; a freeform `custom` tool becomes a function
 of one string argument, `input`, and its calls come back as custom_tool_call items. A reasoning item's
 `encrypted_content` that this gateway made carries the provider's thinking signature, so Claude's thinking
-round-trips."""
+round-trips; a Gemini 3 function call's signature travels the same way, in a reasoning item before the call."""
 import time
 
 import orjson
@@ -20,6 +20,7 @@ from routing.relay.formats import checks
 
 ID_PREFIX = "resp_"
 SIGNATURE_PREFIX = "tgsig:"      # our encrypted_content: a provider's thinking signature, not OpenAI's blob
+CALL_SIGNATURE_PREFIX = "tgcall:"   # … or Gemini's signature of one function call: "tgcall:<call_id>:<signature>"
 HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11",
                           "file_search", "computer", "computer_use_preview", "code_interpreter", "image_generation",
                           "local_shell", "shell", "mcp", "apply_patch", "tool_search"})
@@ -158,8 +159,20 @@ def _assistant(messages: list[dict]) -> dict:
     return message
 
 
+def _call_signatures(items) -> dict[str, str]:
+    """call id → the provider's signature of that call, from our reasoning items (Gemini 3 wants it back)."""
+    found = {}
+    for item in items:
+        encrypted = item.get("encrypted_content") if item.get("type") == "reasoning" else None
+        if isinstance(encrypted, str) and encrypted.startswith(CALL_SIGNATURE_PREFIX):
+            call_id, _, signature = encrypted.removeprefix(CALL_SIGNATURE_PREFIX).partition(":")
+            found[call_id] = signature
+    return found
+
+
 def _messages(items, tools: Tools) -> list[dict]:
     messages: list[dict] = []
+    signatures = _call_signatures(items)
     for item in items:
         kind = item.get("type") or "message"
         if kind == "message":
@@ -176,9 +189,11 @@ def _messages(items, tools: Tools) -> list[dict]:
         elif kind == "function_call":
             message = _assistant(messages)
             name = tools.name_of(item.get("namespace"), str(item.get("name") or ""))
-            message.setdefault("tool_calls", []).append({
-                "id": str(item.get("call_id") or item.get("id") or ""), "type": "function",
-                "function": {"name": name, "arguments": str(item.get("arguments") or "{}")}})
+            call = {"id": str(item.get("call_id") or item.get("id") or ""), "type": "function",
+                    "function": {"name": name, "arguments": str(item.get("arguments") or "{}")}}
+            if call["id"] in signatures:
+                call["thought_signature"] = signatures[call["id"]]
+            message.setdefault("tool_calls", []).append(call)
         elif kind == "custom_tool_call":
             message = _assistant(messages)
             message.setdefault("tool_calls", []).append({
@@ -191,7 +206,7 @@ def _messages(items, tools: Tools) -> list[dict]:
         elif kind == "reasoning":
             summary = "".join(s.get("text") or "" for s in item.get("summary") or () if isinstance(s, dict))
             encrypted = item.get("encrypted_content") or ""
-            if summary or encrypted.startswith(SIGNATURE_PREFIX):
+            if (summary and not encrypted.startswith(CALL_SIGNATURE_PREFIX)) or encrypted.startswith(SIGNATURE_PREFIX):
                 message = _assistant(messages)
                 message["reasoning_content"] = (message.get("reasoning_content") or "") + summary
                 if encrypted.startswith(SIGNATURE_PREFIX):
@@ -392,6 +407,12 @@ def reasoning_item(item_id: str, text: str, signature: str | None, payload: dict
     return item
 
 
+def call_signature_item(item_id: str, call_id: str, signature: str) -> dict:
+    """A reasoning item that carries a provider's signature of the function call after it."""
+    return {"id": item_id, "type": "reasoning", "summary": [],
+            "encrypted_content": f"{CALL_SIGNATURE_PREFIX}{call_id}:{signature}"}
+
+
 def message_item(item_id: str, text: str, status: str = "completed") -> dict:
     return {"id": item_id, "type": "message", "status": status, "role": "assistant",
             "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]}
@@ -437,6 +458,10 @@ def complete(call, data: dict, usage) -> dict:
         n += 1
     for tool_call in message.get("tool_calls") or ():
         fn = tool_call.get("function") or {}
+        if tool_call.get("thought_signature"):
+            output.append(call_signature_item(f"rs_{call.hex_id}_{n}", str(tool_call.get("id") or ""),
+                                              tool_call["thought_signature"]))
+            n += 1
         output.append(call_item(tools, f"fc_{call.hex_id}_{n}", str(tool_call.get("id") or f"call_{call.hex_id}_{n}"),
                                 str(fn.get("name") or ""), fn.get("arguments") or "{}"))
         n += 1
@@ -528,6 +553,15 @@ class EventRenderer:
         self.item = None
         return out
 
+    def _signature_item(self, call_id: str, signature: str) -> list[bytes]:
+        """A finished reasoning item carrying the signature of the call about to open."""
+        out = self._close()
+        item = call_signature_item(self._item_id("rs"), call_id, signature)
+        out.append(self._event("response.output_item.added", {"output_index": len(self.output), "item": item}))
+        out.append(self._event("response.output_item.done", {"output_index": len(self.output), "item": item}))
+        self.output.append(item)
+        return out
+
     def _item_id(self, prefix: str) -> str:
         return f"{prefix}_{self.call.hex_id}_{len(self.output) + (self.item is not None)}"
 
@@ -552,6 +586,8 @@ class EventRenderer:
             if event.id is not None or self.tool_index != event.index or self.item is None \
                     or self.item["type"] not in ("function_call", "custom_tool_call"):
                 call_id = event.id or f"call_{self.call.hex_id}_{event.index}"
+                if event.signature:
+                    out += self._signature_item(call_id, event.signature)
                 out += self._open(call_item(self.tools, self._item_id("fc"), call_id, event.name or "", "",
                                             "in_progress"))
                 self.tool_index = event.index
