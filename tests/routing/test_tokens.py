@@ -210,3 +210,14 @@ def test_estimate_speed_on_4_kb_and_100_kb(capsys):
     with capsys.disabled():
         print(f"\nestimate_prompt_tokens: 4 KB {figures[4_096]:.3f} ms, 100 KB {figures[102_400]:.3f} ms")
     assert figures[4_096] < 5 and figures[102_400] < 20
+
+
+def test_the_simulator_counts_and_streams_with_the_same_tokenizer():
+    from simulator.tokens import count_tokens, pieces
+
+    for name, text in CORPUS.items():
+        assert count_tokens(text) == REFERENCE[name][0], name
+        parts = pieces(text)
+        assert "".join(parts) == text and len(parts) <= count_tokens(text), name  # a split character stays whole
+        if text.isascii():
+            assert len(parts) == count_tokens(text), name
