@@ -23,11 +23,11 @@ wire_api = "responses"
 """
 
 
-def codex(live, tmp_path, prompt: str, model: str = "gpt-4o-mini"):
+def codex(live, tmp_path, prompt: str, model: str = "gpt-4o-mini", extra: str = ""):
     home = tmp_path / "home"
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(CONFIG.format(model=model, base_url=live.base_url))
+    (codex_home / "config.toml").write_text(extra + CONFIG.format(model=model, base_url=live.base_url))
     return run_client("codex", ["exec", "--skip-git-repo-check", prompt], home=home,
                       env={"CODEX_HOME": str(codex_home), "TOLLGATE_API_KEY": live.secret})
 
@@ -113,3 +113,22 @@ def test_codex_exec_by_translation(clean_simulator, tmp_path, public_id, upstrea
     assert results
     turns = records(live, 2)
     assert all(r.path == "/v1/responses" and r.served_model == public_id and r.cost > 0 for r in turns)
+
+
+def test_codex_with_reasoning_keeps_claudes_signed_thinking_across_the_tool_turn(clean_simulator, tmp_path):
+    """`model_reasoning_effort` on: Claude thinks (signed), calls a tool, and gets its signed thinking back
+    before the tool result on the next turn — Codex keeps it as the reasoning item's encrypted_content (store
+    false, include reasoning.encrypted_content). The simulated Claude refuses the turn without it."""
+    live = clean_simulator
+    model = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", upstream_name="claude-sonnet-4-5",
+                                          aliases=["claude-sonnet-4-5"])
+    factories.PriceFactory(model=model)
+    factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.ANTHROPIC, name="claude",
+                      api_key="sim-anthropic")
+    bump_version()
+    run = codex(live, tmp_path, "Say hello", model="claude-sonnet-4-5", extra='model_reasoning_effort = "low"\n')
+    assert run.returncode == 0, run.stderr[-2000:]
+    sent = upstream_requests(live, "/v1/messages")
+    assert len(sent) >= 2 and sent[0]["thinking"]["type"] == "enabled"
+    assistant = next(m for m in sent[-1]["messages"] if m["role"] == "assistant")
+    assert assistant["content"][0]["type"] == "thinking" and assistant["content"][0]["signature"]
