@@ -45,6 +45,8 @@ def _half_body(server, path: str, extra_headers: str = "") -> tuple[int, dict, d
         sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {url.netloc}\r\nContent-Type: application/json\r\n"
                       f"Content-Length: 200\r\n{extra_headers}\r\n").encode() + b'{"model": "' + b"x" * 89)
         status, headers, body = _read_response(sock)
+        closed = sock.recv(1) == b""  # and the connection is closed: the rest of the body is never read
+    assert closed
     return status, headers, json.loads(body), time.monotonic() - started
 
 
