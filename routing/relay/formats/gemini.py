@@ -78,12 +78,15 @@ def _camel(key: str) -> str:
 
 
 def normalized(value, kind: str = "request"):
-    """A request (or a part of one, `kind`) with camelCase names and lists where a lone object was sent."""
+    """A request (or a part of one, `kind`) with camelCase names, lists where a lone object was sent and no
+    null fields."""
     if not isinstance(value, dict):
         return value
     walk = _WALK.get(kind, {})
     out = {}
     for key, item in value.items():
+        if item is None:
+            continue   # null is absent, as protobuf JSON reads it
         key = _camel(key) if "_" in key else key
         if key in walk:
             many, inner = walk[key]
