@@ -52,19 +52,27 @@ def _strip_foreign_fields(body: dict) -> None:
     body["messages"] = messages
 
 
+def _obj(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _count(value) -> int:
+    return value if type(value) is int and value >= 0 else 0
+
+
 def responses_usage(data: dict | None) -> Usage | None:
     """A Responses API `usage` (input/output tokens and their details) as our Usage."""
     if not isinstance(data, dict):
         return None
-    inputs = data.get("input_tokens_details") or {}
-    outputs = data.get("output_tokens_details") or {}
-    return Usage(data.get("input_tokens") or 0, data.get("output_tokens") or 0, inputs.get("cached_tokens") or 0,
-                 outputs.get("reasoning_tokens") or 0, inputs.get("cache_write_tokens") or 0)
+    inputs, outputs = _obj(data.get("input_tokens_details")), _obj(data.get("output_tokens_details"))
+    return Usage(_count(data.get("input_tokens")), _count(data.get("output_tokens")),
+                 _count(inputs.get("cached_tokens")), _count(outputs.get("reasoning_tokens")),
+                 _count(inputs.get("cache_write_tokens")))
 
 
 def responses_finish(response: dict) -> str:
     """A Response object's end in OpenAI chat words (stop | length | tool_calls | content_filter)."""
-    reason = (response.get("incomplete_details") or {}).get("reason")
+    reason = _obj(response.get("incomplete_details")).get("reason")
     if reason == "max_output_tokens":
         return "length"
     if reason == "content_filter":
@@ -280,9 +288,11 @@ class OpenAIAdapter(Adapter):
                 frame = orjson.loads(data[5:])
             except orjson.JSONDecodeError as exc:
                 raise UpstreamFormatError(f"invalid JSON in stream ({exc})") from None
+            if not isinstance(frame, dict):
+                raise UpstreamFormatError("a stream event is not a JSON object")
             kind = str(frame.get("type") or "")
             if kind in ("response.failed", "error"):
-                err = frame.get("error") or (frame.get("response") or {}).get("error") or {}
+                err = _obj(frame.get("error")) or _obj(_obj(frame.get("response")).get("error"))
                 raise UpstreamFormatError(f"the upstream failed the response: {err.get('message') or kind}")
             response = frame.get("response")
             if isinstance(response, dict):
