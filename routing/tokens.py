@@ -75,6 +75,14 @@ def claude() -> tiktoken.Encoding:
                                                    special_tokens=spec["special_tokens"]))
 
 
+def family_of(provider: str) -> str:
+    """The tokenizer family of a catalog provider (routing.models.CatalogModel.provider)."""
+    provider = (provider or "").lower()
+    if provider == "anthropic":
+        return "anthropic"
+    return "gemini" if provider in ("google", "gemini", "vertex") else "openai"
+
+
 def warm() -> None:
     """Load o200k (~0.3 s) before serving, so the first request does not pay it."""
     o200k()

@@ -221,3 +221,8 @@ def test_the_simulator_counts_and_streams_with_the_same_tokenizer():
         assert "".join(parts) == text and len(parts) <= count_tokens(text), name  # a split character stays whole
         if text.isascii():
             assert len(parts) == count_tokens(text), name
+
+
+def test_family_of_a_catalog_provider():
+    assert [tokens.family_of(p) for p in ("anthropic", "google", "openai", "deepseek", "")] == [
+        "anthropic", "gemini", "openai", "openai", "openai"]
