@@ -201,14 +201,22 @@ def _calling_config(choice) -> dict | None:
 
 
 def _finish(reason, has_calls: bool) -> str:
+    if not isinstance(reason, str):
+        return "stop"
     return "tool_calls" if has_calls and reason == "STOP" else FINISH.get(reason, "stop")
 
 
-def _usage(meta: dict) -> Usage:
-    thoughts = meta.get("thoughtsTokenCount") or 0
-    return Usage(prompt_tokens=meta.get("promptTokenCount") or 0,
-                 completion_tokens=(meta.get("candidatesTokenCount") or 0) + thoughts,
-                 cached_tokens=meta.get("cachedContentTokenCount") or 0, reasoning_tokens=thoughts)
+def _count(meta: dict, key: str) -> int:
+    value = meta.get(key)
+    return value if type(value) is int else 0   # an upstream's garbage counts as nothing, never a crash
+
+
+def _usage(meta) -> Usage:
+    meta = meta if isinstance(meta, dict) else {}
+    thoughts = _count(meta, "thoughtsTokenCount")
+    return Usage(prompt_tokens=_count(meta, "promptTokenCount"),
+                 completion_tokens=_count(meta, "candidatesTokenCount") + thoughts,
+                 cached_tokens=_count(meta, "cachedContentTokenCount"), reasoning_tokens=thoughts)
 
 
 def _call_id(call: dict) -> str:
@@ -243,20 +251,32 @@ def _request(body: dict, model: str, base_url: str, api_key: str, stream: bool) 
                            headers={"x-goog-api-key": api_key, "content-type": "application/json"})
 
 
+def _objects(value) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _native_candidates(data: dict) -> list[dict]:
+    return _objects(data.get("candidates"))
+
+
+def _blocked(data: dict) -> bool:
+    feedback = data.get("promptFeedback")
+    return not data.get("candidates") and isinstance(feedback, dict) and bool(feedback.get("blockReason"))
+
+
 def _native_finish(data: dict, calls: bool) -> str | None:
     """The finish reason of a native answer or frame (candidate 0), None while it goes on."""
-    if not data.get("candidates") and (data.get("promptFeedback") or {}).get("blockReason"):
+    if _blocked(data):
         return "content_filter"
-    candidate = next((c for c in data.get("candidates") or () if isinstance(c, dict) and c.get("index", 0) == 0),
-                     None)
+    candidate = next((c for c in _native_candidates(data) if c.get("index", 0) == 0), None)
     if candidate is None or not candidate.get("finishReason"):
         return None
     return _finish(candidate["finishReason"], calls)
 
 
 def _has_calls(data: dict) -> bool:
-    return any("functionCall" in part for c in data.get("candidates") or () if isinstance(c, dict)
-               for part in (c.get("content") or {}).get("parts") or () if isinstance(part, dict))
+    return any("functionCall" in part for c in _native_candidates(data)
+               for part in _objects((c.get("content") if isinstance(c.get("content"), dict) else {}).get("parts")))
 
 
 class GeminiAdapter(Adapter):
@@ -347,11 +367,11 @@ class GeminiAdapter(Adapter):
 
     def native_answer(self, fmt, body, *, response_id, model):
         data = load_json(body)
-        if not isinstance(data.get("candidates"), list) and not (data.get("promptFeedback") or {}).get("blockReason"):
+        if not isinstance(data.get("candidates"), list) and not _blocked(data):
             raise UpstreamFormatError("the answer has no candidates")
         data["responseId"], data["modelVersion"] = response_id, model
         finish = _native_finish(data, _has_calls(data)) or "stop"
-        return orjson.dumps(data), _usage(data.get("usageMetadata") or {}), finish
+        return orjson.dumps(data), _usage(data.get("usageMetadata")), finish
 
     async def native_stream(self, fmt, lines, *, response_id, model):
         calls = False
