@@ -4,6 +4,8 @@ import asyncio
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from routing.adapters.base import UpstreamFormatError
 from routing.adapters.gemini import GeminiAdapter
@@ -73,3 +75,33 @@ def test_an_error_frame_or_garbage_breaks_the_stream():
         stream([frame([{"text": "a"}]), b'data: {"error": {"code": 503, "message": "overloaded"}}'])
     with pytest.raises(UpstreamFormatError):
         stream([b"data: {nope"])
+
+
+# --- any upstream bytes: a native answer or stream is read or refused as invalid, never a crash ------------
+_values = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=8),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                   max_size=3), max_leaves=8)
+_shaped = st.fixed_dictionaries(
+    {"candidates": st.lists(_values | st.fixed_dictionaries({
+        "content": _values | st.fixed_dictionaries({"parts": _values | st.lists(_values)}),
+        "finishReason": _values, "index": _values}), max_size=3)},
+    optional={"usageMetadata": _values, "promptFeedback": _values, "error": _values})
+_bodies = _shaped | _values
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=_bodies)
+def test_any_native_answer_is_read_or_invalid(body):
+    try:
+        ADAPTER.native_answer("gemini", orjson.dumps(body), response_id="r", model="m")
+    except UpstreamFormatError:
+        pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=st.lists(_bodies.map(lambda v: b"data: " + orjson.dumps(v)) | st.binary(max_size=20), max_size=4))
+def test_any_native_stream_is_read_or_invalid(lines):
+    try:
+        stream(lines)
+    except UpstreamFormatError:
+        pass
