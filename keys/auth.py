@@ -35,6 +35,7 @@ _local = shared_cache.LocalTTL(settings.TOLLGATE_LOCAL_TTL_SECONDS)
 _unknown = shared_cache.LocalTTL(LOCAL_NEGATIVE_TTL, max_items=50_000)
 _loading: dict[str, asyncio.Future] = {}    # secret hash → the database look-up in progress
 _refreshing: set[str] = set()
+_refresh_failed = shared_cache.LocalTTL(10, max_items=50_000)   # refreshes that failed: retried 10 s later
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,7 @@ async def _refresh(secret_hash: str) -> None:
             ctx = await db_call(_load_from_db)(secret_hash)
         except Exception as exc:
             log.warning("key cache: database unreachable (%s), keeping the cached entry", type(exc).__name__)
+            _refresh_failed.put(secret_hash, True)
             await shared_cache.aexpire(cache_key(secret_hash), CACHE_TTL)
             return
         await shared_cache.aset(cache_key(secret_hash), encode(ctx), _entry_ttl(ctx))
@@ -195,7 +197,7 @@ async def _refresh(secret_hash: str) -> None:
 
 
 def _refresh_soon(secret_hash: str, raw: bytes) -> None:
-    if secret_hash in _refreshing or _age(raw) < REFRESH_AFTER:
+    if secret_hash in _refreshing or _refresh_failed.get(secret_hash) or _age(raw) < REFRESH_AFTER:
         return
     _refreshing.add(secret_hash)
     asyncio.get_running_loop().create_task(_refresh(secret_hash))

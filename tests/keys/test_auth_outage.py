@@ -47,9 +47,11 @@ def loads(monkeypatch):
     monkeypatch.setattr(auth, "_load_from_db", counted)
     auth._local.clear()
     auth._unknown.clear()
+    auth._refresh_failed.clear()
     yield calls
     auth._local.clear()
     auth._unknown.clear()
+    auth._refresh_failed.clear()
 
 
 def _entry(secret) -> dict | None:
@@ -105,8 +107,13 @@ def test_an_entry_in_use_is_refreshed_and_kept_while_the_database_is_away(transa
     assert shared_cache.sync_client().ttl(name) > 10                # kept: its expiry pushed back
     assert _entry(secret)["_at"] == old["_at"]
 
+    auth._local.clear()
+    assert run(auth.authenticate(secret)).key_id == key.id
+    assert loads["n"] == 1                                          # not retried at every read: 10 s later
+
     loads["fail"] = False
     auth._local.clear()
+    auth._refresh_failed.clear()
     assert run(auth.authenticate(secret)).key_id == key.id
     assert _entry(secret)["_at"] >= int(time.time()) - 2            # re-read from the database
     assert shared_cache.sync_client().ttl(name) > auth.CACHE_TTL - 10
