@@ -9,7 +9,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from core.redaction import redact
 from keys.selectors import allowed_models
-from routing import tokens
 from routing.relay import errors, snapshot
 from routing.relay import views as relay
 from routing.relay.formats import gemini as gemini_format
@@ -70,10 +69,9 @@ async def stream_generate_content(call, payload, model):
 
 @relay.relay_route(fmt=GEMINI, record=False)
 async def count_tokens(call, payload, model):
-    """:countTokens, answered offline from the same estimate routing uses."""
-    canonical = gemini_format.to_canonical(gemini_format.count_request(_with_model(call, payload, model)))
-    await call.plan(canonical)
-    response = relay.json_response({"totalTokens": tokens.estimate_prompt_tokens(canonical)})
+    """:countTokens, counted offline by the routed model's tokenizer."""
+    await call.plan(gemini_format.to_canonical(gemini_format.count_request(_with_model(call, payload, model))))
+    response = relay.json_response({"totalTokens": call.count_prompt_tokens()})
     return relay._headers(call, response)
 
 

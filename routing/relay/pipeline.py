@@ -218,6 +218,11 @@ class RelayCall:
         self.model = (self.route_plan.models or [self.route_plan.downgrade])[0]
         return self.route_plan
 
+    def count_prompt_tokens(self) -> int:
+        """The planned request's prompt, every character counted by the serving model's tokenizer family (the
+        count_tokens endpoints of every format)."""
+        return tokens.count_prompt_tokens(self.canonical or {}, tokens.family_of(self.model.provider))
+
     @property
     def route_rule(self):
         return self.route_plan.rule if self.route_plan else None

@@ -14,7 +14,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from core.redaction import redact
 from gateway_site import shared_cache
-from routing import tokens
 from routing.adapters import openai as openai_adapter
 from routing.relay import errors, views
 from routing.relay.formats import checks
@@ -152,10 +151,9 @@ async def input_tokens(call, payload):
     """POST /v1/responses/input_tokens (`client.responses.input_tokens.count`): the request's input tokens,
     counted offline by the gateway's tokenizer for a model this key may use."""
     await _with_history(call, payload)
-    canonical = responses_format.to_canonical(payload)
-    await call.plan(canonical)
-    return views.json_response({"object": "response.input_tokens",
-                                "input_tokens": tokens.count_prompt_tokens(canonical)}, request_id=call.request_id)
+    await call.plan(responses_format.to_canonical(payload))
+    return views.json_response({"object": "response.input_tokens", "input_tokens": call.count_prompt_tokens()},
+                               request_id=call.request_id)
 
 
 @views.relay_route("GET", fmt=RESPONSES, record=False)

@@ -347,10 +347,9 @@ async def embeddings(call, payload):
 
 @relay_route(fmt=ANTHROPIC, record=False)
 async def count_tokens(call, payload):
-    """Anthropic's /v1/messages/count_tokens, answered offline from the same estimate routing uses."""
-    canonical = anthropic_format.to_canonical({"max_tokens": 1, **payload})
-    await call.plan(canonical)
-    response = json_response({"input_tokens": tokens.estimate_prompt_tokens(canonical)})
+    """Anthropic's /v1/messages/count_tokens, counted offline by the routed model's tokenizer."""
+    await call.plan(anthropic_format.to_canonical({"max_tokens": 1, **payload}))
+    response = json_response({"input_tokens": call.count_prompt_tokens()})
     return _headers(call, response)
 
 
@@ -436,9 +435,12 @@ def _finish_reason(record) -> str | None:
     return record.finish_reason or "stop"
 
 
+ID_PREFIXES = tuple({"req_", *(module.ID_PREFIX for module in formats.FORMATS.values())})
+
+
 def _generation(team_id: int, ident: str) -> dict | None:
-    hex_id = ident.split("-", 1)[1] if ident.startswith(("chatcmpl-", "msg_")) else ident
-    hex_id = hex_id.removeprefix("msg_").removeprefix("req_")
+    # Any format's response id (chatcmpl-…, msg_…, resp_…, a Gemini responseId) embeds the request id's hex.
+    hex_id = next((ident.removeprefix(prefix) for prefix in ID_PREFIXES if ident.startswith(prefix)), ident)
     record = billing_selectors.generation_record(team_id=team_id, request_id="req_" + hex_id)
     if record is None:
         return None

@@ -14,6 +14,7 @@ STOP_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "
 # Our error table's types → Anthropic's error types (its clients switch on these).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
                403: "permission_error", 404: "not_found_error", 405: "invalid_request_error",
+               408: "timeout_error",
                413: "request_too_large", 429: "rate_limit_error", 502: "api_error", 503: "overloaded_error",
                504: "timeout_error"}
 
