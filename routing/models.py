@@ -158,3 +158,23 @@ class AutoRouting(models.Model):
 
     def __str__(self):
         return f"auto rules of {self.team}"
+
+
+class TeamModelAlias(models.Model):
+    """An old model name a team's clients still send (`gpt-4-turbo-preview`, a name One API's mapping
+    rewrote) and the catalog model it means for that team. The relay resolves it after catalog public ids and
+    before the catalog's own aliases (routing/relay/router.py), and says so in X-Tollgate-Route."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="model_aliases")
+    alias = models.CharField(max_length=120)
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="team_aliases")
+    note = models.CharField(max_length=200, blank=True)        # where it came from: "imported by imp_…"
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "alias"], name="teammodelalias_unique_alias")]
+        ordering = ["alias"]
+
+    def __str__(self):
+        return f"{self.alias} -> {self.model_id}"
