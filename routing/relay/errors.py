@@ -13,6 +13,7 @@ class RelayError(Exception):
     message: str
     param: str | None = None
     headers: dict | None = None
+    metadata: dict | None = None    # what OpenRouter's error shape carries besides (402: limit_source)
 
     def __str__(self):
         return f"{self.status} {self.code}: {self.message}"
@@ -104,6 +105,15 @@ def route_not_found(route: str) -> RelayError:
     return RelayError(404, "invalid_request_error", "model_not_found",
                       f"No route `{route}` is configured for this key's team. Ask a team admin to create it in "
                       "the console (Routes), or send a model id.", param="model")
+
+
+def unsupported_plugin(name: str, param: str = "plugins") -> RelayError:
+    """An OpenRouter plugin (or the `:online` suffix, which means the web plugin) this gateway does not run: a
+    400 naming it, never silently ignored."""
+    return RelayError(400, "invalid_request_error", "unsupported_plugin",
+                      f"The plugin `{name}` is not supported by this gateway (it has no internet access: no web "
+                      "search). Supported plugins: response-healing. Remove the plugin (or the `:online` "
+                      "suffix) and retry.", param=param)
 
 
 def no_capable_model(names: list[str], skipped: list[str]) -> RelayError:
