@@ -308,3 +308,42 @@ class PriceOverride(models.Model):
     def save(self, *args, **kwargs):
         fill_cache_prices(self, self.model)
         super().save(*args, **kwargs)
+
+
+# --- moving in from One API / New API (billing/oneapi_import) ----------------------------------------------
+
+class ImportBatch(models.Model):
+    """One run of `import_oneapi`: what it read, its report, and (ImportedRow) every object it created, so
+    `import_rollback` can undo exactly that batch and a re-run can skip what an active batch imported."""
+
+    code = models.CharField(max_length=20, unique=True)          # "imp_<12 hex>", what import_rollback takes
+    product = models.CharField(max_length=10)                    # one-api | new-api
+    version = models.CharField(max_length=120, blank=True)
+    source_label = models.CharField(max_length=300)              # the URL with any password removed
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    report = models.JSONField(default=dict, blank=True)
+    rolled_back_at = models.DateTimeField(null=True, blank=True)
+    rollback_report = models.JSONField(default=dict, blank=True)
+
+    @property
+    def status(self) -> str:
+        return "rolled_back" if self.rolled_back_at else "active"
+
+    def __str__(self):
+        return self.code
+
+
+class ImportedRow(models.Model):
+    """A source row an import batch turned into a Tollgate object (kind says which model `target_id` is)."""
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="rows")
+    kind = models.CharField(max_length=12)        # user, team, member, group, token, channel, model, price, balance, code
+    source_key = models.CharField(max_length=200)  # natural key in the source ("user:alice", "token:<sha256>")
+    target_id = models.BigIntegerField()
+    # What the rollback needs besides the id (the price this one superseded…).
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["kind", "source_key"], name="importedrow_kind_key")]
