@@ -15,6 +15,7 @@ Where the formats do not map 1:1:
 - Thinking signatures travel as the non-standard `message.thinking_signature`; images as base64 or url sources;
   other media parts (audio, video) are not sent."""
 import re
+from typing import Any
 
 import orjson
 from django.utils.translation import gettext_lazy as _
@@ -51,7 +52,7 @@ from routing.adapters.canonical import (
 VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 MIN_THINKING_BUDGET = 1024
-THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384}
+THINKING_BUDGETS: dict[str | None, int] = {"low": 1024, "medium": 4096, "high": 16384}   # by reasoning_effort, if any
 JSON_TOOL_PREFIX = "structured_output__"
 JSON_INSTRUCTION = "Respond with a single valid JSON object only: no other text and no code fences."
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
@@ -96,7 +97,8 @@ def _assistant_blocks(message: dict) -> list[dict]:
 def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     """(system blocks, messages): system/developer turns are hoisted; tool results become user tool_result
     blocks; consecutive same-role turns are merged (Anthropic wants roles to alternate)."""
-    system, turns = [], []
+    system: list[dict] = []
+    turns: list[dict] = []
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):  # wherever it stood (a mid-conversation system turn too)
@@ -186,7 +188,7 @@ def _finish(stop_reason, has_calls: bool) -> str:
 def _usage(raw: dict) -> Usage:
     read, write = raw.get("cache_read_input_tokens") or 0, raw.get("cache_creation_input_tokens") or 0
     # The writes by duration (cache_control ttl "5m" / "1h"); without the breakdown every write is a 5-minute one.
-    creation = raw.get("cache_creation") if isinstance(raw.get("cache_creation"), dict) else {}
+    creation = found if isinstance(found := raw.get("cache_creation"), dict) else {}
     write_1h = creation.get("ephemeral_1h_input_tokens") or 0
     write_5m = (creation.get("ephemeral_5m_input_tokens") or 0) if creation else write
     thinking = (raw.get("output_tokens_details") or {}).get("thinking_tokens") or 0
@@ -227,7 +229,7 @@ class AnthropicAdapter(Adapter):
         system, messages = _messages(request.get("messages") or [])
         body = {"model": upstream_model, "max_tokens": max_tokens, "messages": messages}
         tools = [_tool(t["function"]) for t in request.get("tools") or () if t.get("function")]
-        thinking_on = bool(thinking) and thinking.get("type") in ("enabled", "adaptive")
+        thinking_on = thinking is not None and thinking.get("type") in ("enabled", "adaptive")
         json_tool, instruction = _response_format(request.get("response_format"),
                                                   can_force=not tools and not thinking_on)
         system += _text(instruction or "")
@@ -271,7 +273,7 @@ class AnthropicAdapter(Adapter):
             elif kind == "thinking":
                 thinking.append(block.get("thinking") or "")
                 signature = block.get("signature") or signature
-        message = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None}
         if calls:
             message["tool_calls"] = calls
         if thinking:
@@ -284,10 +286,12 @@ class AnthropicAdapter(Adapter):
     async def stream_events(self, lines):
         raw_usage: dict = {}
         calls = 0
-        tool_blocks: dict[int, int | None] = {}  # content block index → tool-call index (None: the JSON tool)
+        tool_blocks: dict[object, int | None] = {}  # content block index → tool-call index (None: the JSON tool)
         async for line in lines:
             event = sse_json(line)
-            kind = event and event.get("type")
+            if event is None:   # not a data line
+                continue
+            kind = event.get("type")
             if kind == "message_start":
                 raw_usage.update((event.get("message") or {}).get("usage") or {})
             elif kind == "content_block_start":

@@ -16,6 +16,7 @@ Where the formats do not map 1:1:
 - `n` → `candidateCount`: one choice per candidate; a stream carries candidate 0 only."""
 import mimetypes
 import secrets
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -51,7 +52,7 @@ from routing.adapters.canonical import (
 
 SIGNING_MODELS = "gemini-3"
 SKIP_SIGNATURE = "skip_thought_signature_validator"  # Google's placeholder for calls it did not sign
-THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
+THINKING_BUDGETS: dict[str | None, int] = {"low": 1024, "medium": 8192, "high": 24576}   # by reasoning_effort, if any
 FINISH = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(
     ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "LANGUAGE", "OTHER", "IMAGE_SAFETY"),
     "content_filter")}
@@ -119,7 +120,8 @@ def _model_parts(message: dict, signing: bool) -> list[dict]:
     parts = _text(text_of(message.get("content")))
     for i, call in enumerate(message.get("tool_calls") or ()):
         fn = call.get("function") or {}
-        part = {"functionCall": {"name": fn.get("name") or "", "args": json_object(fn.get("arguments"))}}
+        call_part = {"name": fn.get("name") or "", "args": json_object(fn.get("arguments"))}
+        part: dict[str, Any] = {"functionCall": call_part}
         signature = call.get("thought_signature") or (SKIP_SIGNATURE if signing and i == 0 else None)
         if signature:
             part["thoughtSignature"] = signature
@@ -144,7 +146,8 @@ def _contents(messages: list[dict], signing: bool) -> tuple[list[dict], list[dic
     """(system parts, contents); consecutive same-role contents merged (parallel calls and their results)."""
     names = {call.get("id"): (call.get("function") or {}).get("name")
              for m in messages if m.get("role") == "assistant" for call in m.get("tool_calls") or ()}
-    system, contents = [], []
+    system: list[dict] = []
+    contents: list[dict] = []
     for message in messages:
         role = message.get("role")
         if role in ("system", "developer"):
@@ -168,7 +171,7 @@ def _generation_config(request: dict) -> dict:
               "candidateCount": request.get("n"), "seed": request.get("seed"),
               "presencePenalty": request.get("presence_penalty"),
               "frequencyPenalty": request.get("frequency_penalty")}
-    fmt = request.get("response_format") if isinstance(request.get("response_format"), dict) else {}
+    fmt = found if isinstance(found := request.get("response_format"), dict) else {}
     if fmt.get("type") in ("json_object", "json_schema"):
         config["responseMimeType"] = "application/json"
         schema = (fmt.get("json_schema") or {}).get("schema")
@@ -235,7 +238,7 @@ def _choice(candidate: dict, index: int) -> dict:
             thoughts.append(part.get("text") or "")
         elif "text" in part:
             text.append(part["text"])
-    message = {"role": "assistant", "content": "".join(text) if text or not calls else None}
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None}
     if calls:
         message["tool_calls"] = calls
     if thoughts:
@@ -253,6 +256,10 @@ def _request(body: dict, model: str, base_url: str, api_key: str, stream: bool) 
 
 def _objects(value) -> list[dict]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _object(value) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def _native_candidates(data: dict) -> list[dict]:
@@ -276,7 +283,7 @@ def _native_finish(data: dict, calls: bool) -> str | None:
 
 def _has_calls(data: dict) -> bool:
     return any("functionCall" in part for c in _native_candidates(data)
-               for part in _objects((c.get("content") if isinstance(c.get("content"), dict) else {}).get("parts")))
+               for part in _objects(_object(c.get("content")).get("parts")))
 
 
 class GeminiAdapter(Adapter):
