@@ -59,6 +59,8 @@ class KeyContext:
     group_multiplier_ppm: int | None = None
     # The group's keys may only call `route:NAME` or `auto` (no model named directly).
     group_routes_only: bool = False
+    # A team admin marked the key as a debug key (it may ask for the upstream request body to be echoed).
+    is_debug: bool = False
 
     def ip_allowed(self, ip: str) -> bool:
         if not self.allowed_ips:
@@ -92,6 +94,7 @@ def context_for(api_key) -> KeyContext:
         key_models=tuple(api_key.allowed_models), allowed_ips=tuple(api_key.allowed_ips),
         group_name=api_key.group.name, key_limits=api_key.limits_tuple(), group_limits=api_key.group.limits_tuple(),
         group_multiplier_ppm=api_key.group.price_multiplier_ppm, group_routes_only=api_key.group.routes_only,
+        is_debug=api_key.is_debug,
     )
 
 

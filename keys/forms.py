@@ -169,6 +169,11 @@ class KeyEditForm(KeyCreateForm):
         super().__init__(*args, team=api_key.team, model_choices=model_choices, initial=initial, api_key=api_key,
                          **kwargs)
         self.fields["allowed_models"].choices = _with_current(model_choices, api_key.allowed_models)
+        if "budget_limit" in self.fields:   # with the limits: a team admin's control
+            self.fields["is_debug"] = forms.BooleanField(
+                label=_("Debug key"), required=False, initial=api_key.is_debug,
+                help_text=_("May ask for the upstream request body to be echoed in a stream (debug: "
+                            "echo_upstream_body), secrets redacted. Leave off for keys in production."))
 
     def clean_expires_at(self):  # an existing key may keep an expiry that has passed (it just stays expired)
         expires_at = self.cleaned_data.get("expires_at")

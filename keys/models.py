@@ -65,6 +65,9 @@ class ApiKey(Limits):
     allowed_models = models.JSONField(default=list, blank=True)
     # IPs or CIDR subnets the key may be used from; empty means anywhere.
     allowed_ips = models.JSONField(default=list, blank=True)
+    # A debug key (set by a team admin) may ask the relay to echo the upstream request body (OpenRouter's
+    # `debug: {echo_upstream_body: true}`): what the gateway sent upstream is for those who may see it.
+    is_debug = models.BooleanField(default=False)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

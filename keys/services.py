@@ -29,7 +29,7 @@ def key_group_create(*, team, name: str, allowed_models=(), routes_only: bool = 
 
 @transaction.atomic
 def api_key_create(*, team, owner, group, name: str, allowed_models=(), allowed_ips=(), expires_at=None,
-                   secret: str | None = None, **limits) -> tuple[ApiKey, str]:
+                   secret: str | None = None, is_debug: bool = False, **limits) -> tuple[ApiKey, str]:
     """Create a key (with optional limits: fields of keys.models.Limits); the plain secret is returned once
     and never stored."""
     if group.team_id != team.id:
@@ -38,7 +38,7 @@ def api_key_create(*, team, owner, group, name: str, allowed_models=(), allowed_
     api_key = ApiKey.objects.create(
         team=team, owner=owner, group=group, name=name, prefix=secret[:10], secret_hash=hash_secret(secret),
         mask=mask_secret(secret), allowed_models=list(allowed_models), allowed_ips=list(allowed_ips),
-        expires_at=expires_at, **_checked_limits(limits),
+        expires_at=expires_at, is_debug=is_debug, **_checked_limits(limits),
     )
     transaction.on_commit(lambda: auth.publish(api_key))
     return api_key, secret
@@ -58,16 +58,19 @@ def _publish_after_commit(*api_keys: ApiKey) -> None:
 
 @transaction.atomic
 def api_key_update(*, api_key: ApiKey, name: str, group: KeyGroup, allowed_models=(), allowed_ips=(),
-                   expires_at=None, **limits) -> ApiKey:
-    """Change a key's boundaries (limits given are set, the others kept); every gateway process sees the
-    change within the local TTL."""
+                   expires_at=None, is_debug: bool | None = None, **limits) -> ApiKey:
+    """Change a key's boundaries (limits given are set, the others kept; `is_debug` None keeps it); every
+    gateway process sees the change within the local TTL."""
     if group.team_id != api_key.team_id:
         raise ValueError("group belongs to another team")
     for field, value in _checked_limits(limits).items():
         setattr(api_key, field, value)
     api_key.name, api_key.group, api_key.expires_at = name, group, expires_at
     api_key.allowed_models, api_key.allowed_ips = list(allowed_models), list(allowed_ips)
-    api_key.save(update_fields=["name", "group", "expires_at", "allowed_models", "allowed_ips", *limits])
+    if is_debug is not None:
+        api_key.is_debug = is_debug
+    api_key.save(update_fields=["name", "group", "expires_at", "allowed_models", "allowed_ips", "is_debug",
+                                *limits])
     _publish_after_commit(api_key)
     return api_key
 
@@ -81,7 +84,7 @@ def api_key_rotate(*, api_key: ApiKey) -> tuple[ApiKey, str]:
     new_key, secret = api_key_create(
         team=api_key.team, owner=api_key.owner, group=api_key.group, name=api_key.name,
         allowed_models=api_key.allowed_models, allowed_ips=api_key.allowed_ips, expires_at=api_key.expires_at,
-        **{field: getattr(api_key, field) for field in LIMIT_FIELDS})
+        is_debug=api_key.is_debug, **{field: getattr(api_key, field) for field in LIMIT_FIELDS})
     api_key_revoke(api_key=api_key)
     return new_key, secret
 

@@ -213,6 +213,10 @@ class LimitsInput(serializers.Serializer):
                                                max_value=2_147_483_647, help_text="Requests in flight; null: no limit.")
 
 
+DEBUG_HELP = ("A debug key may ask for the upstream request body to be echoed (debug: {echo_upstream_body: true} "
+              "on a stream), secrets redacted. Team owners and admins only.")
+
+
 def _limits_of(validated: dict) -> dict:
     return {name: validated[name] for name in LIMIT_OUTPUT_FIELDS if name in validated}
 
@@ -223,7 +227,7 @@ class KeyOutput(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
         fields = ["id", "name", "mask", "group", "status", "allowed_models", "allowed_ips", "expires_at",
-                  *LIMIT_OUTPUT_FIELDS, "last_used_at", "created_at"]
+                  *LIMIT_OUTPUT_FIELDS, "is_debug", "last_used_at", "created_at"]
 
 
 class KeyListApi(TeamAPIView):
@@ -234,6 +238,7 @@ class KeyListApi(TeamAPIView):
         group = serializers.CharField(max_length=80)
         allowed_models = serializers.ListField(child=serializers.CharField(), required=False, default=list)
         expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+        is_debug = serializers.BooleanField(required=False, default=False, help_text=DEBUG_HELP)
 
     class CreatedOutput(KeyOutput):
         secret = serializers.CharField(help_text="The key's secret: shown once, never stored.")
@@ -254,12 +259,12 @@ class KeyListApi(TeamAPIView):
         if group is None:
             raise serializers.ValidationError({"group": ["No such key group in this team."]})
         limits = _limits_of(data.validated_data)
-        if limits and not _limits_allowed(self.access):
-            raise PermissionDenied("Only a team owner or admin may set a key's limits.")
+        if (limits or data.validated_data["is_debug"]) and not _limits_allowed(self.access):
+            raise PermissionDenied("Only a team owner or admin may set a key's limits or make it a debug key.")
         key, secret = services.api_key_create(
             team=self.access.team, owner=request.user, group=group, name=data.validated_data["name"],
             allowed_models=data.validated_data["allowed_models"],
-            expires_at=data.validated_data["expires_at"], **limits)
+            expires_at=data.validated_data["expires_at"], is_debug=data.validated_data["is_debug"], **limits)
         return Response({**KeyOutput(key).data, "secret": secret}, status=201)
 
 
@@ -272,6 +277,7 @@ class KeyDetailApi(TeamAPIView):
         name = serializers.CharField(max_length=80, required=False)
         group = serializers.CharField(max_length=80, required=False, help_text="The key group's name.")
         allowed_models = serializers.ListField(child=serializers.CharField(), required=False)
+        is_debug = serializers.BooleanField(required=False, help_text=DEBUG_HELP)
 
     @extend_schema(tags=["keys"], responses={200: KeyOutput, **_errors(401, 403, 404)})
     def get(self, request, team, pk):
@@ -289,8 +295,8 @@ class KeyDetailApi(TeamAPIView):
         if key.status != ApiKey.ACTIVE and changes:
             raise serializers.ValidationError({"status": ["A revoked key cannot be changed."]})
         limits = _limits_of(changes)
-        if limits and not _limits_allowed(self.access):
-            raise PermissionDenied("Only a team owner or admin may set a key's limits.")
+        if (limits or "is_debug" in changes) and not _limits_allowed(self.access):
+            raise PermissionDenied("Only a team owner or admin may set a key's limits or make it a debug key.")
         group = key.group
         if "group" in changes:
             group = selectors.key_groups(team=self.access.team).filter(name=changes["group"]).first()
@@ -299,7 +305,7 @@ class KeyDetailApi(TeamAPIView):
         models = changes.get("allowed_models", key.allowed_models)
         key = services.api_key_update(api_key=key, name=changes.get("name", key.name), group=group,
                                       allowed_models=models, allowed_ips=key.allowed_ips,
-                                      expires_at=key.expires_at, **limits)
+                                      expires_at=key.expires_at, is_debug=changes.get("is_debug"), **limits)
         return Response(KeyOutput(key).data)
 
     @extend_schema(tags=["keys"], responses={204: None, **_errors(401, 403, 404)})
