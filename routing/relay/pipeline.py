@@ -59,6 +59,9 @@ class _Tries:
     model_error: UpstreamError | None = None
 
 
+_HEADER_UNSAFE = {code: "?" for code in (*range(32), 127)}
+
+
 def _within_output_limit(request: dict, model) -> dict:
     """The canonical request with max_tokens no higher than the model can write (a client may ask for more than
     the model it was routed to allows: Claude Code asks 128000 of whatever serves it)."""
@@ -437,8 +440,14 @@ class RelayCall:
         skipped = plan.skipped + self.attempts
         if skipped:
             parts.append("skipped=" + " | ".join(skipped))
-        # Header values are ASCII: arrows in skip reasons become "->", anything else left becomes "?".
-        return "; ".join(parts).replace("\u2192", "->").encode("ascii", "replace").decode()[:2000]
+        if self.status < 400 and not self.native and self.payload is not None:   # what a translation left out
+            notes = formats.of(self.fmt).translation_notes(self.payload)
+            if notes:
+                parts.append("translated=" + ", ".join(notes))
+        # Header values are ASCII without control characters (the client's own words may be in it): arrows in
+        # skip reasons become "->", anything else left becomes "?".
+        text = "; ".join(parts).replace("\u2192", "->").translate(_HEADER_UNSAFE)
+        return text.encode("ascii", "replace").decode()[:2000]
 
     @staticmethod
     def _client_error_from_upstream(error: UpstreamError) -> errors.RelayError:

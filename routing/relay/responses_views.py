@@ -6,7 +6,6 @@ never in the database: a response with `store` not false is kept, with the input
 STORE_TTL_SECONDS, under its id and its team (another team's id is a 404). `previous_response_id` is resolved
 here — the stored input and output become the head of this request's input — so every channel, translated or
 native, sees the whole conversation."""
-import re
 
 import orjson
 from django.conf import settings
@@ -21,7 +20,6 @@ from routing.relay.formats import responses as responses_format
 
 RESPONSES = "responses"
 STORE_TTL_SECONDS = getattr(settings, "TOLLGATE_RESPONSES_TTL_SECONDS", 30 * 86400)   # OpenAI keeps 30 days
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.:,-]")
 _FINAL = (b'"type":"response.completed"', b'"type":"response.incomplete"')
 
 
@@ -124,10 +122,6 @@ async def create(call, payload):
         # An OpenAI-compatible channel without /responses (remembered now): the same call, translated.
         call.release_holds()
         response = await views._relay(call, payload, canonical)
-    dropped = responses_format.dropped_tools(payload)
-    if dropped and not call.native:   # the client's own words in a header: only what a header may carry
-        named = _UNSAFE.sub("?", ",".join(dropped))[:300]
-        response["X-Tollgate-Route"] += "; dropped_tools=" + named
     patch = _native_patch(call, payload.get("previous_response_id")) if call.native else None
     save = None
     if payload.get("store") is not False and response.status_code == 200:

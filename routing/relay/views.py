@@ -53,7 +53,7 @@ def unreadable_body(path: str) -> HttpResponse:
 
 
 # Path prefixes of the relay routes that answer in a format other than OpenAI's (errors before a request exists).
-PATH_FORMATS = (("/v1/messages", "anthropic"),)
+PATH_FORMATS = (("/v1/messages", "anthropic"), ("/v1/responses", "responses"), ("/v1beta/", "gemini"))
 
 
 def format_of_path(path: str) -> str:
@@ -64,12 +64,12 @@ def base_url(request) -> str:
     return request.build_absolute_uri("/v1")
 
 
-def method_not_allowed(request, allowed: str, request_id: str) -> HttpResponse:
+def method_not_allowed(request, allowed: str, request_id: str, fmt: str = "openai") -> HttpResponse:
     err = errors.RelayError(
         405, "invalid_request_error", "method_not_allowed",
         f"{request.path} takes {allowed}, not {request.method}. This is an API endpoint: point an OpenAI-compatible "
         f"client at the base URL {base_url(request)} with your Tollgate key.")
-    response = errors.openai_response(err, request_id)
+    response = formats.of(fmt).error_response(err, request_id)
     response["Allow"] = allowed
     return response
 
@@ -104,7 +104,7 @@ def relay_route(method: str = "POST", fmt: str = OPENAI, *, record: bool = True)
         async def route(request, **kwargs):
             call = RelayCall(request, fmt)
             if request.method != method:
-                return method_not_allowed(request, method, call.request_id)
+                return method_not_allowed(request, method, call.request_id, call.fmt)
             try:
                 await call.authenticate()
                 if method == "POST":
@@ -507,7 +507,8 @@ def unknown_endpoint(request, path=""):
     elif not full.startswith(("/v1/", "/v1beta/")):
         hint = f"API paths start with /v1. Set your client's base URL to {right} (including /v1)."
     else:
-        hint = (f"Tollgate serves /v1/chat/completions, /v1/models and /v1/messages under the base URL {right}.")
+        hint = (f"Tollgate serves /v1/chat/completions, /v1/responses, /v1/messages, /v1/embeddings and /v1/models "
+                f"under the base URL {right}, and native Gemini under /v1beta/models.")
     err = errors.RelayError(404, "invalid_request_error", "unknown_endpoint",
                             f"Unknown endpoint {request.method} {redact(full)}. {hint}")
     return errors.openai_response(err, request_id)

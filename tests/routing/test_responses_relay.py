@@ -158,7 +158,7 @@ def test_codex_shaped_request_translated_drops_hosted_tools_and_flattens_namespa
                       {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]}]}
     r = post(kinds, body)
     assert r.status_code == 200, r.text
-    assert "dropped_tools=web_search" in r.headers["x-tollgate-route"]
+    assert "translated=dropped hosted tools web_search" in r.headers["x-tollgate-route"]
     assert events(r)[-1]["type"] == "response.completed"
     sent = sim_requests(kinds, "/v1/messages")[-1]["body"]
     assert [t["name"] for t in sent["tools"]] == ["get_weather", "spawn_agent"]
@@ -323,7 +323,7 @@ def test_a_custom_tool_reaches_claude_as_a_function_and_comes_back_custom(kinds,
 def test_a_strange_hosted_tool_name_cannot_break_the_route_header(kinds):
     r = post(kinds, {"model": "claude-sonnet-4-5", "input": "hi", "tools": [WEATHER, {"type": "x\u0000\u00e9\ny"}]})
     assert r.status_code == 200, r.text
-    assert r.headers["x-tollgate-route"].endswith("dropped_tools=x???y")
+    assert r.headers["x-tollgate-route"].endswith("translated=dropped hosted tools x???y")
 
 
 @pytest.mark.parametrize("stream", [False, True])

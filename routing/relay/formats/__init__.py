@@ -4,7 +4,9 @@ A format module provides `ID_PREFIX` (its response ids are `ID_PREFIX + call.hex
 (validate — a 400 naming the field — and translate to the canonical OpenAI chat request),
 `complete(call, data, usage)` (a canonical chat.completion → the format's whole answer),
 `renderer(call, payload)` (canonical stream events → the format's SSE: `render(event)`, `finish()`,
-`error(err, request_id)`), and `error_response(err, request_id)` (an error in the format's own shape)."""
+`error(err, request_id)`), `error_response(err, request_id)` (an error in the format's own shape), and
+`translation_notes(payload)` (what a translation for a channel of another format leaves out, for
+X-Tollgate-Route)."""
 from routing.relay.formats import anthropic, gemini, openai, responses
 
 FORMATS = {

@@ -171,6 +171,11 @@ error_response = errors.openai_response
 to_canonical = validate_chat
 
 
+def translation_notes(payload: dict) -> list[str]:
+    """An OpenAI request loses nothing the canonical request cannot carry (it is the canonical shape)."""
+    return []
+
+
 def complete(call, data: dict, usage) -> dict:
     """An OpenAI-shaped answer keeps what its upstream sent (usage included, when the upstream speaks OpenAI);
     ids and model become ours."""

@@ -352,6 +352,12 @@ def dropped_tools(payload: dict) -> list[str]:
     return Tools(payload.get("tools")).dropped if isinstance(payload.get("tools"), list) else []
 
 
+def translation_notes(payload: dict) -> list[str]:
+    """What a call translated for a channel without the Responses API could not carry (X-Tollgate-Route)."""
+    dropped = dropped_tools(payload)
+    return ["dropped hosted tools " + ",".join(dropped)] if dropped else []
+
+
 # --- answer --------------------------------------------------------------------------------------------
 def usage_body(usage, cost: float | None = None) -> dict:
     body = {"input_tokens": usage.prompt_tokens,
