@@ -2,10 +2,13 @@
 request → canonical (OpenAI-shaped) request, canonical answer → Anthropic message, canonical events →
 Anthropic SSE, and errors in Anthropic's shape."""
 
+from collections.abc import Callable
+from typing import Any
+
 import orjson
 from django.http import HttpResponse
 
-from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, UsageEvent
+from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, Usage, UsageEvent
 from routing.relay import errors
 from routing.relay.formats import checks
 
@@ -133,7 +136,8 @@ def _tool_choice(choice: dict):
     kind = choice.get("type")
     if kind == "tool":
         return {"type": "function", "function": {"name": choice.get("name", "")}}
-    return {"auto": "auto", "any": "required", "none": "none"}.get(kind, "auto")
+    modes: dict[str | None, str] = {"auto": "auto", "any": "required", "none": "none"}
+    return modes.get(kind, "auto")
 
 
 def _validate_blocks(field: str, content) -> None:
@@ -315,7 +319,7 @@ def _sse(event: str, data: dict) -> bytes:
 class EventRenderer:
     """Canonical events → Anthropic SSE (message_start … message_stop)."""
 
-    def __init__(self, *, message_id: str, model: str, cost=None):
+    def __init__(self, *, message_id: str, model: str, cost: Callable[[Usage], float | None] | None = None):
         self.message_id, self.model = message_id, model
         self.cost = cost   # usage → its cost (RelayCall.cost_now), for the last usage
         self.started = False
@@ -323,13 +327,13 @@ class EventRenderer:
         self.block_kind: str | None = None
         self.tool_blocks: dict[int, int] = {}   # OpenAI tool-call index → content block index
         self.stop_reason = "end_turn"
-        self.usage = None
+        self.usage: Usage | None = None
 
     def _start(self) -> list[bytes]:
         if self.started:
             return []
         self.started = True
-        message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
+        message: dict[str, Any] = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": {"input_tokens": 0, "output_tokens": 0}}
         return [_sse("message_start", {"type": "message_start", "message": message})]

@@ -27,10 +27,12 @@ ID_PREFIX = "req_"   # a responseId is the request id: /v1/generation?id= finds 
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "RESOURCE_EXHAUSTED", 403: "PERMISSION_DENIED",
           404: "NOT_FOUND", 405: "INVALID_ARGUMENT", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED",
           500: "INTERNAL", 502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
-TO_GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
-THINKING_LEVELS = {"MINIMAL": "low", "LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
+# Looked up by what a payload holds (None when it is absent): keys typed `str | None`.
+TO_GEMINI_FINISH: dict[str | None, str] = {
+    "stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP", "content_filter": "SAFETY"}
+THINKING_LEVELS: dict[str | None, str] = {"MINIMAL": "low", "LOW": "low", "MEDIUM": "medium", "HIGH": "high"}
 THINKING_BUDGETS = {"low": 1024, "medium": 8192, "high": 24576}
-CALLING_MODES = {"AUTO": "auto", "VALIDATED": "auto", "NONE": "none", "ANY": "required"}
+CALLING_MODES: dict[str | None, str] = {"AUTO": "auto", "VALIDATED": "auto", "NONE": "none", "ANY": "required"}
 _PART_STRINGS = ("text", "thoughtSignature")
 _CONFIG_NUMBERS = ("temperature", "topP", "presencePenalty", "frequencyPenalty")
 _CONFIG_COUNTS = (("maxOutputTokens", 1), ("candidateCount", 1), ("topK", 0))
@@ -128,8 +130,7 @@ def _integral(obj: dict, keys) -> None:
 
 def _validate_config(config: dict) -> None:
     _integral(config, ("maxOutputTokens", "candidateCount", "topK", "seed"))
-    _integral(config.get("thinkingConfig") if isinstance(config.get("thinkingConfig"), dict) else {},
-              ("thinkingBudget",))
+    _integral(found if isinstance(found := config.get("thinkingConfig"), dict) else {}, ("thinkingBudget",))
     for key in _CONFIG_NUMBERS:
         checks.number(config, key, f"generationConfig.{key}")
     for key, lo in _CONFIG_COUNTS:
@@ -300,7 +301,8 @@ def _model_message(content: dict, index: int, calls: _Calls) -> dict:
 
 def _user_messages(content: dict, calls: _Calls) -> list[dict]:
     """One user content → tool messages (its function responses, first) and a user message (the rest)."""
-    tools, parts = [], []
+    tools: list[dict] = []
+    parts: list[dict] = []
     for part in content["parts"]:
         if part.get("functionResponse"):
             response = part["functionResponse"]
@@ -308,9 +310,10 @@ def _user_messages(content: dict, calls: _Calls) -> list[dict]:
                           "content": _result_text(response.get("response") or {})})
         elif (converted := _user_part(part)) is not None:
             parts.append(converted)
+    user: list[dict] | str = parts
     if parts and all(p["type"] == "text" for p in parts):
-        parts = "\n\n".join(p["text"] for p in parts)   # plain text: every provider takes a string
-    return tools + ([{"role": "user", "content": parts}] if parts else [])
+        user = "\n\n".join(p["text"] for p in parts)   # plain text: every provider takes a string
+    return tools + ([{"role": "user", "content": user}] if parts else [])
 
 
 def _system_text(system) -> str:

@@ -1,10 +1,12 @@
 """The OpenAI inbound format: request validation, and rendering canonical events as OpenAI chunks (used when
 the channel is not OpenAI-compatible; OpenAI channels are passed through byte for byte)."""
 import time
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
-from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, UsageEvent
+from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, Usage, UsageEvent
 from routing.adapters.registry import adapter_for
 from routing.relay import errors
 from routing.relay.formats import checks
@@ -114,12 +116,13 @@ def usage_dict(usage, cost: float | None = None) -> dict:
 class ChunkRenderer:
     """Canonical events → OpenAI `chat.completion.chunk` SSE lines."""
 
-    def __init__(self, *, chunk_id: str, model: str, include_usage: bool, cost=None):
+    def __init__(self, *, chunk_id: str, model: str, include_usage: bool,
+                 cost: Callable[[Usage], float | None] | None = None):
         self.base = {"id": chunk_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
         self.include_usage = include_usage
         self.cost = cost   # usage → its cost (RelayCall.cost_now), for the usage chunk
         self.started = False
-        self.usage = None
+        self.usage: Usage | None = None
 
     def _chunk(self, delta: dict, finish_reason=None) -> bytes:
         body = dict(self.base, choices=[{"index": 0, "delta": delta, "finish_reason": finish_reason}])
@@ -136,7 +139,7 @@ class ChunkRenderer:
             if event.text:
                 out.append(self._chunk({"reasoning_content": event.text}))
         elif isinstance(event, ToolCallDelta):
-            call = {"index": event.index, "function": {"arguments": event.arguments}}
+            call: dict[str, Any] = {"index": event.index, "function": {"arguments": event.arguments}}
             if event.id:
                 call.update(id=event.id, type="function")
                 call["function"]["name"] = event.name

@@ -14,7 +14,7 @@ import time
 
 import orjson
 
-from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, UsageEvent
+from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, Usage, UsageEvent
 from routing.relay import errors
 from routing.relay.formats import checks
 
@@ -81,7 +81,7 @@ class Tools:
 
 def _custom_as_function(tool: dict) -> dict:
     """A freeform custom tool (its input one string, maybe under a grammar) as a function tool."""
-    fmt = tool.get("format") if isinstance(tool.get("format"), dict) else {}
+    fmt = found if isinstance(found := tool.get("format"), dict) else {}
     description = str(tool.get("description") or "")
     if fmt.get("type") == "grammar" and fmt.get("definition"):
         description += f"\n\nThe input follows this {fmt.get('syntax') or ''} grammar:\n{fmt['definition']}"
@@ -374,8 +374,8 @@ def usage_body(usage, cost: float | None = None) -> dict:
 def response_object(call, payload: dict, *, status: str, output: list, usage=None, finish: str = "",
                     error: dict | None = None) -> dict:
     """A Response object (what `responses.create` returns and the stream's lifecycle events carry)."""
-    reasoning = payload.get("reasoning") if isinstance(payload.get("reasoning"), dict) else {}
-    text = payload.get("text") if isinstance(payload.get("text"), dict) else {}
+    reasoning = found if isinstance(found := payload.get("reasoning"), dict) else {}
+    text = found if isinstance(found := payload.get("text"), dict) else {}
     incomplete = _INCOMPLETE.get(finish) if status == "incomplete" else None
     return {
         "id": ID_PREFIX + call.hex_id, "object": "response", "created_at": int(call.created), "status": status,
@@ -492,7 +492,7 @@ class EventRenderer:
         self.signature: str | None = None
         self.tool_index: int | None = None
         self.finish_reason = "stop"
-        self.usage = None
+        self.usage: Usage | None = None
 
     def _event(self, kind: str, body: dict) -> bytes:
         data = {"type": kind, "sequence_number": self.sequence, **body}
@@ -511,6 +511,7 @@ class EventRenderer:
                 self._event("response.in_progress", {"response": response})]
 
     def _where(self) -> dict:
+        assert self.item is not None   # only while an item is open
         return {"item_id": self.item["id"], "output_index": len(self.output)}
 
     def _open(self, item: dict) -> list[bytes]:
@@ -597,6 +598,7 @@ class EventRenderer:
                 out += self._open(call_item(self.tools, self._item_id("fc"), call_id, event.name or "", "",
                                             "in_progress"))
                 self.tool_index = event.index
+            assert self.item is not None   # open, or opened just above
             if event.arguments:
                 self.text += event.arguments
                 if self.item["type"] == "function_call":
