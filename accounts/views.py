@@ -40,6 +40,7 @@ TEAM_NAV = [
     (gettext_lazy("API keys"), "console-keys"),
     (gettext_lazy("Key groups"), "console-key-groups"),
     (gettext_lazy("Routes"), "console-routes"),
+    (gettext_lazy("Model aliases"), "console-model-aliases"),
     (gettext_lazy("Request logs"), "console-logs"),
     (gettext_lazy("Billing"), "console-billing"),
     (gettext_lazy("Spend report"), "console-spend"),

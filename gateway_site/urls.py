@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("billing.api_urls")),
     path("", include("routing.urls")),
     path("", include("routing.routes_urls")),
+    path("", include("routing.aliases_urls")),
     path("console/t/<slug:team>/routes/try/", relay_dry_run.route_try, name="console-route-try"),
     path("api/teams/<slug:team>/routes/try/", relay_dry_run.RouteTryApi.as_view(), name="api-route-try"),
     path("", include("routing.health_urls")),

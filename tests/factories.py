@@ -117,3 +117,10 @@ def provider_models(*, kind: str, base_url: str, names, provider: str, api_key: 
         PriceFactory(model=model)
     channel(models=models, base_url=base_url, kind=kind, name=name or kind, api_key=api_key)
     return models
+
+
+def model_alias(*, team, alias="gpt-4-turbo-preview", model=None, **kwargs):
+    """A team's model alias through the service (a fresh catalog model unless given)."""
+    from routing.aliases import model_alias_upsert
+
+    return model_alias_upsert(team=team, alias=alias, model=model or CatalogModelFactory(), **kwargs)[0]

@@ -434,6 +434,8 @@ class RelayCall:
         """X-Tollgate-Route: what served and why others did not (platform channels stay anonymous)."""
         plan = self.route_plan
         parts = [f"route={plan.route or 'direct'}", f"model={self.model.public_id if self.model else '-'}"]
+        if plan.aliases:  # the team's model aliases that rewrote the asked name
+            parts.insert(1, "alias=" + ",".join(plan.aliases))
         if self.channel is not None and self.status < 400:  # a team's own channel by name, platform ones not
             parts.append(f"channel={self.channel.name if self.channel.team_id == self.ctx.team_id else 'platform'}")
         parts.append(f"attempts={len(self.attempts) + (1 if self.status < 400 else 0)}")

@@ -31,6 +31,7 @@ class Plan:
     downgrade: ModelEntry | None = None
     skipped: list[str] = field(default_factory=list)
     rule: RuleEntry | None = None
+    aliases: list[str] = field(default_factory=list)   # the team's aliases applied: "gpt-4-turbo->openai/gpt-4o"
 
 
 class Features:
@@ -89,7 +90,8 @@ def auto_route(request: dict, features: Features, rules: AutoEntry = DEFAULT_AUT
 def unknown_claude_rule(snap: Snapshot, ctx: KeyContext, spec) -> RuleEntry | None:
     """The team's route for a Claude model id the catalog does not know (ids and aliases win), so a Claude
     Code release ahead of the catalog does not break the team; None when it has none."""
-    if not isinstance(spec, str) or _CLAUDE_ID.fullmatch(spec) is None or snap.resolve(spec) is not None:
+    if (not isinstance(spec, str) or _CLAUDE_ID.fullmatch(spec) is None
+            or snap.resolve_for(ctx.team_id, spec)[0] is not None):
         return None
     name = snap.auto_for(ctx.team_id).claude_route
     return snap.rule(ctx.team_id, ctx.group_id, name) if name else None
@@ -130,7 +132,9 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
                              key_models=ctx.key_models, forbidden=forbidden)
     result = Plan(route, [], rule=rule)
     for name in names:
-        model = snap.resolve(name)
+        model, aliased = snap.resolve_for(ctx.team_id, name)
+        if aliased:
+            result.aliases.append(f"{name}->{model.public_id}")
         if model is None:
             if len(names) == 1:
                 raise errors.model_not_found(name)

@@ -105,6 +105,8 @@ class Snapshot:
     overrides: dict[tuple[int, int], tuple[tuple[float, PriceEntry], ...]] = field(default_factory=dict)
     # model id → catalog prices announced for later, newest first, chosen per request the same way.
     scheduled: dict[int, tuple[tuple[float, PriceEntry], ...]] = field(default_factory=dict)
+    # team → its model aliases (routing.models.TeamModelAlias): old name → the catalog model it means.
+    team_aliases: dict[int, dict[str, ModelEntry]] = field(default_factory=dict)
 
     def policy(self, team_id: int) -> TeamPolicy:
         return self.policies.get(team_id, DEFAULT_POLICY)
@@ -127,6 +129,15 @@ class Snapshot:
     def resolve(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
 
+    def resolve_for(self, team_id: int, name: str) -> tuple[ModelEntry | None, bool]:
+        """A name as a team means it: a catalog public id, else the team's alias, else a catalog alias.
+        (entry, True) when the team's alias decided."""
+        entry = self.models.get(name)
+        own = self.team_aliases.get(team_id) if self.team_aliases else None
+        if own and name in own and (entry is None or entry.public_id != name):
+            return own[name], True
+        return entry, False
+
     def channels_for(self, model: ModelEntry, team_id: int) -> list[ChannelEntry]:
         """Channels that may carry a team's traffic for a model: its own channels and platform ones."""
         return [c for c in self.channels.get(model.public_id, ()) if c.team_id in (None, team_id)]
@@ -141,7 +152,7 @@ class Snapshot:
 
 def _load(version: bytes | None) -> Snapshot:
     from billing.models import Price, PriceOverride, TeamBillingPolicy
-    from routing.models import AutoRouting, Channel, Model, RoutingRule
+    from routing.models import AutoRouting, Channel, Model, RoutingRule, TeamModelAlias
 
     now = timezone.now()
     prices: dict[int, PriceEntry] = {}
@@ -159,6 +170,10 @@ def _load(version: bytes | None) -> Snapshot:
             snap.models.setdefault(alias, entry)
     for entry in snap.catalog:  # public ids win over aliases
         snap.models[entry.public_id] = entry
+    by_id = {entry.id: entry for entry in snap.catalog}
+    for a in TeamModelAlias.objects.all():
+        if a.model_id in by_id:  # an alias of a disabled model means nothing until it is enabled again
+            snap.team_aliases.setdefault(a.team_id, {})[a.alias] = by_id[a.model_id]
     for ch in Channel.objects.filter(status=Channel.ENABLED).prefetch_related("models"):
         entry = ChannelEntry(ch.id, ch.team_id, ch.name, ch.kind, ch.base_url.rstrip("/"), ch.api_key(),
                              ch.priority, ch.weight, dict(ch.model_mapping), ch.max_concurrency)

@@ -11,7 +11,7 @@ from accounts import roles
 from accounts.models import Membership
 from billing.models import UsageRecord
 from keys.models import ApiKey, KeyGroup
-from routing.models import Channel, RoutingRule
+from routing.models import Channel, RoutingRule, TeamModelAlias
 from support.models import Ticket
 from tests import factories
 from tests.support import factories as support_factories
@@ -22,6 +22,7 @@ OBJECT_FACTORIES = {
     KeyGroup: lambda team, owner: factories.KeyGroupFactory(team=team),
     Membership: lambda team, owner: factories.MembershipFactory(team=team, role=roles.MEMBER),
     RoutingRule: lambda team, owner: factories.routing_rule(team=team),
+    TeamModelAlias: lambda team, owner: factories.model_alias(team=team),
     Channel: lambda team, owner: factories.channel(team=team, models=[], base_url="http://127.0.0.1:1/v1"),
     Ticket: lambda team, owner: support_factories.ticket(team=team, opened_by=owner),
     UsageRecord: lambda team, owner: support_factories.usage_record(team=team, owner=owner),
