@@ -38,13 +38,21 @@ def usage_from(data: dict | None) -> Usage | None:
                  completion_details.get("reasoning_tokens") or 0, details.get("cache_write_tokens") or 0)
 
 
-def _strip_foreign_fields(body: dict) -> None:
-    """A request translated from another inbound format may carry fields OpenAI would reject."""
+def _strip_foreign_fields(body: dict, upstream_model: str, base_url: str) -> None:
+    """A request translated from another inbound format may carry fields OpenAI would reject: Anthropic's
+    thinking and its signatures, a reasoning_effort for a model that does not reason (gpt-4o refuses it), and
+    cache_control on content parts (OpenRouter takes those; OpenAI itself does not)."""
     body.pop("thinking", None)
+    if not upstream_model.startswith(_COMPLETION_TOKENS_PREFIXES):
+        body.pop("reasoning_effort", None)
+    keep_cache_control = "openrouter" in base_url
     messages = []
     for message in body.get("messages") or ():
         if "thinking_signature" in message or "reasoning_content" in message:
             message = {k: v for k, v in message.items() if k not in ("thinking_signature", "reasoning_content")}
+        if not keep_cache_control and isinstance(message.get("content"), list):
+            message = {**message, "content": [{k: v for k, v in part.items() if k != "cache_control"}
+                                              if isinstance(part, dict) else part for part in message["content"]]}
         if message.get("tool_calls"):  # a new dict: the caller's message keeps its signatures for a retry
             message = {**message, "tool_calls": [{k: v for k, v in c.items() if k != "thought_signature"}
                                                  for c in message["tool_calls"]]}
@@ -122,7 +130,7 @@ class OpenAIAdapter(Adapter):
         body = dict(request, model=upstream_model)
         body.pop("models", None)  # the gateway's fallback list, not an upstream parameter
         if body.pop("_translated", False):
-            _strip_foreign_fields(body)
+            _strip_foreign_fields(body, upstream_model, base_url)
         if "max_tokens" in body and upstream_model.startswith(_COMPLETION_TOKENS_PREFIXES):
             body.setdefault("max_completion_tokens", body.pop("max_tokens"))
             body.pop("max_tokens", None)

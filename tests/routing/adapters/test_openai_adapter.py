@@ -359,3 +359,22 @@ def test_live_errors_read_back(sim):
     assert code == "invalid_api_key" and message
     result = openai_call(sim, user("hi [[sim:fault=status:503]]"))
     assert result.status == 503 and ADAPTER.error_detail(503, result.body)[0] != "HTTP 503"
+
+
+def test_a_translated_request_loses_what_openai_would_refuse():
+    """Claude Code's adaptive thinking becomes reasoning_effort, and its cache_control rides on content parts:
+    gpt-4o refuses the first and OpenAI takes neither, but reasoning models keep the effort and an OpenRouter
+    base URL keeps cache_control (OpenRouter passes it to Anthropic)."""
+    parts = [{"type": "text", "text": "long prefix", "cache_control": {"type": "ephemeral"}}]
+    translated = {"messages": [{"role": "user", "content": parts}], "reasoning_effort": "high", "_translated": True}
+    plain = body_of(dict(translated))
+    assert "reasoning_effort" not in plain
+    assert plain["messages"][0]["content"] == [{"type": "text", "text": "long prefix"}]
+    assert body_of(dict(translated), model=REASONING)["reasoning_effort"] == "high"
+    routed = orjson.loads(ADAPTER.to_upstream(dict(translated), upstream_model="anthropic/claude-sonnet-4.5",
+                                              base_url="https://openrouter.ai/api/v1", api_key="k",
+                                              stream=False).body)
+    assert routed["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"}
+    assert parts[0]["cache_control"] == {"type": "ephemeral"}   # the caller's request is left as it was
+    native = body_of({"messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low"})
+    assert native["reasoning_effort"] == "low"   # an OpenAI client's own choice is its own
