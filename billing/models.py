@@ -72,6 +72,9 @@ class UsageRecord(models.Model):
     finish_reason = models.CharField(max_length=40, blank=True, default="")  # stop | length | tool_calls | …
     route = models.CharField(max_length=120, blank=True)       # "route:tools", "models[]", "auto → route:vision"
     attempts = models.JSONField(default=list, blank=True)      # candidates skipped or failed, and why
+    # App attribution: the client's HTTP-Referer and X-Title / X-OpenRouter-Title headers (redacted, clipped).
+    http_referer = models.CharField(max_length=300, blank=True, default="", db_default="")
+    app_title = models.CharField(max_length=120, blank=True, default="", db_default="")
     created_at = models.DateTimeField(db_index=True)
     # Set together, by billing.services.usage_reconcile, in the transaction that posts the usage entry.
     # A zero-cost record is billed without an entry.
@@ -339,7 +342,7 @@ class ImportedRow(models.Model):
     """A source row an import batch turned into a Tollgate object (kind says which model `target_id` is)."""
 
     batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="rows")
-    kind = models.CharField(max_length=12)        # user, team, member, group, token, channel, model, price, balance, code
+    kind = models.CharField(max_length=12)  # user team member group token channel model price balance code
     source_key = models.CharField(max_length=200)  # natural key in the source ("user:alice", "token:<sha256>")
     target_id = models.BigIntegerField()
     # What the rollback needs besides the id (the price this one superseded…).

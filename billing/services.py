@@ -191,6 +191,7 @@ class CreditError(Exception):
 
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"   # no 0/O or 1/I: codes are read off paper and retyped
 CODE_LENGTH = 16                                     # 80 random bits
+LEGACY_CODE_LENGTH = 32                              # One API / New API codes (32 hex), kept by the importer
 
 
 def _code_body(code: str) -> str:
@@ -236,7 +237,7 @@ def redemption_redeem(*, team, user, code: str) -> LedgerEntry:
     body, now = _code_body(code), timezone.now()
     with transaction.atomic():
         row = (RedemptionCode.objects.select_for_update().filter(code_hash=_code_hash(body)).first()
-               if len(body) == CODE_LENGTH else None)
+               if len(body) in (CODE_LENGTH, LEGACY_CODE_LENGTH) else None)
         if row is None:
             raise CreditError("code_unknown", "This code does not exist; check it for typos.")
         if row.status == RedemptionCode.USED:

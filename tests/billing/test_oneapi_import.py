@@ -1,0 +1,247 @@
+"""Moving in from One API / New API (issue 13): databases built from the published schemas in SQLite,
+PostgreSQL and MariaDB (tests/billing/oneapi_source.py), imported; every token's secret authenticates, balances
+match to the micro-unit, unmappable rows are reported, a re-run changes nothing, a rollback restores the prior
+state with ledger_audit clean. The live proof (a secret through a gateway to the simulator, the mapped model
+upstream) is in test_oneapi_import_live.py."""
+import io
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from accounts.models import Membership, Team
+from billing import services as billing_services
+from billing.models import ImportBatch, LedgerEntry, Price, RedemptionCode, TeamBalance
+from billing.oneapi_import import mapping
+from billing.oneapi_import.reader import detect, read_source, redacted
+from billing.oneapi_import.services import SourceError, import_preview, import_rollback, import_run, tollgate_totals
+from gateway_site import shared_cache
+from keys import auth
+from keys.auth import AuthError
+from keys.models import ApiKey
+from keys.secrets import hash_secret
+from routing.models import Channel, Model
+from tests.billing.oneapi_source import fill, scratch
+from tests.factories import TeamFactory, UserFactory, credit
+
+pytestmark = pytest.mark.django_db
+BACKENDS = ["sqlite", "postgres", "mariadb"]
+PRODUCTS = ["one-api", "new-api"]
+
+
+@pytest.fixture
+def source(request, tmp_path):
+    product, backend = request.param
+    with scratch(backend, tmp_path) as db:
+        made = fill(db, product)
+        yield product, db.url, made
+
+
+@pytest.fixture(autouse=True)
+def _keys_looked_up_in_the_test_transaction(monkeypatch):
+    """auth.authenticate's real path, its database look-up run in this test's transaction (db_call would first
+    drop a connection that is inside one)."""
+    monkeypatch.setattr(auth, "db_call", sync_to_async)
+
+
+def authenticate(secret):
+    auth._local.clear()
+    auth._unknown.clear()
+    shared_cache.delete(auth.cache_key(hash_secret(secret)))   # commit hooks (publish) never run in a test
+    return async_to_sync(auth.authenticate)(secret)
+
+
+def skipped(report, kind):
+    return {s.source: s.reason for s in report.skipped if s.kind == kind}
+
+
+def team_balance(slug):
+    return TeamBalance.objects.get(team__slug=slug).balance
+
+
+both = pytest.mark.parametrize("source", [(p, b) for p in PRODUCTS for b in BACKENDS], indirect=True,
+                               ids=[f"{p}-{b}" for p in PRODUCTS for b in BACKENDS])
+
+
+@both
+def test_import_maps_every_row_or_says_why_not(source):
+    product, url, made = source
+    assert detect(read_source(url))[0] == product
+    before = tollgate_totals()
+    batch, report = import_run(source=url)
+    assert batch.product == product and report.batch == batch.code and not report.dry_run
+
+    # Tokens: the stored secrets (sk- + key) authenticate, with their limits.
+    for name, secret in made["secrets"].items():
+        ctx = authenticate(secret)
+        assert ctx.status == "active", name
+    alice = {k.name: k for k in ApiKey.objects.filter(team__slug="alice")}
+    assert alice["alice-laptop"].budget_limit is None and alice["alice-laptop"].allowed_models == [
+        "openai/gpt-4o-mini"]
+    assert alice["alice-ci"].budget_limit == 2_000_000 and alice["alice-ci"].budget_period == "none"
+    assert alice["alice-ci"].allowed_ips == ["10.0.0.0/8", "127.0.0.1"] and alice["alice-ci"].expires_at
+    bob = ApiKey.objects.get(team__slug="bob", name="bob")
+    assert bob.group.name == "vip" and bob.group.price_multiplier_ppm == 800_000 and bob.budget_limit == 1_000_000
+    assert not ApiKey.objects.exclude(secret_hash__in=[]).filter(name__in=["old", "off", "carol", "spent"]).exists()
+    for name, secret in made["refused"].items():
+        with pytest.raises(AuthError):
+            authenticate(secret)
+    tokens = skipped(report, "token")
+    assert any("expired" in r for r in tokens.values()) and any("disabled" in r for r in tokens.values())
+    assert any("exhausted" in r for r in tokens.values()) and any("user was not imported" in r for r in tokens.values())
+    if product == "new-api":
+        assert any("deleted" in r for r in tokens.values()) and any("'office'" in r for r in tokens.values())
+        assert ApiKey.objects.get(name="bob-auto").group.name == "vip"   # group auto → the user's group
+
+    # Users → teams they own; balances exact (2 micro-units per quota at 500,000 quota per dollar).
+    assert Membership.objects.get(team__slug="alice").role == "owner"
+    assert team_balance("alice") == 5_000_002 and team_balance("root") == 2_000_000
+    assert not TeamBalance.objects.filter(team__slug="bob").exclude(balance=0).exists()
+    users = skipped(report, "user")
+    assert any("disabled" in r for r in users.values()) and any("deleted" in r for r in users.values())
+    assert not Team.objects.filter(slug="carol").exists()
+    assert report.totals_after["balance_micro"] - before["balance_micro"] == 7_000_002
+
+    # Channels: kinds, mapping, priority, weight, status, multi-key; Azure reported.
+    main = Channel.objects.get(name="openai-main")
+    assert (main.kind, main.base_url, main.priority, main.weight) == ("openai", "https://api.openai.com/v1", 10, 5)
+    assert main.model_mapping == {"openai/gpt-4-turbo-preview": "gpt-4o-mini"}
+    assert main.api_key() == "sk-upstream-openai-0001" and "upstream" not in main.api_key_encrypted
+    assert Channel.objects.get(name="claude").kind == "anthropic"
+    assert Channel.objects.get(name="deepseek").status == Channel.DISABLED     # auto-disabled in the source
+    assert any("Azure" in r for r in skipped(report, "channel").values())
+    if product == "new-api":
+        pool = Channel.objects.filter(name__startswith="pool #").order_by("name")
+        assert [(c.api_key(), c.status) for c in pool] == [
+            ("sk-pool-key-a", "enabled"), ("sk-pool-key-b", "disabled"), ("sk-pool-key-c", "enabled")]
+        assert main.test_model.public_id == "openai/gpt-4o-mini"
+
+    # Prices: ratio 1 = $2 per million input tokens; output × completion ratio; cache ratio (New API).
+    mini = Price.objects.get(model__public_id="openai/gpt-4o-mini")
+    assert (mini.input_per_m, mini.output_per_m) == (150_000, 600_000)
+    claude = Price.objects.get(model__public_id="anthropic/claude-3-5-sonnet-20240620")
+    assert (claude.input_per_m, claude.output_per_m) == (3_000_000, 15_000_000)
+    if product == "new-api":
+        assert claude.cached_input_per_m == 300_000
+    assert "no-such-model" in skipped(report, "price")
+
+    # Codes: the unused one redeems in Tollgate for its value; used and disabled ones are reported.
+    assert RedemptionCode.objects.filter(batch=batch.code).count() == 1
+    codes = skipped(report, "code")
+    assert any("already redeemed" in r for r in codes.values()) and any("disabled" in r for r in codes.values())
+    root = Team.objects.get(slug="root")
+    owner = root.memberships.get().user
+    entry = billing_services.redemption_redeem(team=root, user=owner, code=made["codes"]["unused"])
+    assert entry.amount == 2_000_000
+    call_command("ledger_audit")
+
+
+@both
+def test_a_second_import_changes_nothing_and_rollback_restores(source):
+    product, url, made = source
+    bystander = TeamFactory(slug="bystander")
+    credit(bystander, 7_000_000)
+    before = tollgate_totals()
+    batch, _ = import_run(source=url)
+    after = tollgate_totals()
+    entries = LedgerEntry.objects.count()
+
+    again, report = import_run(source=url)
+    assert tollgate_totals() == after and LedgerEntry.objects.count() == entries
+    assert again.rows.count() == 0 and report.mapped == []
+    assert any("already imported by " + batch.code in s.reason for s in report.skipped)
+
+    rollback = import_rollback(batch=batch.code)
+    now = tollgate_totals()
+    for key in ("active_keys", "enabled_channels", "unused_codes", "balance_micro", "users", "models"):
+        assert now[key] == before[key], key
+    assert team_balance("bystander") == 7_000_000 and team_balance("alice") == 0
+    for secret in made["secrets"].values():
+        with pytest.raises(AuthError, match="revoked"):
+            authenticate(secret)
+    assert rollback.totals_after["balance_micro"] == before["balance_micro"]
+    assert LedgerEntry.objects.filter(reason__contains=f"Import {batch.code} rolled back").count() == 2
+    call_command("ledger_audit")
+    with pytest.raises(SourceError, match="already rolled back"):
+        import_rollback(batch=batch.code)
+
+    # After a rollback the source can be imported again (a fresh batch).
+    third, report = import_run(source=url)
+    assert third.code != batch.code and team_balance("alice") == 5_000_002
+    assert authenticate(made["secrets"]["root"]).status == "active"
+    call_command("ledger_audit")
+
+
+@pytest.mark.parametrize("source", [("new-api", "sqlite")], indirect=True)
+def test_dry_run_reports_everything_and_writes_nothing(source):
+    _, url, _ = source
+    before, batches = tollgate_totals(), ImportBatch.objects.count()
+    out = io.StringIO()
+    call_command("import_oneapi", "--source", url, "--dry-run", stdout=out)
+    text = out.getvalue()
+    assert tollgate_totals() == before and ImportBatch.objects.count() == batches
+    assert not Channel.objects.exists() and not Model.objects.exists() and not LedgerEntry.objects.exists()
+    assert "DRY RUN" in text and "New API" in text
+    assert "channel type 3 (Azure) has no Tollgate provider" in text and "sk-upstream" not in text
+    assert "5000002 micro-units to team alice" in text and "balance_micro" in text
+    report = import_preview(source=url)
+    real_batch, real = import_run(source=url)
+    assert [m.target for m in report.mapped] == [m.target for m in real.mapped]
+    assert report.totals_after == real.totals_after
+
+
+@pytest.mark.parametrize("source", [("one-api", "postgres")], indirect=True)
+def test_into_team_and_usd_rate(source):
+    _, url, _ = source
+    home = TeamFactory(slug="home")
+    out = io.StringIO()
+    call_command("import_oneapi", "--source", url, "--into-team", "home", "--usd-rate", "7.2", stdout=out)
+    assert not Team.objects.filter(slug__in=["alice", "root"]).exists()
+    # (1,000,000 + 2,500,001) quota × 2 micro-USD × 7.2, each user's entry rounded half up on its own.
+    assert team_balance("home") == 14_400_000 + 36_000_014
+    assert ApiKey.objects.filter(team=home, status="active").count() == 4
+    assert set(home.memberships.values_list("user__username", flat=True)) == {"root", "alice", "bob"}
+    assert Price.objects.get(model__public_id="openai/gpt-4o-mini").input_per_m == 1_080_000
+    batch = ImportBatch.objects.get()
+    out = io.StringIO()
+    call_command("import_rollback", batch.code, stdout=out)
+    assert team_balance("home") == 0 and "rolled back" in out.getvalue()
+    call_command("ledger_audit")
+
+
+def test_bad_sources_are_clear_errors(tmp_path):
+    with pytest.raises(CommandError, match="sqlite:///"):
+        call_command("import_oneapi", "--source", "ftp://x/y")
+    with pytest.raises(SourceError, match="cannot open the SQLite file"):
+        import_preview(source=f"sqlite:///{tmp_path}/missing.db")
+    with pytest.raises(SourceError) as err:
+        import_preview(source="mysql://root:hunter2@127.0.0.1:3306/no_such_database_h11")
+    assert "hunter2" not in str(err.value) and "***" in str(err.value)
+    with pytest.raises(SourceError, match="usd-rate"):
+        import_preview(source="sqlite:///x", usd_rate="-1")
+    with pytest.raises(CommandError, match="no import batch"):
+        call_command("import_rollback", "imp_nope")
+    assert redacted("postgres://u:pw@h:5/db") == "postgres://u:***@h:5/db"
+
+
+def test_units_are_exact():
+    assert mapping.to_micro(500_000, quota_per_unit=mapping.DEFAULT_QUOTA_PER_UNIT, usd_rate=1) == (1_000_000, False)
+    assert mapping.to_micro(1, quota_per_unit=mapping.DEFAULT_QUOTA_PER_UNIT, usd_rate=1) == (2, False)
+    assert mapping.to_micro(1, quota_per_unit=mapping.DEFAULT_QUOTA_PER_UNIT, usd_rate=mapping.decimal(
+        "0.3", "r")) == (1, True)
+    assert mapping.per_m(mapping.decimal(1, "r"), 1) == 2_000_000
+    assert mapping.ratio_model_name("gpt-4(openai)") == "gpt-4"
+    assert mapping.base_url("openai", "https://api.x.ai/", "") == "https://api.x.ai/v1"
+    with pytest.raises(mapping.MappingError):
+        mapping.networks("10.0.0.0/8,office", lines=False)
+
+
+def test_an_existing_username_is_not_taken_over(tmp_path):
+    UserFactory(username="alice")
+    with scratch("sqlite", tmp_path) as db:
+        fill(db, "one-api")
+        _, report = import_run(source=db.url)
+    owner = Membership.objects.get(team__slug="alice").user
+    assert owner.username == "alice-oneapi" and not owner.has_usable_password()
+    assert any("username taken" in m.note for m in report.mapped)
