@@ -90,7 +90,7 @@ def _clean_json(value, depth=0):
 # Columns whose text a client chooses (model, User-Agent, path) or an upstream may echo (errors, attempts):
 # a secret pasted there is stored, and so shown, masked by core.redaction.
 CLIENT_TEXT = frozenset({"requested_model", "served_model", "user_agent", "sdk", "path", "route", "error_text",
-                         "attempts"})
+                         "attempts", "http_referer", "app_title"})
 # Every shape core.redaction masks contains one of these (lower-cased): most values skip its regexes.
 _SECRET_HINTS = ("sk-", "tgp_", "aiza", "xai-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "bearer", "key", "secret",
                  "password", "token", "authorization")

@@ -24,7 +24,7 @@ from django.test.utils import override_settings
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_site.settings")
 django.setup(set_prefix=False)
 
-RELAY_PREFIXES = ("/v1/", "/v1beta/", "/healthz", "/readyz")
+RELAY_PREFIXES = ("/v1/", "/v1beta/", "/api/v1/", "/healthz", "/readyz")   # /api/v1: OpenRouter's base URL
 _embedded_lock_fd: int | None = None
 
 

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from routing.relay import dry_run as relay_dry_run
 from routing.relay import gemini_views as relay_gemini
 from routing.relay import metrics as relay_metrics
+from routing.relay import openrouter_views as relay_openrouter
 from routing.relay import responses_views as relay_responses
 from routing.relay import views as relay
 
@@ -26,6 +27,21 @@ urlpatterns = [
     re_path(r"^v1beta/models/(?P<model_id>.+)$", relay_gemini.get_model),
     re_path(r"^v1beta(?:/.*)?$", relay_gemini.unknown_endpoint),
     path("v1/generation", relay.generation),
+    # OpenRouter's base URL (/api/v1): OpenAI-shaped routes answer errors in OpenRouter's shape, Messages and
+    # Responses in their own.
+    path("api/v1/chat/completions", relay_openrouter.chat_completions),
+    path("api/v1/embeddings", relay_openrouter.embeddings),
+    path("api/v1/messages", relay.messages),
+    path("api/v1/messages/count_tokens", relay.count_tokens),
+    path("api/v1/responses", relay_responses.create),
+    path("api/v1/responses/input_tokens", relay_responses.input_tokens),
+    path("api/v1/responses/<str:response_id>", relay_responses.response_detail),
+    path("api/v1/responses/<str:response_id>/input_items", relay_responses.input_items),
+    path("api/v1/models", relay_openrouter.list_models),
+    path("api/v1/models/<path:model_id>", relay_openrouter.retrieve_model),
+    path("api/v1/key", relay_openrouter.key_info),
+    path("api/v1/generation", relay_openrouter.generation),
+    re_path(r"^api/v1(?:/.*)?$", relay_openrouter.unknown_endpoint),
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),
     path("metrics", relay_metrics.metrics_view, name="metrics"),
@@ -38,6 +54,7 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("", include("routing.routes_urls")),
     path("", include("routing.aliases_urls")),
+    path("", include("billing.import_urls")),
     path("console/t/<slug:team>/routes/try/", relay_dry_run.route_try, name="console-route-try"),
     path("api/teams/<slug:team>/routes/try/", relay_dry_run.RouteTryApi.as_view(), name="api-route-try"),
     path("", include("routing.health_urls")),

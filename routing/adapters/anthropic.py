@@ -345,7 +345,8 @@ class AnthropicAdapter(Adapter):
     def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
         """The client's body as it is (every field, known to the gateway or not) but the model's upstream name;
         its anthropic-version and anthropic-beta headers go along, with the channel's key."""
-        body = dict(payload, model=upstream_model)
+        body = {k: v for k, v in payload.items() if k not in ("models", "route")}   # the gateway's fallback list
+        body["model"] = upstream_model
         if stream:
             body["stream"] = True
         out = {"x-api-key": api_key, "anthropic-version": headers.get("anthropic-version") or VERSION,

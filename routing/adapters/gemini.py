@@ -369,7 +369,8 @@ class GeminiAdapter(Adapter):
 
     # --- native relay: a Gemini client's own request, forwarded as it is ------------------------------------
     def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
-        body = {key: value for key, value in payload.items() if key != "model"}   # the URL names the model
+        # The URL names the model; `models`/`route` are the gateway's fallback list.
+        body = {key: value for key, value in payload.items() if key not in ("model", "models", "route")}
         return _request(body, upstream_model.removeprefix("models/"), base_url, api_key, stream)
 
     def native_answer(self, fmt, body, *, response_id, model):

@@ -129,6 +129,7 @@ class OpenAIAdapter(Adapter):
         _native_base.set(None)
         body = dict(request, model=upstream_model)
         body.pop("models", None)  # the gateway's fallback list, not an upstream parameter
+        body.pop("route", None)   # OpenRouter's legacy `route: "fallback"` (of the same list)
         if body.pop("_translated", False):
             _strip_foreign_fields(body, upstream_model, base_url)
         if "max_tokens" in body and upstream_model.startswith(_COMPLETION_TOKENS_PREFIXES):
@@ -252,7 +253,7 @@ class OpenAIAdapter(Adapter):
         """The client's Responses request as it sent it, with the upstream's model name. The gateway resolved
         `previous_response_id` into the input already, and its fallback list `models` is not the upstream's."""
         _native_base.set(base_url)
-        body = {k: v for k, v in payload.items() if k not in ("models", "previous_response_id")}
+        body = {k: v for k, v in payload.items() if k not in ("models", "route", "previous_response_id")}
         body["model"] = upstream_model
         body["stream"] = stream
         if isinstance(body.get("input"), list):  # reasoning items another provider signed mean nothing here

@@ -10,6 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from core.redaction import redact
 from keys.selectors import allowed_models
 from routing.relay import errors, snapshot
+from routing.relay import openrouter_views as relay_openrouter
 from routing.relay import views as relay
 from routing.relay.formats import gemini as gemini_format
 from routing.relay.pipeline import RelayCall
@@ -140,7 +141,9 @@ def _gemini_client(request) -> bool:
 
 @csrf_exempt
 async def v1_models(request):
-    """GET /v1/models."""
+    """GET /v1/models (`?detail=full`: OpenRouter's model schema)."""
+    if request.GET.get("detail") == "full" and not _gemini_client(request):
+        return await relay_openrouter.list_models_full(request)
     return await (list_models if _gemini_client(request) else relay.list_models)(request)
 
 

@@ -19,7 +19,7 @@ from keys.auth import AuthError, KeyContext, KeyStoreUnavailable, authenticate, 
 from routing import tokens
 from routing.adapters.base import FATAL, NEXT_CHANNEL, NEXT_MODEL, UpstreamError, UpstreamFormatError, Usage
 from routing.adapters.registry import ACCOUNT_CODES, adapter_for
-from routing.relay import errors, formats, health, metrics, quota, router, snapshot
+from routing.relay import errors, formats, generations, health, metrics, quota, router, snapshot
 from routing.relay.upstream import session
 
 log = logging.getLogger(__name__)
@@ -544,7 +544,7 @@ class RelayCall:
             # Release the holds and count the real spend; off the response path, batched.
             limits.settle_soon(self.reservation, cost, n.prompt + n.completion)
         meta = self.request.META
-        usage_journal.append({
+        entry = {
             "request_id": self.request_id, "team_id": self.ctx.team_id, "api_key_id": self.ctx.key_id,
             "key_mask": self.ctx.mask,
             "requested_model": str((self.payload or {}).get("model") or ""),
@@ -559,4 +559,15 @@ class RelayCall:
             "path": self.request.path, "created_at": self.created, "finish_reason": self.finish_reason,
             "route": (self.route_plan.route or "") if self.route_plan else "",
             "attempts": ((self.route_plan.skipped + self.attempts) if self.route_plan else [])[:20],
-        })
+            # App attribution (OpenRouter's headers); usage_journal.sanitize redacts and clips them.
+            "http_referer": meta.get("HTTP_HTTP_REFERER") or meta.get("HTTP_REFERER") or "",
+            "app_title": meta.get("HTTP_X_TITLE") or meta.get("HTTP_X_OPENROUTER_TITLE") or "",
+        }
+        usage_journal.append(entry)
+        generations.remember(usage_journal.sanitize(entry), **self._generation_source())
+
+    def _generation_source(self) -> dict:
+        """Who served, for /v1/generation: the channel's provider (the catalog model's when it declares none)."""
+        channel, model = self.channel, self.model
+        provider = getattr(channel, "provider_name", None) or (model.provider if model else None)
+        return {"provider_name": provider or None, "channel_kind": channel.kind if channel else None}

@@ -111,16 +111,19 @@ def refusal(exc: limits.LimitExceeded, minimum: int) -> errors.RelayError:
         return errors.RelayError(
             429, "rate_limit_error", "rate_limit_exceeded",
             f"Rate limit reached: the {check.label} is used up. Retry after {retry} s, or ask a team admin "
-            "to raise it.", headers={"Retry-After": str(retry)})
+            "to raise it.", headers={"Retry-After": str(retry)},
+            metadata={"limit_source": check.scope.value if check.scope else None})
     if check.scope is Scope.BALANCE:
         return errors.RelayError(
             402, "insufficient_quota", "insufficient_quota",
             f"The team balance cannot cover this request: it needs at least {_money(minimum)} and "
-            f"{_money(max(exc.left, 0))} is available (after requests in flight). Top up or redeem a code.")
+            f"{_money(max(exc.left, 0))} is available (after requests in flight). Top up or redeem a code.",
+            metadata={"limit_source": check.scope.value})
     return errors.RelayError(
         402, "insufficient_quota", "insufficient_quota",
         f"The {check.label} is used up ({_money(max(exc.left, 0))} left, this request needs at least "
-        f"{_money(minimum)}); {check.reset}.")
+        f"{_money(minimum)}); {check.reset}.",
+        metadata={"limit_source": check.scope.value if check.scope else None})
 
 
 def rate_headers(checks: list[limits.Check], used: list[int]) -> dict:

@@ -26,9 +26,8 @@ from routing import tokens
 from routing.adapters.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFormatError, UsageEvent
 from routing.adapters.registry import adapter_for
 from routing.adapters.sse import sse_lines
-from routing.relay import errors, formats, snapshot
+from routing.relay import errors, formats, generations, snapshot
 from routing.relay.formats import anthropic as anthropic_format
-from routing.relay.formats import openai as openai_format
 from routing.relay.formats.openai import validate_chat, validate_embeddings
 from routing.relay.pipeline import RelayCall
 
@@ -53,7 +52,8 @@ def unreadable_body(path: str) -> HttpResponse:
 
 
 # Path prefixes of the relay routes that answer in a format other than OpenAI's (errors before a request exists).
-PATH_FORMATS = (("/v1/messages", "anthropic"), ("/v1/responses", "responses"), ("/v1beta/", "gemini"))
+PATH_FORMATS = (("/v1/messages", "anthropic"), ("/v1/responses", "responses"), ("/v1beta/", "gemini"),
+                ("/api/v1/messages", "anthropic"), ("/api/v1/responses", "responses"), ("/api/v1/", "openrouter"))
 
 
 def format_of_path(path: str) -> str:
@@ -144,7 +144,7 @@ async def _relay(call: RelayCall, payload: dict, canonical: dict):
         return _native_stream(call, resp, payload) if stream else _native_response(call)
     if not stream:
         return _complete_response(call, body)
-    if call.fmt == OPENAI and adapter_for(call.channel.kind).capabilities.passthrough:
+    if call.fmt in (OPENAI, "openrouter") and adapter_for(call.channel.kind).capabilities.passthrough:
         return _passthrough_stream(call, resp, payload)
     return _translated_stream(call, resp, payload)
 
@@ -154,6 +154,7 @@ def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
     for name, value in call.rate_headers.items():
         response[name] = value
     response["X-Tollgate-Route"] = call.route_header()
+    response["X-Generation-Id"] = call.response_id   # GET /v1/generation?id= takes it (OpenRouter's header)
     if call.fmt == ANTHROPIC:
         response["request-id"] = call.request_id
     return response
@@ -255,10 +256,9 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
     """OpenAI client, OpenAI-compatible upstream: forward chunks byte for byte (ids and model rewritten)."""
     adapter = adapter_for(call.channel.kind)
     wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-    our_id = b'"id":"chatcmpl-' + call.hex_id.encode() + b'"'
+    our_id = b'"id":"' + call.response_id.encode() + b'"'
     our_model = b'"model":' + orjson.dumps(call.model.public_id)
-    renderer = openai_format.ChunkRenderer(chunk_id="chatcmpl-" + call.hex_id, model=call.model.public_id,
-                                           include_usage=False)
+    renderer = formats.of(call.fmt).renderer(call, payload)   # for an error event only
 
     async def events():
         upstream_id = upstream_model = None
@@ -425,51 +425,45 @@ def _passthrough_finish(chunk: bytes) -> str:
     return str(choices[0].get("finish_reason") or "")
 
 
-def _finish_reason(record) -> str | None:
-    """What ended the generation: the upstream's own reason (stop, length, tool_calls, content_filter),
-    "error" when the call failed, None when the client went away mid-stream (`cancelled` says so)."""
-    if record.status_code == 499:
-        return None
-    if record.status_code >= 400:
-        return "error"
-    return record.finish_reason or "stop"
-
-
 ID_PREFIXES = tuple({"req_", *(module.ID_PREFIX for module in formats.FORMATS.values())})
+_RECORD_FIELDS = ("request_id", "team_id", "requested_model", "served_model", "status_code", "prompt_tokens",
+                  "completion_tokens", "cached_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+                  "reasoning_tokens", "usage_clamped", "cost", "stream", "ttfb_ms", "latency_ms", "finish_reason",
+                  "created_at", "http_referer", "app_title")
 
 
-def _generation(team_id: int, ident: str) -> dict | None:
-    # Any format's response id (chatcmpl-…, msg_…, resp_…, a Gemini responseId) embeds the request id's hex.
-    hex_id = next((ident.removeprefix(prefix) for prefix in ID_PREFIXES if ident.startswith(prefix)), ident)
+def _generation(snap, team_id: int, hex_id: str) -> dict | None:
+    """A generation from its usage record (older than the summaries generations.recall keeps)."""
     record = billing_selectors.generation_record(team_id=team_id, request_id="req_" + hex_id)
     if record is None:
         return None
-    status = record.status_code
-    return {"data": {
-        "id": record.request_id, "model": record.served_model or record.requested_model,
-        "tokens_prompt": record.prompt_tokens, "tokens_completion": record.completion_tokens,
-        "tokens_cached": record.cached_tokens, "tokens_cache_write_5m": record.cache_write_5m_tokens,
-        "tokens_cache_write_1h": record.cache_write_1h_tokens, "tokens_reasoning": record.reasoning_tokens,
-        "usage_clamped": record.usage_clamped, "total_cost": _amount(record.cost),
-        "total_cost_micro": record.cost, "streamed": record.stream, "cancelled": status == 499,
-        "latency": record.ttfb_ms, "generation_time": record.latency_ms,
-        "finish_reason": _finish_reason(record),
-        "status": status, "created_at": record.created_at.isoformat(),
-    }}
+    fields = {name: getattr(record, name, "") for name in _RECORD_FIELDS}
+    # The served model's provider and the channel's kind, as the relay sees them.
+    model = snap.resolve(record.served_model) if record.served_model else None
+    channel = next((c for c in (snap.channels_for(model, team_id) if model else ()) if c.id == record.channel_id),
+                   None)
+    provider = getattr(channel, "provider_name", None) or (model.provider if model else None)
+    data = generations.summary(fields, provider_name=provider, channel_kind=channel.kind if channel else None)
+    data.pop("_team")
+    return data
 
 
 @key_get
 async def generation(call, ctx):
-    """GET /v1/generation?id= — one request's record, by request id or response id; team-scoped."""
+    """GET /v1/generation?id= — one request's generation, by request id, any format's response id or the
+    X-Generation-Id header's value; team-scoped. A recent call answers from its kept summary (its usage
+    record may not have reached the database yet), any other from its usage record."""
     ident = call.request.GET.get("id", "")
     if not ident:
         raise errors.missing_field("id")
-    data = await db_call(_generation)(ctx.team_id, ident)
+    # Any format's response id (chatcmpl-…, gen-…, msg_…, resp_…, a Gemini responseId) embeds the request id's hex.
+    hex_id = next((ident.removeprefix(prefix) for prefix in ID_PREFIXES if ident.startswith(prefix)), ident)
+    data = await generations.recall(ctx.team_id, hex_id) or \
+        await db_call(_generation)(await snapshot.current(), ctx.team_id, hex_id)
     if data is None:
         raise errors.RelayError(404, "invalid_request_error", "not_found",
-                                f"No generation `{redact(ident)}` for this key's team (records appear "
-                                "about a second after the response).", param="id")
-    return json_response(data, request_id=call.request_id)
+                                f"No generation `{redact(ident)}` for this key's team.", param="id")
+    return json_response({"data": data}, request_id=call.request_id)
 
 
 def _model_object(m) -> dict:

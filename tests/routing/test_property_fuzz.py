@@ -44,6 +44,8 @@ VALID = {
     "gemini": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
                "tools": [{"functionDeclarations": [{"name": "f", "parameters": {"type": "object"}}]}],
                "generationConfig": {"maxOutputTokens": 10}},
+    "openrouter": {"model": "m", "models": ["m2"], "route": "fallback",
+                   "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10, "stream": True},
 }
 
 

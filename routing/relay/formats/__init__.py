@@ -7,13 +7,14 @@ A format module provides `ID_PREFIX` (its response ids are `ID_PREFIX + call.hex
 `error(err, request_id)`), `error_response(err, request_id)` (an error in the format's own shape), and
 `translation_notes(payload)` (what a translation for a channel of another format leaves out, for
 X-Tollgate-Route)."""
-from routing.relay.formats import anthropic, gemini, openai, responses
+from routing.relay.formats import anthropic, gemini, openai, openrouter, responses
 
 FORMATS = {
     "openai": openai,
     "anthropic": anthropic,
     "gemini": gemini,
     "responses": responses,
+    "openrouter": openrouter,   # /api/v1: OpenAI's bodies, OpenRouter's error shape
 }
 
 

@@ -223,7 +223,7 @@ def to_canonical(payload: dict) -> dict:
         else:
             out.extend(_user_messages(content) if role == "user" else [_assistant_message(content)])
     canonical: dict = {"model": payload["model"], "messages": out, "max_tokens": payload["max_tokens"],
-                       "_translated": True}
+                       "_translated": True, **checks.fallback(payload)}
     if "stream" in payload:
         if not isinstance(payload["stream"], bool):
             raise errors.invalid_value("stream", "expected true or false.")

@@ -78,3 +78,15 @@ def depth(payload: dict, limit: int = MAX_DEPTH) -> None:
                 raise errors.invalid_value(str(key), f"nested deeper than {limit} levels (the relay's limit).")
             children = node.values() if isinstance(node, dict) else node
             stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def fallback(payload: dict) -> dict:
+    """OpenRouter's ordered fallback list, for any format's canonical request: `models: [..]` (an array of
+    model ids) and the legacy `route: "fallback"` (the only value it ever had), checked; {"models": [...]} to
+    merge into the canonical request, or {}."""
+    strings(payload, "models", single=False)
+    route = optional(payload, "route", (str,), "a string")
+    if route is not None and route != "fallback":
+        raise errors.invalid_value("route", 'the only routing value is "fallback" (with `models`: an ordered '
+                                            "fallback list).")
+    return {"models": payload["models"]} if payload.get("models") else {}

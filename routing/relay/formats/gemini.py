@@ -391,7 +391,8 @@ def to_canonical(payload: dict) -> dict:
             messages.append(_model_message(content, i, calls))
         else:
             messages.extend(_user_messages(content, calls))
-    canonical: dict = {"model": payload.get("model"), "messages": messages, "_translated": True}
+    canonical: dict = {"model": payload.get("model"), "messages": messages, "_translated": True,
+                       **checks.fallback(payload)}
     _generation(canonical, payload.get("generationConfig") or {})
     if tools := _tools(payload):
         canonical["tools"] = tools

@@ -1,0 +1,125 @@
+"""GET /v1/generation's answer from the moment a response is complete.
+
+A usage record reaches PostgreSQL a moment after the response (journal → flush), so each finished call's
+generation summary is also kept for GENERATION_TTL seconds: in this process (the process that served the call
+answers a look-up made in the same millisecond) and in the shared cache (any other process, once the write
+lands, within a millisecond or so). After that the usage record answers."""
+import asyncio
+import datetime as dt
+import time
+from collections import OrderedDict
+from decimal import Decimal
+
+import orjson
+
+from billing.money import MICRO
+from gateway_site import shared_cache
+from routing.adapters.anthropic import FINISH as ANTHROPIC_FINISH
+from routing.adapters.gemini import FINISH as GEMINI_FINISH
+
+GENERATION_TTL = 300
+_LOCAL_MAX = 10_000
+_local: OrderedDict[str, tuple[float, bytes]] = OrderedDict()   # hex id → (expires, summary JSON)
+
+
+def _first_words(table: dict) -> dict:
+    """A provider's finish table inverted: an OpenAI finish reason → the provider's first word for it."""
+    words: dict = {}
+    for native, ours in table.items():
+        words.setdefault(ours, native)
+    return words
+
+
+# What each channel kind calls the finish reasons the adapters translated (Gemini ends a tool call with STOP).
+NATIVE_FINISH = {"anthropic": _first_words(ANTHROPIC_FINISH),
+                 "gemini": {**_first_words(GEMINI_FINISH), "tool_calls": "STOP"}}
+
+
+def finish_reason(status: int, finish: str) -> str | None:
+    """What ended the generation in OpenAI's words; "error" when the call failed, None when the client went
+    away mid-stream (`cancelled` says so)."""
+    if status == 499:
+        return None
+    if status >= 400:
+        return "error"
+    return finish or "stop"
+
+
+def native_finish_reason(kind: str | None, status: int, finish: str) -> str | None:
+    ours = finish_reason(status, finish)
+    if ours in (None, "error") or kind is None:
+        return ours
+    return NATIVE_FINISH.get(kind, {}).get(ours, ours)
+
+
+def _amount(micro: int | None) -> float | None:
+    return None if micro is None else float(Decimal(micro) / MICRO)
+
+
+def summary(record: dict, *, provider_name: str | None, channel_kind: str | None) -> dict:
+    """The generation object of one usage record (a journal record's keys; `created_at` unix time or datetime)."""
+    status = record["status_code"]
+    created = record["created_at"]
+    if not isinstance(created, dt.datetime):
+        created = dt.datetime.fromtimestamp(created, dt.UTC)
+    finish = record.get("finish_reason") or ""
+    return {
+        "id": record["request_id"], "model": record.get("served_model") or record.get("requested_model") or "",
+        "provider_name": provider_name,
+        "tokens_prompt": record["prompt_tokens"], "tokens_completion": record["completion_tokens"],
+        "tokens_cached": record["cached_tokens"], "tokens_cache_write_5m": record["cache_write_5m_tokens"],
+        "tokens_cache_write_1h": record["cache_write_1h_tokens"], "tokens_reasoning": record["reasoning_tokens"],
+        "native_tokens_prompt": record["prompt_tokens"], "native_tokens_completion": record["completion_tokens"],
+        "usage_clamped": record["usage_clamped"], "total_cost": _amount(record["cost"]),
+        "total_cost_micro": record["cost"], "streamed": record["stream"], "cancelled": status == 499,
+        "latency": record.get("ttfb_ms"), "generation_time": record["latency_ms"],
+        "finish_reason": finish_reason(status, finish),
+        "native_finish_reason": native_finish_reason(channel_kind, status, finish),
+        "http_referer": record.get("http_referer") or None, "app_title": record.get("app_title") or None,
+        "status": status, "created_at": created.isoformat(), "_team": record["team_id"],
+    }
+
+
+def _key(hex_id: str) -> str:
+    return f"tg:gen:{hex_id}"
+
+
+def remember(record: dict, *, provider_name: str | None, channel_kind: str | None) -> None:
+    """Keep a finished call's summary (called by RelayCall.record, sync, on the event loop): here at once, in
+    the shared cache by a task that starts on the loop's next turn."""
+    hex_id = record["request_id"].removeprefix("req_")
+    try:
+        data = orjson.dumps(summary(record, provider_name=provider_name, channel_kind=channel_kind))
+    except orjson.JSONEncodeError:   # a lone surrogate the journal replaces: the usage record answers later
+        return
+    now = time.monotonic()
+    _local[hex_id] = (now + GENERATION_TTL, data)
+    while len(_local) > _LOCAL_MAX or (_local and next(iter(_local.values()))[0] < now):
+        _local.popitem(last=False)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:   # a sync caller (management commands, tests): the shared cache's sync path
+        shared_cache.set(_key(hex_id), data, GENERATION_TTL)
+        return
+    task = loop.create_task(shared_cache.aset(_key(hex_id), data, GENERATION_TTL))
+    _pending.add(task)
+    task.add_done_callback(_pending.discard)
+
+
+_pending: set = set()   # the writes under way (a task nobody holds may be collected before it ran)
+
+
+def _public(data: bytes, team_id: int) -> dict | None:
+    found = orjson.loads(data)
+    if found.pop("_team", None) != team_id:   # another team's generation is not found
+        return None
+    return found
+
+
+async def recall(team_id: int, hex_id: str) -> dict | None:
+    """A recent call's summary for the caller's team, or None (then the usage record answers)."""
+    local = _local.get(hex_id)
+    if local is not None and local[0] > time.monotonic():
+        return _public(local[1], team_id)
+    data = await shared_cache.aget(_key(hex_id))
+    return _public(data, team_id) if data else None

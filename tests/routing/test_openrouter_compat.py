@@ -1,0 +1,272 @@
+"""Code written for OpenRouter runs against Tollgate (issue 12, part 1): the `openai` SDK with
+base_url=".../api/v1" against a live gateway — chat, stream, the model list in OpenRouter's schema, errors in
+OpenRouter's shape, /key, /generation the moment a response ended —, `models: [..]` fallback on every inbound
+format, and app attribution on the usage record."""
+import datetime as dt
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+
+from billing.models import UsageRecord
+from routing.catalog import bump_version
+from routing.relay import errors, generations
+from routing.relay.formats import checks, openrouter
+from routing.relay.snapshot import PriceEntry
+from tests import factories
+from tests.conftest import wait_for
+
+HELLO = [{"role": "user", "content": "[[sim:tokens=5]] hello"}]
+
+
+@pytest.fixture
+def sim_faults(simulator):
+    def script(key, fault, count=None):
+        httpx.post(f"{simulator.url}/_sim/faults", json={"key": key, "fault": fault, "count": count}).raise_for_status()
+    yield script
+    httpx.delete(f"{simulator.url}/_sim/faults")
+
+
+def api_base(live) -> str:
+    return live.server.url + "/api/v1"
+
+
+def sdk(live, secret=None, **kwargs) -> openai.OpenAI:
+    return openai.OpenAI(base_url=api_base(live), api_key=secret or live.secret, max_retries=0, **kwargs)
+
+
+def get(live, path, secret=None, **params):
+    return httpx.get(api_base(live) + path, params=params, headers={"Authorization": f"Bearer {secret or live.secret}"},
+                     timeout=20)
+
+
+def record_of(request_id):
+    return wait_for(lambda: UsageRecord.objects.filter(request_id=request_id).first())
+
+
+# --- the openai SDK against /api/v1 ----------------------------------------------------------------------------
+
+def test_chat_and_a_generation_look_up_the_moment_it_ended(live):
+    client = sdk(live)
+    raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=HELLO)
+    completion = raw.parse()
+    # Looked up before anything else happens: the usage record may not be in PostgreSQL yet.
+    gen = client.get("/generation", cast_to=object, options={"params": {"id": completion.id}})["data"]
+    assert completion.id.startswith("gen-") and raw.headers["x-generation-id"] == completion.id
+    assert completion.choices[0].message.content and completion.usage.completion_tokens == 5
+    assert gen["total_cost"] == completion.usage.model_extra["cost"] > 0
+    assert (gen["model"], gen["provider_name"], gen["streamed"], gen["cancelled"]) == \
+        ("openai/gpt-4o-mini", "openai", False, False)
+    assert (gen["finish_reason"], gen["native_finish_reason"]) == ("stop", "stop")
+    assert (gen["tokens_prompt"], gen["tokens_completion"]) == \
+        (completion.usage.prompt_tokens, completion.usage.completion_tokens)
+    record = record_of(raw.headers["x-request-id"])
+    assert gen["id"] == record.request_id and gen["total_cost_micro"] == record.cost
+    # Once the record is in the database (and any summary gone) the record answers the same.
+    generations._local.clear()
+    from_record = get(live, "/generation", id=raw.headers["x-request-id"]).json()["data"]
+    assert {k: from_record[k] for k in ("total_cost", "tokens_prompt", "finish_reason", "provider_name")} == \
+        {k: gen[k] for k in ("total_cost", "tokens_prompt", "finish_reason", "provider_name")}
+
+
+def test_stream_and_its_generation(live):
+    client = sdk(live)
+    with client.chat.completions.with_streaming_response.create(
+            model="openai/gpt-4o-mini", messages=HELLO, stream=True, stream_options={"include_usage": True}) as resp:
+        generation_id = resp.headers["x-generation-id"]
+        chunks = list(resp.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    usage = chunks[-1].usage
+    assert text and usage.completion_tokens == 5 and {c.id for c in chunks} == {generation_id}
+    gen = client.get("/generation", cast_to=object, options={"params": {"id": generation_id}})["data"]
+    assert gen["streamed"] is True and gen["total_cost"] == usage.model_extra["cost"]
+    assert gen["finish_reason"] == "stop"
+
+
+def test_models_list_in_openrouter_schema_at_the_team_price(live):
+    hidden = factories.CatalogModelFactory(public_id="openai/not-for-this-key")
+    factories.PriceFactory(model=hidden)
+    factories.channel(models=[hidden], base_url=f"{live.simulator.url}/v1", name="hidden")
+    _, secret = factories.api_key(team=live.team, allowed_models=["openai/gpt-4o-mini"])
+    bump_version()
+    assert wait_for(lambda: len(sdk(live).models.list().data) == 2)   # the team's key sees both
+    models = sdk(live, secret=secret).models.list().data
+    assert [m.id for m in models] == ["openai/gpt-4o-mini"]
+    model = models[0].model_dump()
+    assert model["context_length"] == live.model.context_length
+    assert model["architecture"]["input_modalities"] == list(live.model.input_modalities or ["text"])
+    assert model["pricing"] == {"prompt": "0.00000015", "completion": "0.0000006", "request": "0", "image": "0",
+                                "input_cache_read": "0.000000075", "input_cache_write": "0.00000015"}
+    assert model["top_provider"]["max_completion_tokens"] == live.model.max_output_tokens
+    assert {"tools", "response_format", "max_tokens"} <= set(model["supported_parameters"])
+    one = get(live, "/models/openai/gpt-4o-mini", secret).json()["data"]
+    assert one["id"] == "openai/gpt-4o-mini" and one["pricing"] == model["pricing"]
+    assert get(live, "/models/openai/not-for-this-key", secret).json()["error"]["code"] == 404
+    full = httpx.get(f"{live.base_url}/models", params={"detail": "full"},
+                     headers={"Authorization": f"Bearer {secret}"}).json()["data"]
+    assert [m["pricing"] for m in full] == [model["pricing"]]
+
+
+def test_errors_in_openrouter_shape(live):
+    client = sdk(live)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="openai/gpt-4o-mini", messages=[])
+    body = bad.value.response.json()["error"]
+    assert body["code"] == 400 and "messages" in body["message"]
+    assert body["metadata"]["request_id"] == bad.value.response.headers["x-request-id"]
+    with pytest.raises(openai.AuthenticationError) as unauthorized:
+        sdk(live, secret="sk-tg-wrong").chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO)
+    assert unauthorized.value.response.json()["error"]["code"] == 401
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="no/such-model", messages=HELLO)
+    assert unknown.value.response.json()["error"]["code"] == 404
+    lost = httpx.post(api_base(live) + "/completions/legacy", json={})
+    assert lost.status_code == 404 and lost.json()["error"]["code"] == 404
+    assert "/api/v1" in lost.json()["error"]["message"]
+    # Messages keeps Anthropic's error shape under /api/v1 (Anthropic SDKs read it).
+    messages = httpx.post(api_base(live) + "/messages", json={"model": "openai/gpt-4o-mini"},
+                          headers={"x-api-key": live.secret})
+    assert messages.status_code == 400 and messages.json()["type"] == "error"
+
+
+def test_a_402_names_its_limit_source(live, gateway, simulator):
+    poor, secret = factories.api_key()   # a team with no balance
+    with pytest.raises(openai.APIStatusError) as refused:
+        sdk(live, secret=secret).chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO)
+    error = refused.value.response.json()["error"]
+    assert refused.value.status_code == 402 and error["code"] == 402
+    assert error["metadata"]["limit_source"] == "balance"
+
+
+def test_a_429_carries_retry_after(live, simulator, sim_faults):
+    sim_faults("sk-sim-test-channel", "status:429")
+    with pytest.raises(openai.RateLimitError) as limited:
+        sdk(live).chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO)
+    assert limited.value.response.headers["retry-after"] == "1"
+    assert limited.value.response.json()["error"]["code"] == 429
+
+
+def test_key_under_api_v1(live):
+    data = get(live, "/key").json()["data"]
+    assert {"label", "limit", "limit_remaining", "usage", "usage_daily", "usage_monthly"} <= set(data)
+    assert get(live, "/key", secret="sk-tg-nope").json()["error"]["code"] == 401
+
+
+def test_embeddings_and_responses_under_api_v1(live):
+    embed = factories.CatalogModelFactory(public_id="openai/test-embedding", upstream_name="text-embedding-3-small",
+                                          output_modalities=["embeddings"])
+    factories.PriceFactory(model=embed)
+    factories.channel(models=[embed], base_url=f"{live.simulator.url}/v1", name="embed")
+    bump_version()
+    client = sdk(live)
+    vectors = wait_for(lambda: client.embeddings.create(model="openai/test-embedding", input="hi"))
+    assert vectors.data[0].embedding
+    answer = client.responses.create(model="openai/gpt-4o-mini", input="[[sim:tokens=3]] hi")
+    assert answer.output_text
+    gen = get(live, "/generation", id=answer.id).json()["data"]
+    assert gen["total_cost"] == answer.usage.model_extra["cost"]
+
+
+# --- models: [..] on every inbound format ------------------------------------------------------------------
+
+def _failing_first(live, sim_faults):
+    first = factories.CatalogModelFactory(public_id="test/first", upstream_name="gpt-4o-mini")
+    second = factories.CatalogModelFactory(public_id="test/second", upstream_name="gpt-4o-mini")
+    for model in (first, second):
+        factories.PriceFactory(model=model)
+        factories.channel(models=[model], base_url=f"{live.simulator.url}/v1", api_key=f"sk-sim-{model.pk}",
+                          name=model.public_id)
+    sim_faults(f"sk-sim-{first.pk}", "status:502")
+    bump_version()
+    assert wait_for(lambda: get(live, "/models/test/second").status_code == 200)
+
+
+def test_messages_take_a_fallback_list(live, sim_faults):
+    _failing_first(live, sim_faults)
+    resp = httpx.post(api_base(live) + "/messages", headers={"x-api-key": live.secret}, timeout=20, json={
+        "model": "test/first", "models": ["test/second"], "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hello"}]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["model"] == "test/second" and resp.headers["x-generation-id"] == resp.json()["id"]
+
+
+def test_gemini_and_legacy_route_fallback(live, sim_faults):
+    _failing_first(live, sim_faults)
+    gemini = httpx.post(f"{live.server.url}/v1beta/models/test/first:generateContent", timeout=20,
+                        headers={"x-goog-api-key": live.secret},
+                        json={"models": ["test/second"], "contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    assert gemini.status_code == 200, gemini.text
+    assert gemini.json()["modelVersion"] == "test/second"
+    chat = sdk(live).chat.completions.create(model="test/first", messages=HELLO,
+                                             extra_body={"models": ["test/second"], "route": "fallback"})
+    assert chat.model == "test/second"
+
+
+# --- app attribution ---------------------------------------------------------------------------------------
+
+def test_app_headers_are_stored_redacted(live):
+    client = sdk(live, default_headers={"HTTP-Referer": "https://myapp.example", "X-Title": "My App"})
+    raw = client.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=HELLO)
+    record = record_of(raw.headers["x-request-id"])
+    assert (record.http_referer, record.app_title) == ("https://myapp.example", "My App")
+    gen = get(live, "/generation", id=raw.headers["x-generation-id"]).json()["data"]
+    assert (gen["http_referer"], gen["app_title"]) == ("https://myapp.example", "My App")
+    leaky = sdk(live, default_headers={"X-OpenRouter-Title": "key sk-proj-abcdefghijklmnopqrstuvwxyz123456"})
+    raw = leaky.chat.completions.with_raw_response.create(model="openai/gpt-4o-mini", messages=HELLO)
+    title = record_of(raw.headers["x-request-id"]).app_title
+    assert title.startswith("key ") and "abcdefghijklmnopqrstuvwxyz" not in title
+
+
+# --- units ------------------------------------------------------------------------------------------------
+
+def test_openrouter_error_object():
+    err = errors.RelayError(402, "insufficient_quota", "insufficient_quota", "no money",
+                            metadata={"limit_source": "key"}, headers={"Retry-After": "3"})
+    resp = openrouter.error_response(err, "req_1")
+    assert resp.status_code == 402 and resp["Retry-After"] == "3"
+    import orjson
+    assert orjson.loads(resp.content) == {"error": {"code": 402, "message": "no money", "metadata": {
+        "error_type": "insufficient_quota", "error_code": "insufficient_quota", "request_id": "req_1",
+        "limit_source": "key"}}}
+
+
+def test_prices_are_per_token_decimal_strings():
+    price = PriceEntry(input_per_m=2_500_000, output_per_m=10_000_000, cached_input_per_m=1_250_000,
+                       request_fee=0, cache_write_5m_per_m=3_125_000)
+    assert openrouter.pricing(price, 1_000_000) == {
+        "prompt": "0.0000025", "completion": "0.00001", "request": "0", "image": "0",
+        "input_cache_read": "0.00000125", "input_cache_write": "0.000003125"}
+    doubled = openrouter.pricing(price, 2_000_000)
+    assert Decimal(doubled["prompt"]) == 2 * Decimal("0.0000025")
+    assert set(openrouter.pricing(None, 1_000_000).values()) == {"0"}
+
+
+@pytest.mark.parametrize("payload, out", [
+    ({}, {}), ({"models": ["a", "b"]}, {"models": ["a", "b"]}), ({"models": ["a"], "route": "fallback"},
+                                                                {"models": ["a"]})])
+def test_fallback_fields(payload, out):
+    assert checks.fallback(payload) == out
+
+
+@pytest.mark.parametrize("payload, field", [({"models": "a"}, "models"), ({"models": [1]}, "models[0]"),
+                                            ({"route": "fastest"}, "route"), ({"route": 3}, "route")])
+def test_bad_fallback_fields_are_400s_naming_them(payload, field):
+    with pytest.raises(errors.RelayError) as bad:
+        checks.fallback(payload)
+    assert bad.value.status == 400 and bad.value.param == field
+
+
+def test_native_finish_reasons_in_the_providers_words():
+    assert generations.native_finish_reason("anthropic", 200, "length") == "max_tokens"
+    assert generations.native_finish_reason("anthropic", 200, "tool_calls") == "tool_use"
+    assert generations.native_finish_reason("gemini", 200, "stop") == "STOP"
+    assert generations.native_finish_reason("openai", 200, "length") == "length"
+    assert generations.native_finish_reason("anthropic", 502, "") == "error"
+    summary = generations.summary({"request_id": "req_ab", "team_id": 1, "status_code": 499, "prompt_tokens": 1,
+                                   "completion_tokens": 2, "cached_tokens": 0, "cache_write_5m_tokens": 0,
+                                   "cache_write_1h_tokens": 0, "reasoning_tokens": 0, "usage_clamped": False,
+                                   "cost": 1500, "stream": True, "latency_ms": 9, "created_at": 0.0},
+                                  provider_name="openai", channel_kind="openai")
+    assert (summary["cancelled"], summary["finish_reason"], summary["total_cost"]) == (True, None, 0.0015)
+    assert summary["created_at"] == dt.datetime(1970, 1, 1, tzinfo=dt.UTC).isoformat()
