@@ -72,6 +72,9 @@ class UsageRecord(models.Model):
     finish_reason = models.CharField(max_length=40, blank=True, default="")  # stop | length | tool_calls | …
     route = models.CharField(max_length=120, blank=True)       # "route:tools", "models[]", "auto → route:vision"
     attempts = models.JSONField(default=list, blank=True)      # candidates skipped or failed, and why
+    # App attribution: the client's HTTP-Referer and X-Title / X-OpenRouter-Title headers (redacted, clipped).
+    http_referer = models.CharField(max_length=300, blank=True, default="", db_default="")
+    app_title = models.CharField(max_length=120, blank=True, default="", db_default="")
     created_at = models.DateTimeField(db_index=True)
     # Set together, by billing.services.usage_reconcile, in the transaction that posts the usage entry.
     # A zero-cost record is billed without an entry.
