@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -60,7 +61,7 @@ class Source:
     (those with `field` = `ident` when a field is given) or, for the balance, the team's ledger."""
     team_id: int
     field: str | None = None
-    ident: object = None
+    ident: Any = None              # the field's value: a key or group id, or the route names (route__in)
     start: float | None = None     # unix seconds; None: since the beginning
     end: float | None = None       # when the period ends (the counter's expiry); None: it does not
 
@@ -431,7 +432,7 @@ def _script(client, source: str):
 
 def outage_allowance() -> int:
     """Micro-units a team may spend per minute in one process while Redis is down (on top of its budgets)."""
-    return shared_cache.setting("TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE", 1_000_000)
+    return int(shared_cache.setting("TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE", 1_000_000))
 
 
 def outage_check(checks: list[Check], worst: int) -> Check | None:

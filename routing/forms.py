@@ -107,6 +107,18 @@ class ChannelForm(forms.Form):
                                         empty_label=_("The first model served"), to_field_name="public_id",
                                         help_text=_("What “Test now” and the scheduled probes ask."))
     status = forms.ChoiceField(label=_("Status"), initial=Channel.ENABLED, choices=Channel.STATUSES)
+    # Provider metadata: what OpenRouter-style `provider` preferences of a request match against.
+    provider_name = forms.CharField(label=_("Provider name"), required=False, max_length=60,
+                                    help_text=_("Who serves this channel, e.g. OpenAI, Azure, DeepInfra; empty: "
+                                                "the provider kind's name."))
+    data_collection = forms.ChoiceField(label=_("Data retention"), initial="allow", required=False,
+                                        choices=Channel.DATA_COLLECTION,
+                                        help_text=_("Requests with data_collection “deny” skip channels that may "
+                                                    "retain prompts."))
+    zdr = forms.BooleanField(label=_("Zero data retention"), required=False,
+                             help_text=_("The provider keeps nothing of a request (for requests with zdr)."))
+    quantization = forms.ChoiceField(label=_("Quantization"), required=False,
+                                     choices=[("", _("Unknown"))] + Channel.QUANTIZATIONS)
 
     def __init__(self, *args, channel: Channel | None = None, team=None, **kwargs):
         if channel is not None:
@@ -114,7 +126,8 @@ class ChannelForm(forms.Form):
                 "name": channel.name, "kind": channel.kind, "base_url": channel.base_url,
                 "models": list(channel.models.all()), "model_mapping": channel.model_mapping,
                 "priority": channel.priority, "weight": channel.weight, "status": channel.status,
-                "max_concurrency": channel.max_concurrency,
+                "max_concurrency": channel.max_concurrency, "provider_name": channel.provider_name,
+                "data_collection": channel.data_collection, "zdr": channel.zdr, "quantization": channel.quantization,
                 "test_model": channel.test_model.public_id if channel.test_model_id else None}
         super().__init__(*args, **kwargs)
         self.channel, self.team = channel, team

@@ -54,6 +54,14 @@ class Channel(models.Model):
     test_model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     needs_attention = models.BooleanField(default=False)
     attention_reason = models.CharField(max_length=300, blank=True)    # redacted
+    # Provider metadata for OpenRouter-style `provider` preferences (routing/relay/router.py): who the
+    # upstream is, whether it may keep or train on prompts, zero data retention, the model's quantization.
+    DATA_COLLECTION = [("allow", _("May retain or train on prompts")), ("deny", _("Does not retain prompts"))]
+    QUANTIZATIONS = [(q, q) for q in ("int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32")]
+    provider_name = models.CharField(max_length=60, blank=True)        # "OpenAI", "Azure"; empty: the kind
+    data_collection = models.CharField(max_length=5, choices=DATA_COLLECTION, default="allow")
+    zdr = models.BooleanField(default=False)                           # zero data retention
+    quantization = models.CharField(max_length=8, choices=QUANTIZATIONS, blank=True)  # empty: unknown
     # Declared last: the field's name shadows the `models` module inside the class body.
     models = models.ManyToManyField(Model, related_name="channels")
 

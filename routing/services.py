@@ -23,8 +23,9 @@ def model_upsert(*, public_id: str, **fields) -> Model:
 
 
 # --- Channels (upstream accounts): the operator's platform channels and the teams' own (bring your own key) ---
+PROVIDER_FIELDS = ("provider_name", "data_collection", "zdr", "quantization")   # `provider` preferences match these
 CHANNEL_FIELDS = ("name", "kind", "base_url", "api_key", "models", "model_mapping", "priority", "weight", "status",
-                  "max_concurrency", "test_model")
+                  "max_concurrency", "test_model", *PROVIDER_FIELDS)
 _HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
 
 
@@ -106,12 +107,31 @@ def _clean_channel(*, team, channel: Channel | None, values: dict) -> dict:
         test_model = test_model.public_id
     if test_model and test_model not in served:
         errors["test_model"] = [_("The test model must be one of the channel's models.")]
+    provider = _clean_provider_metadata(values, errors)
     if errors:
         raise ValidationError(errors)
-    return {"name": name, "kind": kind, "base_url": base_url, "api_key": api_key or None, "models": models,
+    return {**provider, "name": name, "kind": kind, "base_url": base_url, "api_key": api_key or None, "models": models,
             "model_mapping": {k.strip(): v.strip() for k, v in mapping.items()}, "priority": values["priority"],
             "weight": values["weight"], "status": status, "max_concurrency": values.get("max_concurrency"),
             "test_model": next((m for m in models if m.public_id == test_model), None)}
+
+
+def _clean_provider_metadata(values: dict, errors: dict) -> dict:
+    """The channel's provider metadata (what requests' `provider` preferences match), defaults when absent."""
+    name = str(values.get("provider_name") or "").strip()
+    if len(name) > 60 or any(ord(c) < 32 for c in name):
+        errors["provider_name"] = [_("At most 60 characters, e.g. OpenAI, Azure, DeepInfra.")]
+    collection = values.get("data_collection") or "allow"
+    if collection not in {code for code, _label in Channel.DATA_COLLECTION}:
+        errors["data_collection"] = [_("Choose allow or deny.")]
+    zdr = values.get("zdr") or False
+    if not isinstance(zdr, bool):
+        errors["zdr"] = [_("Enter true or false.")]
+    quantization = values.get("quantization") or ""
+    if quantization and quantization not in {code for code, _label in Channel.QUANTIZATIONS}:
+        errors["quantization"] = [_("Choose one of: %(values)s.") % {
+            "values": ", ".join(code for code, _label in Channel.QUANTIZATIONS)}]
+    return {"provider_name": name, "data_collection": collection, "zdr": zdr, "quantization": quantization}
 
 
 def _save_channel(channel: Channel, fields: dict) -> Channel:
@@ -133,13 +153,15 @@ def _save_channel(channel: Channel, fields: dict) -> Channel:
 @transaction.atomic
 def channel_create(*, team=None, name: str, base_url: str, api_key: str, models, kind=Channel.OPENAI,
                    priority=0, weight=1, model_mapping=None, status=Channel.ENABLED, max_concurrency=None,
-                   test_model=None) -> Channel:
+                   test_model=None, provider_name="", data_collection="allow", zdr=False,
+                   quantization="") -> Channel:
     """A platform channel (team=None) or a team's own. `models` and `test_model`: Model objects or catalog ids.
     Raises ValidationError with field errors. Running gateways pick it up within a second."""
     fields = _clean_channel(team=team, channel=None, values={
         "name": name, "kind": kind, "base_url": base_url, "api_key": api_key, "models": models,
         "model_mapping": model_mapping, "priority": priority, "weight": weight, "status": status,
-        "max_concurrency": max_concurrency, "test_model": test_model})
+        "max_concurrency": max_concurrency, "test_model": test_model, "provider_name": provider_name,
+        "data_collection": data_collection, "zdr": zdr, "quantization": quantization})
     return _save_channel(Channel(team=team), fields)
 
 
@@ -153,7 +175,8 @@ def channel_update(*, channel: Channel, **changes) -> Channel:
     values = {"name": channel.name, "kind": channel.kind, "base_url": channel.base_url, "api_key": None,
               "models": list(channel.models.all()) if channel.pk else [], "model_mapping": dict(channel.model_mapping),
               "priority": channel.priority, "weight": channel.weight, "status": channel.status,
-              "max_concurrency": channel.max_concurrency, "test_model": channel.test_model}
+              "max_concurrency": channel.max_concurrency, "test_model": channel.test_model,
+              **{f: getattr(channel, f) for f in PROVIDER_FIELDS}}
     values.update(changes)
     values["api_key"] = values["api_key"] or None
     if "models" in changes and "model_mapping" not in changes:  # names of models no longer served go with them

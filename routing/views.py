@@ -172,7 +172,8 @@ class ChannelOutput(serializers.ModelSerializer):
     class Meta:
         model = Channel
         fields = ["id", "name", "kind", "base_url", "api_key_mask", "models", "model_mapping", "priority", "weight",
-                  "max_concurrency", "test_model", "status", "health", "created_at"]
+                  "max_concurrency", "test_model", "status", "health", "created_at", "provider_name",
+                  "data_collection", "zdr", "quantization"]
 
 
 def _output(pairs) -> list[dict]:
@@ -198,6 +199,13 @@ class ChannelInput(serializers.Serializer):
     max_concurrency = serializers.IntegerField(allow_null=True, default=None)
     test_model = serializers.CharField(max_length=120, allow_null=True, allow_blank=True, default=None)
     status = serializers.CharField(default=Channel.ENABLED, help_text="enabled or disabled")
+    provider_name = serializers.CharField(max_length=60, allow_blank=True, default="",
+                                          help_text="Who serves it (OpenAI, Azure, DeepInfra); matched by requests' "
+                                                    "provider.order / only / ignore. Empty: the kind's name")
+    data_collection = serializers.CharField(default="allow", help_text="allow (may retain prompts) or deny")
+    zdr = serializers.BooleanField(default=False, help_text="Zero data retention")
+    quantization = serializers.CharField(allow_blank=True, default="",
+                                         help_text="int4, int8, fp4, fp6, fp8, fp16, bf16, fp32; empty: unknown")
 
 
 class ChannelUpdateInput(ChannelInput):

@@ -116,6 +116,14 @@ def unsupported_plugin(name: str, param: str = "plugins") -> RelayError:
                       "suffix) and retry.", param=param)
 
 
+def no_provider_available(excluded: list[str]) -> RelayError:
+    """OpenRouter's 503: no channel meets the request's `provider` preferences (each says what excluded it)."""
+    return RelayError(503, "upstream_error", "no_provider_available",
+                      f"No channel meets this request's provider requirements: {'; '.join(excluded)}. Loosen "
+                      "`provider` (only, ignore, order with allow_fallbacks, data_collection, zdr, quantizations, "
+                      "require_parameters, max_price) or pick another model.", param="provider")
+
+
 def no_capable_model(names: list[str], skipped: list[str]) -> RelayError:
     code = "context_length_exceeded" if skipped and all("context" in s for s in skipped) else \
         "unsupported_capability"

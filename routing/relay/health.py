@@ -10,7 +10,9 @@ ChannelHealthEvent rows from a thread. A half-open breaker lets one trial throug
 import asyncio
 import logging
 import time
+from collections import deque
 from contextvars import ContextVar
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -191,6 +193,55 @@ def reset() -> None:
     global _policy, _task
     if _task is not None and not _task.done():
         _task.cancel()
-    for state in (_breakers, _tripped, _counters, _outbox):
+    for state in (_breakers, _tripped, _counters, _outbox, _speeds, _speed_cache):
         state.clear()
     _policy, _task = None, None
+
+
+# --- measured speed per channel × model (OpenRouter's provider sort / preferred_* thresholds) -------------
+SPEED_SAMPLES = 200   # the latest answers of each channel × model that the percentiles describe
+
+
+class Speed(NamedTuple):
+    latency: dict       # percentile ("p50", "p75", "p90", "p99") → time to first byte, seconds
+    throughput: dict    # percentile → output tokens per second
+    samples: int
+
+
+_speeds: dict[tuple[int, int], deque] = {}          # (channel, model) → (ttfb s, tokens/s) of recent answers
+_speed_cache: dict[tuple[int, int], Speed] = {}     # percentiles, computed on first use after a change
+
+
+def observe_speed(channel_id: int, model_id: int, *, ttfb_ms: int | None, latency_ms: int, tokens: int,
+                  stream: bool) -> None:
+    """One served answer: time to first byte, and output tokens per second of generation (a stream's after its
+    first byte; a whole answer's over its whole time)."""
+    ttfb = (ttfb_ms if ttfb_ms is not None else latency_ms) / 1000
+    generating = (latency_ms - (ttfb_ms or 0)) / 1000 if stream else latency_ms / 1000
+    rate = tokens / max(generating, 0.001) if tokens > 0 else None
+    pair = (channel_id, model_id)
+    samples = _speeds.get(pair)
+    if samples is None:
+        samples = _speeds[pair] = deque(maxlen=SPEED_SAMPLES)
+    samples.append((ttfb, rate))
+    _speed_cache.pop(pair, None)
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {}
+    values = sorted(values)
+    return {f"p{q}": values[min(len(values) - 1, (len(values) * q) // 100)] for q in (50, 75, 90, 99)}
+
+
+def speed(channel_id: int, model_id: int) -> Speed | None:
+    """Latency and throughput percentiles this process measured for a channel × model; None before any."""
+    pair = (channel_id, model_id)
+    found = _speed_cache.get(pair)
+    if found is None:
+        samples = _speeds.get(pair)
+        if not samples:
+            return None
+        found = _speed_cache[pair] = Speed(_percentiles([t for t, _ in samples]),
+                                           _percentiles([r for _, r in samples if r is not None]), len(samples))
+    return found

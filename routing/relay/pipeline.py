@@ -252,6 +252,8 @@ class RelayCall:
         timeouts and connection errors move to the next channel. Returns the open response and, for
         non-streaming calls, its whole (valid) body."""
         plan = self.route_plan
+        if plan.unmet:   # the request's `provider` preferences exclude every channel (the route header says how)
+            raise errors.no_provider_available(plan.unmet)
         if self.reservation is not None and router.watches_spend(plan):
             router.after_spend(plan, await limits.spent(self.reservation.checks, plan.rule))
         models = router.candidate_models(plan)
@@ -301,8 +303,7 @@ class RelayCall:
                     return
                 self.attempts.clear()
             for model in models:
-                channels = router.order_channels(self.snap.channels_for(model, self.ctx.team_id), self.ctx.team_id,
-                                                 sticky)
+                channels = router.channels_in_order(self.route_plan, self.snap, model, self.ctx.team_id, sticky)
                 if not channels:
                     self.skip(model, None, "no channel serves it")
                 for channel in channels:
@@ -540,6 +541,9 @@ class RelayCall:
             log.warning("request %s: upstream usage out of bounds, clamped: %s", self.request_id, usage)
         cost = (self._cost(usage) or 0) if self.usage is not None else 0
         metrics.observe(self, cost, clamped=n.clamped)
+        if self.channel is not None and self.status < 400 and model is not None:   # provider sort's measurements
+            health.observe_speed(self.channel.id, model.id, ttfb_ms=self.ttfb_ms, latency_ms=self.latency_ms(),
+                                 tokens=n.completion, stream=self.stream)
         if self.reservation is not None:
             # Release the holds and count the real spend; off the response path, batched.
             limits.settle_soon(self.reservation, cost, n.prompt + n.completion)

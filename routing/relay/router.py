@@ -133,7 +133,7 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
     result = Plan(route, [], rule=rule)
     for name in names:
         model, aliased = snap.resolve_for(ctx.team_id, name)
-        if aliased:
+        if aliased and model is not None:   # a team alias always names a model
             result.aliases.append(f"{name}->{model.public_id}")
         if model is None:
             if len(names) == 1:
@@ -170,12 +170,15 @@ def watches_spend(plan: Plan) -> bool:
 
 def after_spend(plan: Plan, spent: int | None) -> None:
     """The last model choice, once the route's spend this period is known (None: nothing recorded yet)."""
-    if watches_spend(plan) and spent is not None and spent >= plan.rule.soft_limit:
-        downgrade_past_soft_limit(plan)
+    if watches_spend(plan) and spent is not None:
+        assert plan.rule is not None and plan.rule.soft_limit is not None   # watches_spend checked both
+        if spent >= plan.rule.soft_limit:
+            downgrade_past_soft_limit(plan)
 
 
 def downgrade_past_soft_limit(plan: Plan) -> None:
     """The route's spend passed its soft limit: only the downgrade model serves (said in the route header)."""
+    assert plan.downgrade is not None and plan.rule is not None   # only a rule with a downgrade watches spend
     plan.models = [plan.downgrade]
     plan.skipped.append(f"route '{plan.rule.name}' past its soft limit: downgraded")
 
@@ -238,7 +241,7 @@ def _cached_prefix(request: dict) -> bytes | None:
         for part in content if isinstance(content, list) else (content,):
             marked = isinstance(part, dict) and isinstance(part.get("cache_control"), dict)
             parts.append((message.get("role"), {k: v for k, v in part.items() if k != "cache_control"}
-                          if marked else part))
+                          if marked and isinstance(part, dict) else part))
             if marked:
                 return orjson.dumps(parts)
     return None

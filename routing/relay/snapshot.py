@@ -175,10 +175,10 @@ def _load(version: bytes | None) -> Snapshot:
         if a.model_id in by_id:  # an alias of a disabled model means nothing until it is enabled again
             snap.team_aliases.setdefault(a.team_id, {})[a.alias] = by_id[a.model_id]
     for ch in Channel.objects.filter(status=Channel.ENABLED).prefetch_related("models"):
-        entry = ChannelEntry(ch.id, ch.team_id, ch.name, ch.kind, ch.base_url.rstrip("/"), ch.api_key(),
+        channel = ChannelEntry(ch.id, ch.team_id, ch.name, ch.kind, ch.base_url.rstrip("/"), ch.api_key(),
                              ch.priority, ch.weight, dict(ch.model_mapping), ch.max_concurrency)
         for m in ch.models.all():
-            snap.channels.setdefault(m.public_id, []).append(entry)
+            snap.channels.setdefault(m.public_id, []).append(channel)
     for r in RoutingRule.objects.select_related("default_model", "downgrade_model"):
         snap.rules.setdefault(r.team_id, {})[(r.key_group_id, r.name)] = RuleEntry(
             r.name, r.key_group_id, (r.default_model.public_id, *r.backup_models),

@@ -1,0 +1,172 @@
+"""OpenRouter's `provider` preferences and model suffixes through a live gateway with several channels for one
+model: the team's own "azure" (Azure: no data retention, ZDR, fp16), "deepinfra" (DeepInfra, fp8) and
+"claude" (an Anthropic-kind channel, which drops OpenAI-only parameters), then the platform's OpenAI channel.
+Team channels show by name in X-Tollgate-Route (`channel=azure`), the platform one as `channel=platform`."""
+import httpx
+import pytest
+
+from billing.models import Price
+from routing.catalog import bump_version
+from tests import factories
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def sim_faults(simulator):
+    def script(key, fault, count=None):
+        httpx.post(f"{simulator.url}/_sim/faults", json={"key": key, "fault": fault, "count": count}).raise_for_status()
+    yield script
+    httpx.delete(f"{simulator.url}/_sim/faults")
+
+
+@pytest.fixture
+def fleet(live, simulator):
+    """Priorities make the plain routing order deepinfra, claude, azure, then the platform's channel."""
+    model, team, sim = live.model, live.team, f"{simulator.url}/v1"
+    factories.channel(models=[model], base_url=sim, team=team, name="azure", api_key="sk-sim-azure", priority=1,
+                      provider_name="Azure", data_collection="deny", zdr=True, quantization="fp16")
+    factories.channel(models=[model], base_url=sim, team=team, name="deepinfra", api_key="sk-sim-deepinfra",
+                      priority=9, provider_name="DeepInfra", quantization="fp8")
+    factories.channel(models=[model], base_url=simulator.url, team=team, name="claude", kind="anthropic",
+                      api_key="sk-sim-claude", priority=5)
+    bump_version()
+    wait_for(lambda: "channel=deepinfra" in chat(live).headers.get("x-tollgate-route", ""))
+    return live
+
+
+def chat(live, model="openai/gpt-4o-mini", stream=False, **extra):
+    return httpx.post(f"{live.base_url}/chat/completions", headers={"Authorization": f"Bearer {live.secret}"},
+                      json={"model": model, "messages": [{"role": "user", "content": "hello"}], "stream": stream,
+                            **extra}, timeout=20)
+
+
+def served_by(resp) -> str:
+    assert resp.status_code == 200, resp.text
+    route = resp.headers["x-tollgate-route"]
+    return next(p.split("=", 1)[1] for p in route.split("; ") if p.startswith("channel="))
+
+
+def unmet(resp) -> str:
+    """A 503 naming, per channel, the requirement that excluded it (the route header lists the same)."""
+    assert resp.status_code == 503, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "no_provider_available" and error["param"] == "provider"
+    for part in ("channel 'azure'", "channel 'deepinfra'", "channel 'claude'", "platform channel #"):
+        assert part in error["message"]
+        assert part in resp.headers["x-tollgate-route"]
+    return error["message"]
+
+
+def test_order(fleet):
+    assert served_by(chat(fleet, provider={"order": ["Azure", "OpenAI"]})) == "azure"
+    assert served_by(chat(fleet, provider={"order": ["openai"]})) == "platform"   # names match case-insensitively
+
+
+def test_order_falls_back_unless_told_not_to(fleet, sim_faults):
+    sim_faults("sk-sim-azure", "status:503")
+    assert served_by(chat(fleet, provider={"order": ["Azure"]})) == "deepinfra"    # then the routing order
+    resp = chat(fleet, provider={"order": ["Azure"], "allow_fallbacks": False})
+    assert resp.status_code == 502, resp.text                                     # Azure's own failure
+    route = resp.headers["x-tollgate-route"]
+    assert "channel 'azure': HTTP 503" in route and "not in provider.order (allow_fallbacks false)" in route
+    # Without `order`, no fallbacks means the first channel of the routing order only.
+    sim_faults("sk-sim-deepinfra", "status:503")
+    assert chat(fleet, provider={"allow_fallbacks": False}).status_code == 502
+    assert served_by(chat(fleet, provider={"allow_fallbacks": True})) == "claude"
+
+
+def test_only_and_ignore(fleet):
+    resp = chat(fleet, provider={"only": ["Azure", "Anthropic"]})
+    assert served_by(resp) == "claude"
+    assert "channel 'deepinfra': provider 'DeepInfra' not in provider.only" in resp.headers["x-tollgate-route"]
+    assert served_by(chat(fleet, provider={"ignore": ["DeepInfra", "Anthropic"]})) == "azure"
+    assert "not in provider.only" in unmet(chat(fleet, provider={"only": ["Groq"]}))
+
+
+def test_data_collection_and_zdr(fleet):
+    assert served_by(chat(fleet, provider={"data_collection": "deny"})) == "azure"
+    assert served_by(chat(fleet, provider={"zdr": True})) == "azure"
+    assert served_by(chat(fleet, provider={"data_collection": "allow"})) == "deepinfra"
+    message = unmet(chat(fleet, provider={"zdr": True, "ignore": ["Azure"]}))
+    assert "provider 'DeepInfra' has no zero data retention (provider.zdr)" in message
+    assert "provider 'Azure' in provider.ignore" in message
+
+
+def test_quantizations(fleet):
+    assert served_by(chat(fleet, provider={"quantizations": ["fp16", "bf16"]})) == "azure"
+    assert served_by(chat(fleet, provider={"quantizations": ["unknown"]})) == "claude"
+    message = unmet(chat(fleet, provider={"quantizations": ["int4"]}))
+    assert "quantization fp8 not in provider.quantizations" in message
+    assert "quantization unknown not in provider.quantizations" in message
+
+
+def test_require_parameters(fleet):
+    assert served_by(chat(fleet, provider={"order": ["Anthropic"]}, seed=7)) == "claude"   # seed dropped
+    resp = chat(fleet, provider={"order": ["Anthropic"], "require_parameters": True}, seed=7)
+    assert served_by(resp) == "deepinfra"
+    assert "channel 'claude': does not support seed (provider.require_parameters)" in resp.headers["x-tollgate-route"]
+
+
+def test_max_price(fleet):
+    price = Price.objects.get(model=fleet.model)   # per million tokens, in micro-units
+    prompt, completion = price.input_per_m / 1e6, price.output_per_m / 1e6
+    assert served_by(chat(fleet, provider={"max_price": {"prompt": prompt, "completion": completion}}))
+    message = unmet(chat(fleet, provider={"max_price": {"completion": completion / 2}}))
+    assert f"completion price {completion:g} > provider.max_price.completion {completion / 2:g}" in message
+
+
+def test_sort_by_measured_latency_and_throughput(fleet, sim_faults):
+    """Latency and throughput are the relay's own measurements of each channel x model: make Azure slow to
+    its first byte, measure every channel a few times, then the fast ones come first."""
+    sim_faults("sk-sim-azure", "delay:400")
+    for name in ("Azure", "DeepInfra", "Anthropic", "OpenAI"):
+        for _ in range(3):
+            assert chat(fleet, stream=True, provider={"order": [name], "allow_fallbacks": False}).status_code == 200
+    order = {"only": ["Azure", "OpenAI"]}
+    assert served_by(chat(fleet, provider={**order, "sort": "latency"})) == "platform"
+    assert served_by(chat(fleet, provider={**order, "sort": {"by": "latency", "partition": "none"}})) == "platform"
+    assert served_by(chat(fleet, "openai/gpt-4o-mini:nitro", provider=order)) == "platform"   # fastest first
+    assert served_by(chat(fleet, provider=order)) == "azure"                 # the routing order: team's first
+    # A preferred latency deprioritizes (not excludes) the slow channel; one all meet keeps the routing order.
+    assert served_by(chat(fleet, provider={**order, "preferred_max_latency": 0.3})) == "platform"
+    assert served_by(chat(fleet, provider={**order, "preferred_max_latency": {"p90": 30}})) == "azure"
+    assert served_by(chat(fleet, provider={**order, "preferred_min_throughput": {"p50": 0.001}})) == "azure"
+    # An explicit order outranks measured speed.
+    assert served_by(chat(fleet, provider={"order": ["Azure", "OpenAI"], "sort": "latency"})) == "azure"
+
+
+def test_floor_orders_a_fallback_list_cheapest_first(fleet, simulator):
+    """A model's price is the same on each of its channels, so `:floor` (sort by price) orders models."""
+    cheap = factories.CatalogModelFactory(public_id="test/cheap", upstream_name="gpt-4o-mini")
+    factories.PriceFactory(model=cheap, input_per_m=10_000, output_per_m=20_000)
+    factories.channel(models=[cheap], base_url=f"{simulator.url}/v1", api_key="sk-sim-cheap", name="cheap")
+    bump_version()
+    wait_for(lambda: chat(fleet, "test/cheap").status_code == 200)
+    models = ["openai/gpt-4o-mini", "test/cheap"]
+    assert chat(fleet, models=models).json()["model"] == "openai/gpt-4o-mini"            # the list's order
+    resp = chat(fleet, "openai/gpt-4o-mini:floor", models=["test/cheap"])
+    assert resp.json()["model"] == "test/cheap"
+    assert "provider sort=price" in resp.headers["x-tollgate-route"]
+    assert chat(fleet, models=models, provider={"sort": "price"}).json()["model"] == "test/cheap"
+
+
+def test_suffixes_on_a_single_model(fleet):
+    resp = chat(fleet, "gpt-4o-mini:floor")   # an alias with a suffix
+    assert resp.status_code == 200 and resp.json()["model"] == "openai/gpt-4o-mini"
+    assert served_by(chat(fleet, "openai/gpt-4o-mini:nitro", stream=True))
+    online = chat(fleet, "openai/gpt-4o-mini:online")
+    assert online.status_code == 400
+    error = online.json()["error"]
+    assert error["code"] == "unsupported_plugin" and "`web`" in error["message"] and error["param"] == "model"
+
+
+def test_bad_provider_object_is_a_400(fleet):
+    resp = chat(fleet, provider={"sort": "cheapest"})
+    assert resp.status_code == 400
+    assert resp.json()["error"]["param"] == "provider.sort" and "price, throughput, latency" in resp.text
+    assert chat(fleet, provider={"max_price": {"prompt": "1"}}).json()["error"]["param"] == "provider.max_price.prompt"
+
+
+def test_preferences_on_a_stream(fleet):
+    resp = chat(fleet, stream=True, provider={"zdr": True})
+    assert served_by(resp) == "azure" and resp.text.rstrip().endswith("data: [DONE]")
