@@ -7,7 +7,7 @@ Channels: the team's own first, then platform ones; highest priority tier first,
 import hashlib
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import orjson
 from django.conf import settings
@@ -15,7 +15,7 @@ from django.conf import settings
 from keys.auth import KeyContext
 from keys.selectors import allowed_models
 from routing import tokens
-from routing.relay import errors
+from routing.relay import errors, provider_prefs
 from routing.relay.snapshot import DEFAULT_AUTO, AutoEntry, ChannelEntry, ModelEntry, RuleEntry, Snapshot
 
 AUTO = "auto"
@@ -31,6 +31,9 @@ class Plan:
     downgrade: ModelEntry | None = None
     skipped: list[str] = field(default_factory=list)
     rule: RuleEntry | None = None
+    prefs: provider_prefs.Prefs | None = None   # OpenRouter's `provider` preferences (and model suffixes)
+    channels: dict[str, list[ChannelEntry]] = field(default_factory=dict)  # with prefs: model → qualifying
+    unmet: list[str] = field(default_factory=list)   # every channel failed the prefs: why (a 503)
     aliases: list[str] = field(default_factory=list)   # the team's aliases applied: "gpt-4-turbo->openai/gpt-4o"
 
 
@@ -99,7 +102,15 @@ def unknown_claude_rule(snap: Snapshot, ctx: KeyContext, spec) -> RuleEntry | No
 
 def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output: str = "text") -> Plan:
     """`output`: what the call must produce, "text" (chat, messages) or "embeddings"."""
-    spec = request.get("model")
+    prefs = provider_prefs.parse(request.pop("provider", None))   # the router's, never sent upstream
+    spec, suffix_sort = provider_prefs.model_suffix(request.get("model"))   # gpt-4o:floor, :nitro
+    fallbacks = request.get("models")
+    if isinstance(fallbacks, list):
+        stripped = [provider_prefs.model_suffix(name) for name in fallbacks]
+        fallbacks = [name for name, _ in stripped]
+        suffix_sort = suffix_sort or next((sort for _, sort in stripped if sort), None)
+    if suffix_sort and (prefs is None or prefs.sort is None):
+        prefs = provider_prefs.Prefs(sort=suffix_sort) if prefs is None else replace(prefs, sort=suffix_sort)
     features = Features(request, body_size, output)
     forbidden: frozenset[str] = frozenset()
     downgrade = rule = None
@@ -113,14 +124,14 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
             raise errors.route_not_found(spec if spec != AUTO else f"auto -> route:{name}")
         route = f"route:{rule.name}" if spec != AUTO else f"auto -> route:{rule.name}"
         names, forbidden, downgrade = list(rule.models), rule.forbidden, rule.downgrade
-    elif not request.get("models") and (rule := unknown_claude_rule(snap, ctx, spec)) is not None:
+    elif not fallbacks and (rule := unknown_claude_rule(snap, ctx, spec)) is not None:
         route = f"route:{rule.name}; unknown_model={spec}"   # said in X-Tollgate-Route and the record
         names, forbidden, downgrade = list(rule.models), rule.forbidden, rule.downgrade
-    elif getattr(ctx, "group_routes_only", False) and (spec is not None or request.get("models")):
+    elif getattr(ctx, "group_routes_only", False) and (spec is not None or fallbacks):
         # The key's group may not bypass its routes' forbidden models by naming a model directly.
         raise errors.routes_only(spec if isinstance(spec, str) and spec else "models[]")
-    elif isinstance(request.get("models"), list) and request["models"]:
-        route, names = "models[]", list(dict.fromkeys(([spec] if spec else []) + request["models"]))
+    elif isinstance(fallbacks, list) and fallbacks:
+        route, names = "models[]", list(dict.fromkeys(([spec] if spec else []) + fallbacks))
     else:
         if spec is None:
             raise errors.missing_field("model")
@@ -153,6 +164,11 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
             result.downgrade = model
     if not result.models and result.downgrade is None:
         raise errors.no_capable_model(names, result.skipped)
+    if prefs is not None:
+        result.prefs = prefs
+        provider_prefs.apply(prefs, snap, ctx, request, result)
+        if prefs.describe():
+            result.route = f"{result.route or 'direct'}; provider {prefs.describe()}"
     return result
 
 
@@ -181,6 +197,16 @@ def downgrade_past_soft_limit(plan: Plan) -> None:
     assert plan.downgrade is not None and plan.rule is not None   # only a rule with a downgrade watches spend
     plan.models = [plan.downgrade]
     plan.skipped.append(f"route '{plan.rule.name}' past its soft limit: downgraded")
+
+
+def channels_in_order(plan: Plan, snap: Snapshot, model: ModelEntry, team_id: int,
+                      sticky: bytes | None = None) -> list[ChannelEntry]:
+    """A model's channels to try, in order: the routing order, then the request's provider preferences."""
+    if plan.prefs is None:
+        return order_channels(snap.channels_for(model, team_id), team_id, sticky)
+    channels = plan.channels.get(model.public_id)
+    ordered = order_channels(snap.channels_for(model, team_id) if channels is None else channels, team_id, sticky)
+    return provider_prefs.reorder(plan.prefs, ordered, model)
 
 
 def order_channels(channels: list[ChannelEntry], team_id: int, sticky: bytes | None = None) -> list[ChannelEntry]:

@@ -54,6 +54,11 @@ class ChannelEntry:
     weight: int
     model_mapping: dict
     max_concurrency: int | None = None
+    # Provider metadata (routing/relay/provider_prefs.py): name ("" = the kind's), data policy, quantization.
+    provider_name: str = ""
+    data_collection: str = "allow"
+    zdr: bool = False
+    quantization: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +181,8 @@ def _load(version: bytes | None) -> Snapshot:
             snap.team_aliases.setdefault(a.team_id, {})[a.alias] = by_id[a.model_id]
     for ch in Channel.objects.filter(status=Channel.ENABLED).prefetch_related("models"):
         channel = ChannelEntry(ch.id, ch.team_id, ch.name, ch.kind, ch.base_url.rstrip("/"), ch.api_key(),
-                             ch.priority, ch.weight, dict(ch.model_mapping), ch.max_concurrency)
+                             ch.priority, ch.weight, dict(ch.model_mapping), ch.max_concurrency,
+                             ch.provider_name, ch.data_collection, ch.zdr, ch.quantization)
         for m in ch.models.all():
             snap.channels.setdefault(m.public_id, []).append(channel)
     for r in RoutingRule.objects.select_related("default_model", "downgrade_model"):
