@@ -156,6 +156,8 @@ class SpendRowOutput(SpendMetricsOutput):
     key_mask = serializers.CharField(allow_null=True, help_text="group_by=key")
     model = serializers.CharField(allow_null=True, help_text="group_by=model: served, else requested")
     day = serializers.DateField(allow_null=True, help_text="group_by=day (UTC)")
+    app_title = serializers.CharField(allow_null=True, help_text="group_by=app: the X-Title header (\"\": none)")
+    http_referer = serializers.CharField(allow_null=True, help_text="group_by=app: the HTTP-Referer header")
 
 
 def _with_range(fields: dict, make) -> dict:
@@ -166,7 +168,7 @@ def _with_range(fields: dict, make) -> dict:
 
 class SpendApi(TeamAPIView):
     """The team's usage cost between two UTC days (both included; default: the last 30 days) grouped by key,
-    model or day, with totals: the console's spend report. Costs in micro-units."""
+    model, day or app (X-Title / HTTP-Referer), with totals: the console's spend report. Costs in micro-units."""
 
     permissions_by_method = {"GET": (roles.BILLING_READ, roles.LOGS_READ)}
 
@@ -189,7 +191,7 @@ class SpendApi(TeamAPIView):
             return {**data, "from": since, "to": until}
 
     class OutputSerializer(serializers.Serializer):
-        group_by = serializers.CharField(help_text="key, model or day")
+        group_by = serializers.CharField(help_text="key, model, day or app")
         currency = serializers.CharField()
         rows = SpendRowOutput(many=True, help_text="Highest cost first (by day: every day of the range, in order)")
         totals = SpendMetricsOutput(help_text="The whole range: the rows add up to it")

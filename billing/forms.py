@@ -183,7 +183,7 @@ class SpendReportForm(forms.Form):
     the last 30 days up to today."""
 
     DEFAULT_DAYS, MAX_DAYS = 30, 366
-    GROUPS = [("key", _("By key")), ("model", _("By model")), ("day", _("By day"))]
+    GROUPS = [("key", _("By key")), ("model", _("By model")), ("day", _("By day")), ("app", _("By app"))]
     group_by = forms.ChoiceField(label=_("Group by"), choices=GROUPS, required=False)
 
     def __init__(self, data, **kwargs):

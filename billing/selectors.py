@@ -158,15 +158,16 @@ def usage_summary(*, team, owner=None, days: int = 14, now=None, top: int = 8) -
 
 # --- console and API: spend report, billing policy ---------------------------------------------------------
 
-SPEND_GROUPS = ("key", "model", "day")
+SPEND_GROUPS = ("key", "model", "day", "app")
 
 
 @dataclass
 class SpendReport:
     since: datetime.datetime      # inclusive, 00:00 UTC
     until: datetime.datetime      # exclusive, 00:00 UTC of the day after the last
-    group_by: str                 # key / model / day
-    rows: list[dict]              # key_id, key_name, key_mask, model, day (those of group_by) and the metrics
+    group_by: str                 # key / model / day / app
+    rows: list[dict]              # key_id, key_name, key_mask, model, day, app_title, http_referer (those of
+                                  # group_by) and the metrics
     totals: dict                  # the metrics over the whole range
 
 
@@ -177,14 +178,16 @@ def _spend_metrics() -> dict:
 
 
 def spend_report(*, team, since: datetime.datetime, until: datetime.datetime, group_by: str) -> SpendReport:
-    """The team's usage cost over [since, until) grouped by key, model (served, else requested) or UTC day,
+    """The team's usage cost over [since, until) grouped by key, model (served, else requested), UTC day or
+    app (the client's X-Title and HTTP-Referer headers),
     highest cost first (days in order, every day of the range listed); the rows add up to the totals. Two
     grouped queries over (team, created_at)."""
     if group_by not in SPEND_GROUPS:
         raise ValueError(f"group_by is one of {SPEND_GROUPS}")
     qs = UsageRecord.objects.filter(team=team, created_at__gte=since, created_at__lt=until).order_by()
     metrics = _spend_metrics()
-    empty = {"key_id": None, "key_name": None, "key_mask": None, "model": None, "day": None}
+    empty = {"key_id": None, "key_name": None, "key_mask": None, "model": None, "day": None, "app_title": None,
+             "http_referer": None}
     if group_by == "key":
         rows = [{**empty, "key_id": r.pop("api_key_id"), "key_name": r.pop("api_key__name"),
                  "key_mask": r.pop("key_mask"), **r}
@@ -194,6 +197,9 @@ def spend_report(*, team, since: datetime.datetime, until: datetime.datetime, gr
         rows = [{**empty, **r} for r in
                 qs.annotate(model=Coalesce(NullIf("served_model", Value("")), "requested_model"))
                 .values("model").annotate(**metrics).order_by("-cost", "-requests", "model")]
+    elif group_by == "app":
+        rows = [{**empty, **r} for r in qs.values("app_title", "http_referer").annotate(**metrics)
+                .order_by("-cost", "-requests", "app_title", "http_referer")]
     else:
         per_day = {r["day"]: r for r in qs.annotate(day=TruncDate("created_at", tzinfo=datetime.UTC))
                    .values("day").annotate(**metrics)}

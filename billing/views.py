@@ -271,7 +271,8 @@ def spend_report(request, access):
                        status=200 if form.is_valid() else 400)
 
 
-SPEND_COLUMNS = {"key": ["key_id", "key_name", "key_mask"], "model": ["model"], "day": ["day"]}
+SPEND_COLUMNS = {"key": ["key_id", "key_name", "key_mask"], "model": ["model"], "day": ["day"],
+                 "app": ["app_title", "http_referer"]}
 
 
 @team_view(get=(roles.BILLING_READ, roles.LOGS_READ))
