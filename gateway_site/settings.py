@@ -233,6 +233,9 @@ TOLLGATE_ROUTE_DEADLINE_SECONDS = env.float("TOLLGATE_ROUTE_DEADLINE_SECONDS", d
 # A stream ends with a stream_deadline_exceeded error event after this long in all (a trickling upstream is
 # not held open for ever; long agent generations fit: 64k tokens at 40 tokens/s is under 30 minutes).
 TOLLGATE_STREAM_DEADLINE_SECONDS = env.float("TOLLGATE_STREAM_DEADLINE_SECONDS", default=1800.0)
+# Calls served by a team's own channel (bring your own key) are charged this share of the catalog price, in
+# parts per million (OpenRouter charges 5%: 50000). Default none: the team pays its provider directly.
+TOLLGATE_BYOK_FEE_PPM = env.int("TOLLGATE_BYOK_FEE_PPM", default=0)
 # `model: "auto"` sends prompts estimated above this many tokens to the team's route:long-review.
 TOLLGATE_AUTO_LONG_PROMPT_TOKENS = env.int("TOLLGATE_AUTO_LONG_PROMPT_TOKENS", default=32_000)
 # Worst-case output assumed for holds and context checks when a request sets no max_tokens.

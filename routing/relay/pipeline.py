@@ -518,6 +518,9 @@ class RelayCall:
         n = sane_counts(usage, self.model)
         multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
                                          self.ctx.group_multiplier_ppm)
+        if self.channel is not None and self.channel.team_id == self.ctx.team_id:
+            # The team's own upstream key (BYOK): the team pays its provider; the gateway charges only its fee.
+            multiplier = multiplier * settings.TOLLGATE_BYOK_FEE_PPM // MICRO
         return usage_cost(prompt_tokens=n.prompt, completion_tokens=n.completion, cached_tokens=n.cache_read,
                           cache_write_5m_tokens=n.cache_write_5m, cache_write_1h_tokens=n.cache_write_1h,
                           price=price, multiplier_ppm=multiplier)
