@@ -55,6 +55,7 @@ OPERATOR_NAV = [
     (gettext_lazy("Platform channels"), "operator-channels"),
     (gettext_lazy("Teams"), "operator-teams"),
     (gettext_lazy("Redemption codes"), "operator-codes"),
+    (gettext_lazy("Import from One API"), "operator-imports"),
     (gettext_lazy("Request logs"), "operator-logs"),
     (gettext_lazy("Channel status"), "operator-status"),
     (gettext_lazy("Support queue"), "support-queue"),

@@ -45,3 +45,7 @@ def check_budget_alerts(batch_size: int = 200) -> int:
     """Every 5 minutes: fire (and mail) the 80% / 100% budget alerts, each once per period. Returns the
     number of alerts created."""
     return services.budget_alerts_check(batch_size=batch_size, deadline=time.monotonic() + CREDIT_SOFT_LIMIT / 2)
+
+
+# The operator console's One API imports run here too (a worker registers the tasks of this module).
+from billing.import_jobs import run_import_job  # noqa: E402,F401

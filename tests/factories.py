@@ -124,3 +124,13 @@ def model_alias(*, team, alias="gpt-4-turbo-preview", model=None, **kwargs):
     from routing.aliases import model_alias_upsert
 
     return model_alias_upsert(team=team, alias=alias, model=model or CatalogModelFactory(), **kwargs)[0]
+
+
+def import_batch(**kwargs):
+    """An ImportBatch as the One API importer records one (no rows: its rollback undoes nothing)."""
+    import secrets
+
+    from billing.models import ImportBatch
+
+    return ImportBatch.objects.create(**{"code": f"imp_{secrets.token_hex(6)}", "product": "one-api",
+                                         "version": "one-api", "source_label": "sqlite:///one-api.db", **kwargs})

@@ -6,6 +6,7 @@ from django.urls import get_resolver, reverse
 
 from accounts import roles
 from accounts.models import StaffRole, Team
+from billing.models import ImportBatch
 from routing.models import Channel, Model
 from tests import factories
 from tests.accounts.test_tenancy import _walk
@@ -16,6 +17,7 @@ OBJECT_FACTORIES = {
                                        api_key="sk-upstream-never-shown-0001"),
     Team: lambda: factories.TeamFactory(),
     StaffRole: lambda: factories.StaffRoleFactory(role=roles.SUPPORT),
+    ImportBatch: lambda: factories.import_batch(),
 }
 
 
