@@ -170,7 +170,7 @@ def fill(db: Db, product: str, *, upstream: str = "https://api.openai.com") -> d
     db.create(product)
     _user(db, product, 1, "root", quota=1_000_000, role=100)
     _user(db, product, 2, "alice", quota=2_500_001)
-    _user(db, product, 3, "bob", quota=0, group="vip")
+    _user(db, product, 3, "bob", quota=250_000, group="vip")
     _user(db, product, 4, "carol", quota=750_000, status=2)
     _user(db, product, 5, "dave", quota=9_999, deleted=True)
 

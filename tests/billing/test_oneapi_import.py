@@ -97,11 +97,11 @@ def test_import_maps_every_row_or_says_why_not(source):
     # Users → teams they own; balances exact (2 micro-units per quota at 500,000 quota per dollar).
     assert Membership.objects.get(team__slug="alice").role == "owner"
     assert team_balance("alice") == 5_000_002 and team_balance("root") == 2_000_000
-    assert not TeamBalance.objects.filter(team__slug="bob").exclude(balance=0).exists()
+    assert team_balance("bob") == 500_000
     users = skipped(report, "user")
     assert any("disabled" in r for r in users.values()) and any("deleted" in r for r in users.values())
     assert not Team.objects.filter(slug="carol").exists()
-    assert report.totals_after["balance_micro"] - before["balance_micro"] == 7_000_002
+    assert report.totals_after["balance_micro"] - before["balance_micro"] == 7_500_002
 
     # Channels: kinds, mapping, priority, weight, status, multi-key; Azure reported.
     main = Channel.objects.get(name="openai-main")
@@ -161,7 +161,7 @@ def test_a_second_import_changes_nothing_and_rollback_restores(source):
         with pytest.raises(AuthError, match="revoked"):
             authenticate(secret)
     assert rollback.totals_after["balance_micro"] == before["balance_micro"]
-    assert LedgerEntry.objects.filter(reason__contains=f"Import {batch.code} rolled back").count() == 2
+    assert LedgerEntry.objects.filter(reason__contains=f"Import {batch.code} rolled back").count() == 3
     call_command("ledger_audit")
     with pytest.raises(SourceError, match="already rolled back"):
         import_rollback(batch=batch.code)
@@ -198,8 +198,8 @@ def test_into_team_and_usd_rate(source):
     out = io.StringIO()
     call_command("import_oneapi", "--source", url, "--into-team", "home", "--usd-rate", "7.2", stdout=out)
     assert not Team.objects.filter(slug__in=["alice", "root"]).exists()
-    # (1,000,000 + 2,500,001) quota × 2 micro-USD × 7.2, each user's entry rounded half up on its own.
-    assert team_balance("home") == 14_400_000 + 36_000_014
+    # (1,000,000, 2,500,001, 250,000) quota × 2 micro-USD × 7.2, each user's entry rounded half up on its own.
+    assert team_balance("home") == 14_400_000 + 36_000_014 + 3_600_000
     assert ApiKey.objects.filter(team=home, status="active").count() == 4
     assert set(home.memberships.values_list("user__username", flat=True)) == {"root", "alice", "bob"}
     assert Price.objects.get(model__public_id="openai/gpt-4o-mini").input_per_m == 1_080_000
