@@ -15,8 +15,11 @@ import os
 import re
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse
 
+from accounts import roles
+from accounts.selectors import platform_role
 from routing import breaker as br
 from routing.relay import health
 
@@ -139,10 +142,17 @@ if prom is not None:
     REGISTRY.register(StateCollector())
 
 
+_LOOPBACK = ("127.0.0.1", "::1")
+
+
 def _authorized(request) -> bool:
+    """With TOLLGATE_METRICS_TOKEN: that bearer token. Without one, a production gateway serves its metrics to
+    a scraper on the same host only (loopback) or a signed-in operator; DEBUG serves everyone."""
     token = br.setting("TOLLGATE_METRICS_TOKEN", "")
     if not token:
-        return True
+        user = getattr(request, "user", None)
+        return settings.DEBUG or request.META.get("REMOTE_ADDR") in _LOOPBACK or (
+            user is not None and platform_role(user) == roles.OPERATOR)
     given = request.META.get("HTTP_AUTHORIZATION", "")
     return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 

@@ -119,3 +119,16 @@ def test_paths_with_client_chosen_parts_count_under_one_label_and_clamped_usage_
     assert total(found, "tollgate_tokens_total", model=model.public_id, kind="cache_write") == 2
     assert total(found, "tollgate_requests_total", model=model.public_id,
                  endpoint="/v1beta/models/{model}:generateContent") == 1
+
+
+@pytest.mark.django_db
+def test_without_a_token_metrics_are_for_this_host_and_operators_only(settings):
+    settings.TOLLGATE_METRICS_TOKEN = ""
+    assert Client().get("/metrics").status_code == 200                          # a scraper on the same host
+    assert Client(REMOTE_ADDR="203.0.113.9").get("/metrics").status_code == 401   # anyone else
+    from accounts import roles
+    from tests import factories
+
+    operator = Client(REMOTE_ADDR="203.0.113.9")
+    operator.force_login(factories.StaffRoleFactory(role=roles.OPERATOR).user)
+    assert operator.get("/metrics").status_code == 200
