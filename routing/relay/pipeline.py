@@ -144,6 +144,12 @@ class RelayCall:
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
                  "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical",
                  "stream_outcome", "finish_reason", "native", "native_answer")
+    # Set by the steps, in order: authenticate → ctx, plan → snap/route_plan/model, reserve_quota → reservation,
+    # an attempt → channel (and held, the channel id whose concurrency slot this call holds).
+    snap: snapshot.Snapshot | None
+    route_plan: router.Plan | None
+    held: int | None
+    reservation: limits.Reservation | None
 
     def __init__(self, request, fmt: str = "openai"):
         self.request = request
@@ -155,7 +161,7 @@ class RelayCall:
         self.canonical: dict | None = None
         self.stream_outcome: tuple | None = None   # an open stream's attempt, reported to health at its end
         self.native = False        # the channel that served speaks the client's format: relayed untranslated
-        self.native_answer: tuple | None = None    # a native whole answer: (body, usage, finish reason)
+        self.native_answer: tuple[bytes, Usage, str] | None = None    # a native whole answer: (body, usage, finish)
         self.hex_id = os.urandom(12).hex()
         self.request_id = "req_" + self.hex_id
         self.started = time.perf_counter()
@@ -217,13 +223,16 @@ class RelayCall:
         `output`: "text" for chat and messages, "embeddings" for /v1/embeddings."""
         self.canonical = request
         self.snap = await snapshot.current()
+        assert self.ctx is not None   # authenticated first
         self.route_plan = router.plan(self.snap, self.ctx, request, len(self.request.body), output)
-        self.model = (self.route_plan.models or [self.route_plan.downgrade])[0]
+        route_plan = self.route_plan   # router.plan raised unless it has a model or a downgrade
+        self.model = route_plan.models[0] if route_plan.models else route_plan.downgrade
         return self.route_plan
 
     def count_prompt_tokens(self) -> int:
         """The planned request's prompt, every character counted by the serving model's tokenizer family (the
         count_tokens endpoints of every format)."""
+        assert self.model is not None   # planned first
         return tokens.count_prompt_tokens(self.canonical or {}, tokens.family_of(self.model.provider))
 
     @property
@@ -252,6 +261,7 @@ class RelayCall:
         timeouts and connection errors move to the next channel. Returns the open response and, for
         non-streaming calls, its whole (valid) body."""
         plan = self.route_plan
+        assert plan is not None   # planned first
         if plan.unmet:   # the request's `provider` preferences exclude every channel (the route header says how)
             raise errors.no_provider_available(plan.unmet)
         if self.reservation is not None and router.watches_spend(plan):
@@ -268,6 +278,7 @@ class RelayCall:
             tries.tried += 1
             result = await self._attempt(request, model, channel, stream=stream, embeddings=embeddings)
             if result.kind is _OK:
+                assert result.resp is not None   # an _OK outcome carries its response
                 return result.resp, result.body
             outcome = result.kind
             if result.error is not None and result.error.outcome == FATAL:
@@ -296,6 +307,7 @@ class RelayCall:
         deadline = self.started + settings.TOLLGATE_ROUTE_DEADLINE_SECONDS
         max_attempts = settings.TOLLGATE_MAX_ATTEMPTS
         cooling = 0
+        assert self.ctx is not None and self.snap is not None and self.route_plan is not None   # planned
         sticky = router.cache_key(self.canonical or {}, self.ctx.team_id)   # same cache key, same channel
         for last_resort in (False, True):
             if last_resort:
@@ -332,6 +344,7 @@ class RelayCall:
                                              api_key=channel.api_key)
             validate = adapter.embeddings_from_upstream
         elif self.native:  # the client's own payload, as it sent it
+            assert self.payload is not None   # read (or set by the route) before planning
             req = adapter.native_request(self.fmt, self.payload, upstream_model=upstream_model,
                                          base_url=channel.base_url, api_key=channel.api_key, stream=stream,
                                          headers=MetaHeaders(self.request.META))
@@ -406,6 +419,7 @@ class RelayCall:
             return errors.upstream_rate_limited(tries.retry_after, self.attempts)
         if tries.tried == 1 and len(self.attempts) == 1 and len(models) == 1:
             return errors.upstream_unavailable(self.attempts[0])
+        assert self.route_plan is not None   # planned first
         return errors.no_available_channel(models[0].public_id, self.route_plan.skipped + self.attempts)
 
     def stream_ended(self, ok: bool, error_class: str = "") -> None:
@@ -419,9 +433,11 @@ class RelayCall:
                       error_class=error_class, latency_ms=latency, track_time=False)
 
     def skip(self, model, channel, reason: str) -> None:
+        assert self.ctx is not None   # attempts come after authentication
         self.attempts.append(f"{model.public_id} via {channel_label(channel, self.ctx.team_id)}: {reason}")
 
     def hold_channel(self) -> None:
+        assert self.channel is not None   # the attempt's channel, just set
         if self.channel.max_concurrency:
             _in_flight[self.channel.id] = _in_flight.get(self.channel.id, 0) + 1
             self.held = self.channel.id
@@ -434,6 +450,7 @@ class RelayCall:
     def route_header(self) -> str:
         """X-Tollgate-Route: what served and why others did not (platform channels stay anonymous)."""
         plan = self.route_plan
+        assert plan is not None and self.ctx is not None   # only a planned call has a route header
         parts = [f"route={plan.route or 'direct'}", f"model={self.model.public_id if self.model else '-'}"]
         if plan.aliases:  # the team's model aliases that rewrote the asked name
             parts.insert(1, "alias=" + ",".join(plan.aliases))
