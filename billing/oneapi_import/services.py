@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.text import slugify
@@ -111,6 +111,14 @@ def _when(ts) -> dt.datetime | None:
     return None if ts <= 0 else dt.datetime.fromtimestamp(ts, tz=dt.UTC)
 
 
+def _whole(value) -> int:
+    """A count for the report's totals: what is not a whole number counts 0 (its row is reported apart)."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _deleted(row: dict) -> bool:
     return row.get("deleted_at") not in (None, "")
 
@@ -184,7 +192,7 @@ class _Importer:
         self.report.source_totals = {
             "users": len(rows["users"]), "tokens": len(rows["tokens"]), "channels": len(rows["channels"]),
             "redemptions": len(rows["redemptions"]),
-            "user_quota": sum(int(u.get("quota") or 0) for u in rows["users"])}
+            "user_quota": sum(_whole(u.get("quota")) for u in rows["users"])}
         steps = [("channels", self.channel), ("prices", None), ("users", self.user), ("tokens", self.token),
                  ("redemptions", self.code)]
         for table, step in steps:
@@ -194,9 +202,33 @@ class _Importer:
                 continue
             total = len(rows[table])
             for done, row in enumerate(rows[table], 1):
-                step(row)
+                self.guarded(table, step, row)
                 self.progress(table, done, total)
         return self.report
+
+    def guarded(self, table: str, step, row: dict) -> None:
+        """One source row in a savepoint: a row of unexpected shape is reported and leaves nothing half-made."""
+        try:
+            with transaction.atomic():
+                step(row)
+        except (ValueError, TypeError, KeyError, AttributeError, DatabaseError) as exc:
+            self.skipped(table.rstrip("s"), f"#{row.get('id', '?')}", f"unreadable row ({type(exc).__name__}: "
+                         f"{str(exc)[:120]})")
+            self.forget_rolled_back()
+
+    def forget_rolled_back(self) -> None:
+        """After a row's savepoint was rolled back, drop what the caches learnt from it (rare: O(n) here)."""
+        self.active = {(r.kind, r.source_key): r for r in ImportedRow.objects.filter(batch__rolled_back_at=None)}
+        live_models = set(Model.objects.values_list("pk", flat=True))
+        self.models_by_name = {n: m for n, m in self.models_by_name.items() if m.pk in live_models}
+        self.served = {pk: m for pk, m in self.served.items() if pk in live_models}
+        self.catalog = [m for m in self.catalog if m.pk in live_models]
+        live_users = set(get_user_model().objects.filter(pk__in=[u.pk for u, _, _ in self.users.values()])
+                         .values_list("pk", flat=True))
+        self.users = {k: v for k, v in self.users.items() if v[0].pk in live_users}
+        live_groups = set(KeyGroup.objects.filter(pk__in=[g.pk for g in self.groups.values()])
+                          .values_list("pk", flat=True))
+        self.groups = {k: g for k, g in self.groups.items() if g.pk in live_groups}
 
     def model_for(self, name: str, provider: str) -> tuple[Model, bool]:
         """The catalog model a One API model name is (public id, alias or upstream name), else a new one."""

@@ -245,3 +245,22 @@ def test_an_existing_username_is_not_taken_over(tmp_path):
     owner = Membership.objects.get(team__slug="alice").user
     assert owner.username == "alice-oneapi" and not owner.has_usable_password()
     assert any("username taken" in m.note for m in report.mapped)
+
+
+def test_rows_of_unexpected_shape_are_reported_and_leave_nothing_half_made(tmp_path):
+    """A user whose balance cannot be read (its team and user would be made before the balance fails): the
+    row's savepoint takes them back, its tokens are reported, everything else imports."""
+    with scratch("sqlite", tmp_path) as db:
+        fill(db, "new-api")
+        db.insert("users", id=6, username="erin", password="x", role=1, status=1, quota="lots", group="default")
+        db.insert("tokens", id=20, user_id=6, key="e" * 48, status=1, name="erin", expired_time=-1,
+                  remain_quota=0, unlimited_quota=True)
+        db.insert("channels", id=9, type="abc", status=1, name="odd", key="k", models="gpt-4o-mini")
+        db.conn.commit()
+        _, report = import_run(source=db.url)
+    reasons = {(s.kind, s.source): s.reason for s in report.skipped}
+    assert "unreadable row (ValueError" in reasons[("user", "#6")]
+    assert "unreadable row" in reasons[("channel", "#9")]
+    assert reasons[("token", "#20 erin (user 6)")] == "its user was not imported"
+    assert not Team.objects.filter(slug="erin").exists() and team_balance("alice") == 5_000_002
+    call_command("ledger_audit")
