@@ -8,11 +8,14 @@ model). `only`, `ignore`, `order` with `allow_fallbacks: false`, `data_collectio
 `order`, `sort` and the `preferred_*` thresholds order what is left. `:floor` is `sort: "price"`, `:nitro`
 `sort: "throughput"`; `:online` asks for the web plugin, which this gateway does not have (a 400).
 
-Prices are per model in Tollgate (a team pays the model's price whichever channel serves it), so sorting by
-price orders models (`partition: "none"`, or the models of a fallback list) and leaves a model's channels in
-their routing order."""
+Prices are per model in Tollgate (a team pays the model's price on every platform channel; on its own channels
+only the BYOK fee, TOLLGATE_BYOK_FEE_PPM of it, and those come first in the routing order anyway), so sorting
+by price orders models (cheapest first, the models of a fallback list too) and leaves a model's channels in
+their routing order; `max_price` is checked per channel, with the fee."""
 import re
 from dataclasses import dataclass
+
+from django.conf import settings
 
 from billing.money import MICRO, combined_multiplier
 from routing.relay import errors, health
@@ -201,6 +204,14 @@ def model_price(snap, model, ctx) -> dict:
     return _price_per_m(snap.price_for(model, ctx.team_id), multiplier)
 
 
+def channel_price(price: dict, channel, team_id: int) -> dict:
+    """On the team's own channel (bring your own key) the team pays only the gateway's fee (pipeline._cost)."""
+    if channel.team_id != team_id:
+        return price
+    fee = settings.TOLLGATE_BYOK_FEE_PPM / MICRO
+    return {key: value * fee for key, value in price.items()}
+
+
 def why_not(prefs: Prefs, channel, request: dict, price: dict) -> str | None:
     """The first of the preferences this channel fails, in the request's words; None when it qualifies."""
     provider = provider_of(channel)
@@ -277,7 +288,7 @@ def reorder(prefs: Prefs, channels: list, model) -> list:
 def _model_key(prefs: Prefs, snap, ctx, model, channels: list) -> float:
     if prefs.sort == "price":
         price = model_price(snap, model, ctx)
-        return price["prompt"] + price["completion"]
+        return min((sum(channel_price(price, c, ctx.team_id).values()) for c in channels), default=float("inf"))
     return min((speed_key(prefs.sort, c, model) for c in channels), default=float("inf"))
 
 
@@ -293,7 +304,7 @@ def apply(prefs: Prefs, snap, ctx, request: dict, plan) -> None:
         price = model_price(snap, model, ctx)
         channels, failed = [], []
         for channel in snap.channels_for(model, ctx.team_id):
-            reason = why_not(prefs, channel, request, price)
+            reason = why_not(prefs, channel, request, channel_price(price, channel, ctx.team_id))
             if reason is None:
                 channels.append(channel)
             else:

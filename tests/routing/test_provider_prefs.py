@@ -149,3 +149,11 @@ def test_preferred_thresholds_deprioritize_but_keep():
     assert reorder(Prefs(min_throughput={"p50": 50}), [slow, fast], M) == [fast, slow]
     assert reorder(Prefs(max_latency={"p90": 0.5}), [slow, fast], M) == [fast, slow]
     assert reorder(Prefs(max_latency={"p50": 5}), [slow, fast], M) == [slow, fast]
+
+
+def test_own_channels_cost_the_byok_fee(settings):
+    settings.TOLLGATE_BYOK_FEE_PPM = 50_000   # 5 %
+    own, platform = ch(1), ChannelEntry(2, None, "p", "openai", "http://x/v1", "k", 0, 1, {})
+    assert provider_prefs.channel_price(FREE, platform, 7) == FREE
+    assert provider_prefs.channel_price(FREE, own, 7)["completion"] == pytest.approx(0.03)
+    assert why_not(Prefs(max_price={"completion": 0.05}), own, {}, provider_prefs.channel_price(FREE, own, 7)) is None

@@ -110,9 +110,12 @@ def test_require_parameters(fleet):
 def test_max_price(fleet):
     price = Price.objects.get(model=fleet.model)   # per million tokens, in micro-units
     prompt, completion = price.input_per_m / 1e6, price.output_per_m / 1e6
-    assert served_by(chat(fleet, provider={"max_price": {"prompt": prompt, "completion": completion}}))
-    message = unmet(chat(fleet, provider={"max_price": {"completion": completion / 2}}))
+    assert served_by(chat(fleet, provider={"only": ["OpenAI"], "max_price": {"prompt": prompt,
+                                                                         "completion": completion}})) == "platform"
+    message = unmet(chat(fleet, provider={"only": ["OpenAI"], "max_price": {"completion": completion / 2}}))
     assert f"completion price {completion:g} > provider.max_price.completion {completion / 2:g}" in message
+    # The team's own channels cost it only the BYOK fee (none here): they are within any max_price.
+    assert served_by(chat(fleet, provider={"max_price": {"prompt": 0, "completion": 0}})) == "deepinfra"
 
 
 def test_sort_by_measured_latency_and_throughput(fleet, sim_faults):
@@ -136,18 +139,21 @@ def test_sort_by_measured_latency_and_throughput(fleet, sim_faults):
 
 
 def test_floor_orders_a_fallback_list_cheapest_first(fleet, simulator):
-    """A model's price is the same on each of its channels, so `:floor` (sort by price) orders models."""
-    cheap = factories.CatalogModelFactory(public_id="test/cheap", upstream_name="gpt-4o-mini")
-    factories.PriceFactory(model=cheap, input_per_m=10_000, output_per_m=20_000)
-    factories.channel(models=[cheap], base_url=f"{simulator.url}/v1", api_key="sk-sim-cheap", name="cheap")
+    """A model's price is the same on each platform channel, so `:floor` (sort by price) orders models; the
+    team's own channels cost it only the BYOK fee (none here), so a model it serves itself is cheapest."""
+    for name, per_m in (("dear", 5_000_000), ("cheap", 10_000)):
+        model = factories.CatalogModelFactory(public_id=f"test/{name}", upstream_name="gpt-4o-mini")
+        factories.PriceFactory(model=model, input_per_m=per_m, output_per_m=2 * per_m)
+        factories.channel(models=[model], base_url=f"{simulator.url}/v1", api_key=f"sk-sim-{name}", name=name)
     bump_version()
     wait_for(lambda: chat(fleet, "test/cheap").status_code == 200)
-    models = ["openai/gpt-4o-mini", "test/cheap"]
-    assert chat(fleet, models=models).json()["model"] == "openai/gpt-4o-mini"            # the list's order
-    resp = chat(fleet, "openai/gpt-4o-mini:floor", models=["test/cheap"])
+    assert chat(fleet, "test/dear", models=["test/cheap"]).json()["model"] == "test/dear"   # the list's order
+    resp = chat(fleet, "test/dear:floor", models=["test/cheap"])
     assert resp.json()["model"] == "test/cheap"
     assert "provider sort=price" in resp.headers["x-tollgate-route"]
-    assert chat(fleet, models=models, provider={"sort": "price"}).json()["model"] == "test/cheap"
+    assert chat(fleet, "test/dear", models=["test/cheap"], provider={"sort": "price"}).json()["model"] == "test/cheap"
+    resp = chat(fleet, "test/cheap:floor", models=["openai/gpt-4o-mini"])   # served by the team's own channels
+    assert resp.json()["model"] == "openai/gpt-4o-mini" and served_by(resp) == "deepinfra"
 
 
 def test_suffixes_on_a_single_model(fleet):
