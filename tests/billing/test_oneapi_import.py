@@ -23,7 +23,7 @@ from keys.models import ApiKey
 from keys.secrets import hash_secret
 from routing.models import Channel, Model
 from tests.billing.oneapi_source import fill, scratch
-from tests.factories import TeamFactory, UserFactory, credit
+from tests.factories import CatalogModelFactory, PriceFactory, TeamFactory, UserFactory, credit
 
 pytestmark = pytest.mark.django_db
 BACKENDS = ["sqlite", "postgres", "mariadb"]
@@ -264,3 +264,23 @@ def test_rows_of_unexpected_shape_are_reported_and_leave_nothing_half_made(tmp_p
     assert reasons[("token", "#20 erin (user 6)")] == "its user was not imported"
     assert not Team.objects.filter(slug="erin").exists() and team_balance("alice") == 5_000_002
     call_command("ledger_audit")
+
+
+def test_an_existing_catalog_model_is_served_and_its_price_put_back_by_the_rollback(tmp_path):
+    """gpt-4o-mini is already in the catalog (by its alias): the imported channels serve that model, the
+    imported ratio supersedes its price from now on, and the rollback puts the old price back and keeps the
+    model enabled (only the models the import made are disabled)."""
+    mini = CatalogModelFactory(public_id="openai/gpt-4o-mini-2024-07-18", aliases=["gpt-4o-mini"])
+    PriceFactory(model=mini, input_per_m=123_000, output_per_m=456_000)
+    with scratch("sqlite", tmp_path) as db:
+        fill(db, "one-api")
+        batch, report = import_run(source=db.url)
+    assert not Model.objects.filter(public_id="openai/gpt-4o-mini").exists()
+    assert mini in Channel.objects.get(name="openai-main").models.all()
+    current = Price.objects.filter(model=mini).first()
+    assert (current.input_per_m, current.output_per_m) == (150_000, 600_000)
+    import_rollback(batch=batch)
+    current = Price.objects.filter(model=mini).first()
+    assert (current.input_per_m, current.output_per_m) == (123_000, 456_000)
+    mini.refresh_from_db()
+    assert mini.enabled and not Model.objects.get(public_id="openai/gpt-4-turbo-preview").enabled
