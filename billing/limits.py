@@ -168,7 +168,8 @@ return {{1, hold, used_list}}
 SETTLE_LUA = _LUA_RELEASE + f"""
 local rid, cost, delta = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 release(rid)
-local moves = {{{", ".join(f"{name}={'-' if sign < 0 else ''}{var}" for name, (var, sign) in SETTLE_MOVES.items())}}}
+-- `0 - cost`, not `-cost`: Lua's -0 reaches Redis as "-0", which INCRBY refuses (a zero-cost settle failed).
+local moves = {{{", ".join(f"{name}={'0 - ' if sign < 0 else ''}{var}" for name, (var, sign) in SETTLE_MOVES.items())}}}
 for i = 4, #ARGV, 2 do
   local key = ARGV[i+1]
   if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, moves[ARGV[i]]) end
