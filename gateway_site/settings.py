@@ -236,6 +236,9 @@ TOLLGATE_STREAM_DEADLINE_SECONDS = env.float("TOLLGATE_STREAM_DEADLINE_SECONDS",
 # Calls served by a team's own channel (bring your own key) are charged this share of the catalog price, in
 # parts per million (OpenRouter charges 5%: 50000). Default none: the team pays its provider directly.
 TOLLGATE_BYOK_FEE_PPM = env.int("TOLLGATE_BYOK_FEE_PPM", default=0)
+# A stream whose upstream has not answered (or sent its first chunk) for this long gets an SSE comment
+# `: TOLLGATE PROCESSING` every as long, so long thinking trips no client timeout; 0 turns them off.
+TOLLGATE_STREAM_KEEPALIVE_SECONDS = env.float("TOLLGATE_STREAM_KEEPALIVE_SECONDS", default=10.0)
 # `model: "auto"` sends prompts estimated above this many tokens to the team's route:long-review.
 TOLLGATE_AUTO_LONG_PROMPT_TOKENS = env.int("TOLLGATE_AUTO_LONG_PROMPT_TOKENS", default=32_000)
 # Worst-case output assumed for holds and context checks when a request sets no max_tokens.

@@ -42,6 +42,7 @@ class Options:
     reasoning: int = 0  # reasoning tokens to add
     chunk_delay_ms: int = 15  # between SSE frames
     content_filter: bool = False  # set by the content_filter fault
+    broken_json: bool = False  # set by the broken_json fault: a JSON-mode reply that does not parse
     tool: str | None = None  # [[sim:tool=NAME]]: call only that tool, when offered (none: answer in text)
 
 
@@ -80,6 +81,8 @@ def read_directives(body: bytes, header_faults: str | None, header_delay: str | 
     found = tuple(f for spec in specs for f in faults.parse(spec))
     if any(f.kind == "content_filter" for f in found):
         changes["content_filter"] = True
+    if any(f.kind == "broken_json" for f in found):
+        changes["broken_json"] = True
     return (replace(DEFAULT_OPTIONS, **changes) if changes else DEFAULT_OPTIONS), found
 
 

@@ -7,6 +7,8 @@ A fault spec is a comma-separated list of `kind[:arg]`:
   context_length    400 prompt too long
   model_not_found   404 unknown model
   content_filter    reply cut in half, stopped by the content filter (content_filter / refusal / SAFETY)
+  broken_json       a JSON-mode reply (OpenAI response_format) that is not valid JSON: fenced in markdown,
+                    a trailing comma and its closing brace missing (the HTTP body itself stays valid)
   delay:MS          wait MS milliseconds before answering
   timeout[:S]       hang S seconds (default 120, or until the client goes away), then answer
   break[:K]         stream: drop the connection after K frames; plain: drop it halfway through the body
@@ -37,6 +39,7 @@ KINDS = {
     "context_length": (False, None),
     "model_not_found": (False, None),
     "content_filter": (False, None),
+    "broken_json": (False, None),
     "invalid_json": (False, None),
     "truncate": (False, None),
     "empty": (False, None),

@@ -291,6 +291,10 @@ def _answer(body, options) -> str:
         text = orjson.dumps(content.sample(fmt["json_schema"].get("schema") or {"type": "object"})).decode()
     elif fmt.get("type") == "json_object":
         text = orjson.dumps({"reply": text}).decode()
+    else:
+        return text
+    if options.broken_json:   # what weaker models write: a fence, a trailing comma, no closing brace
+        text = "```json\n" + text[:-1] + ",\n```" if text.endswith("}") else "```json\n" + text
     return text
 
 

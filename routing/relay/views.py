@@ -26,7 +26,7 @@ from routing import tokens
 from routing.adapters.base import Finish, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFormatError, UsageEvent
 from routing.adapters.registry import adapter_for
 from routing.adapters.sse import sse_lines
-from routing.relay import errors, formats, generations, snapshot
+from routing.relay import errors, formats, generations, plugins, snapshot
 from routing.relay.formats import anthropic as anthropic_format
 from routing.relay.formats.openai import validate_chat, validate_embeddings
 from routing.relay.pipeline import RelayCall
@@ -135,18 +135,92 @@ async def messages(call, payload):
 
 
 async def _relay(call: RelayCall, payload: dict, canonical: dict):
+    extras = plugins.parse(payload)   # OpenRouter's plugins, debug, transforms, usage: checked before any hold
+    plugins.authorize(extras, call, canonical.get("stream") is True)
     await call.plan(canonical)
     await call.reserve_quota(canonical)
     stream = canonical.get("stream") is True
     call.stream = stream
+    if extras is not plugins.NONE:   # the gateway's own fields go no further
+        payload, canonical = plugins.forwarded(payload, extras), plugins.forwarded(canonical, extras)
+        call.payload = plugins.forwarded(call.payload or {}, extras)
+    if stream and plugins.keepalive_seconds() > 0:
+        return await _keepalive_relay(call, payload, canonical, extras)
     resp, body = await call.open_upstream(canonical, stream=stream)
+    response = _served(call, resp, body, payload, canonical, extras)
+    return _stream_extras(call, response, canonical, extras) if stream else response
+
+
+def _served(call: RelayCall, resp, body, payload: dict, canonical: dict, extras) -> HttpResponse:
+    """The answer of the attempt that served: native or translated, whole or streamed."""
+    stream = call.stream
     if call.native:
         return _native_stream(call, resp, payload) if stream else _native_response(call)
     if not stream:
-        return _complete_response(call, body)
+        return _complete_response(call, body, canonical if extras.healing else None)
     if call.fmt in (OPENAI, "openrouter") and adapter_for(call.channel.kind).capabilities.passthrough:
         return _passthrough_stream(call, resp, payload)
     return _translated_stream(call, resp, payload)
+
+
+def _stream_extras(call: RelayCall, response: StreamingHttpResponse, canonical: dict, extras) -> StreamingHttpResponse:
+    """Keep-alive comments until the first chunk; the debug echo (debug keys) before everything."""
+    content = response.streaming_content
+    if plugins.keepalive_seconds() > 0:
+        content = plugins.until_first_chunk(content, plugins.keepalive_seconds())
+    if extras.echo_upstream_body:
+        content = plugins.prepend(plugins.debug_chunk(call, canonical), content)
+    response.streaming_content = content
+    return response
+
+
+async def _keepalive_relay(call: RelayCall, payload: dict, canonical: dict, extras) -> StreamingHttpResponse:
+    """A stream whose upstream answers within the keep-alive interval is served as ever (an error is its own
+    status code, fallback intact). A slower one is committed as a 200 stream then: keep-alive comments while the
+    attempts go on (fallback still works), and their failure, if it comes, is an error event in the stream."""
+    interval = plugins.keepalive_seconds()
+    opening, context = plugins.beside(call.open_upstream(canonical, stream=True))
+    try:
+        await asyncio.wait({opening}, timeout=interval)
+    except asyncio.CancelledError:   # the client went away before anything was sent
+        opening.cancel()
+        raise
+    if opening.done():
+        plugins.adopt(context)
+        resp, body = opening.result()   # a RelayError is raised here: a plain error response
+        return _stream_extras(call, _served(call, resp, body, payload, canonical, extras), canonical, extras)
+    return _stream_http(call, _committed_stream(call, (opening, context), payload, canonical, extras, interval))
+
+
+async def _committed_stream(call: RelayCall, attempts: tuple, payload: dict, canonical: dict, extras,
+                            interval: float):
+    """The body of a stream committed before its upstream answered (see _keepalive_relay); `attempts`: the task
+    trying the candidates and its context."""
+    opening, context = attempts
+    renderer = formats.of(call.fmt).renderer(call, payload)
+    try:
+        while not (await asyncio.wait({opening}, timeout=interval))[0]:
+            yield plugins.KEEPALIVE
+        plugins.adopt(context)
+        resp, body = opening.result()
+    except errors.RelayError as err:   # no attempt served: its error, in the stream (the status went out)
+        call.end_failed(err)
+        yield b"".join(renderer.error(err, call.request_id))
+        return
+    except (asyncio.CancelledError, GeneratorExit):   # the client went away while the attempts went on
+        opening.cancel()
+        call.client_closed()
+        call.end()
+        raise
+    except Exception:   # a bug: an internal_error event, recorded
+        log.exception("request %s: unexpected error opening the stream", call.request_id)
+        failure = internal_error()
+        call.end_failed(failure)
+        yield b"".join(renderer.error(failure, call.request_id))
+        return
+    response = _stream_extras(call, _served(call, resp, body, payload, canonical, extras), canonical, extras)
+    async for chunk in response.streaming_content:
+        yield chunk
 
 
 def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
@@ -160,16 +234,21 @@ def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
     return response
 
 
-def _complete_response(call: RelayCall, body: bytes) -> HttpResponse:
+def _complete_response(call: RelayCall, body: bytes, heal_for: dict | None = None) -> HttpResponse:
+    """`heal_for`: the request, when it asked for response-healing (a JSON reply that is not JSON is repaired)."""
     call.ttfb_ms = call.latency_ms()
     adapter = adapter_for(call.channel.kind)
     data, usage = adapter.from_upstream(body)  # validated in open_upstream
     call.usage = usage
     choices = data.get("choices") or [{}]
     call.finish_reason = str(choices[0].get("finish_reason") or "")
+    healing = plugins.heal(data, heal_for) if heal_for is not None else None
     data = formats.of(call.fmt).complete(call, data, usage)
     call.record()
-    return _headers(call, HttpResponse(orjson.dumps(data), content_type=JSON))
+    response = _headers(call, HttpResponse(orjson.dumps(data), content_type=JSON))
+    if healing:
+        response["X-Tollgate-Healing"] = healing
+    return response
 
 
 def _native_response(call: RelayCall) -> HttpResponse:

@@ -8,7 +8,7 @@ import orjson
 
 from routing.adapters.base import Finish, ReasoningDelta, StreamError, TextDelta, ToolCallDelta, Usage, UsageEvent
 from routing.adapters.registry import adapter_for
-from routing.relay import errors
+from routing.relay import errors, plugins
 from routing.relay.formats import checks
 
 _NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
@@ -78,6 +78,7 @@ def validate_chat(payload: dict) -> dict:
                 checks.optional(fn, "parameters", (dict,), "an object (a JSON schema)",
                                 f"tools[{i}].function.parameters")
     checks.optional(payload, "tool_choice", (str, dict), "a string or an object")
+    plugins.parse(payload)   # OpenRouter's plugins, debug, transforms, usage (the relay acts on them)
     return payload
 
 
