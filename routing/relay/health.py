@@ -162,14 +162,18 @@ async def sync_once() -> None:
 async def _exchange(counters, transitions, now) -> dict[str, dict]:
     client = shared_cache.async_client()
     if client is None:
+        _speed_new.clear()   # one process: its own samples are all there is
         br.queue_stats(br.LOCAL, counters, now)
         br.queue_publish(br.LOCAL, transitions)
         return br.decode_breakers(br.LOCAL.hgetall(br.BREAKERS_KEY))
     pipe = client.pipeline(transaction=False)
     br.queue_stats(pipe, counters, now)
     br.queue_publish(pipe, transitions)
+    wanted = _queue_speeds(pipe)
     pipe.hgetall(br.BREAKERS_KEY)
-    return br.decode_breakers((await pipe.execute())[-1])
+    results = await pipe.execute()
+    _adopt_speeds(wanted, results[-1 - len(wanted):-1])
+    return br.decode_breakers(results[-1])
 
 
 def _merge(remote: dict[str, dict]) -> None:
@@ -193,7 +197,7 @@ def reset() -> None:
     global _policy, _task
     if _task is not None and not _task.done():
         _task.cancel()
-    for state in (_breakers, _tripped, _counters, _outbox, _speeds, _speed_cache):
+    for state in (_breakers, _tripped, _counters, _outbox, _speeds, _speed_cache, _speed_new, _speed_wanted):
         state.clear()
     _policy, _task = None, None
 
@@ -210,6 +214,49 @@ class Speed(NamedTuple):
 
 _speeds: dict[tuple[int, int], deque] = {}          # (channel, model) → (ttfb s, tokens/s) of recent answers
 _speed_cache: dict[tuple[int, int], Speed] = {}     # percentiles, computed on first use after a change
+# Shared through Redis by the sync loop, so every gateway process sorts by every process's measurements: the
+# samples taken here since the last sync, and the pairs a request's preferences asked about (their lists are
+# read back, for SPEED_INTEREST_SECONDS after the last question).
+_speed_new: dict[tuple[int, int], list] = {}
+_speed_wanted: dict[tuple[int, int], float] = {}
+SPEED_INTEREST_SECONDS = 300
+SPEED_TTL_SECONDS = 3600
+
+
+def _speed_key(pair: tuple[int, int]) -> str:
+    return f"tg:speed:{pair[0]}:{pair[1]}"
+
+
+def _queue_speeds(pipe) -> list[tuple[int, int]]:
+    """Push this process's new samples, and read back the shared ones of the pairs in demand."""
+    global _speed_new
+    new, _speed_new = _speed_new, {}
+    for pair, samples in new.items():
+        key = _speed_key(pair)
+        pipe.rpush(key, *(b"%.4f %s" % (t, b"-" if r is None else b"%.3f" % r) for t, r in samples))
+        pipe.ltrim(key, -SPEED_SAMPLES, -1)
+        pipe.expire(key, SPEED_TTL_SECONDS)
+    now = time.monotonic()
+    for pair in [p for p, asked in _speed_wanted.items() if now - asked > SPEED_INTEREST_SECONDS]:
+        del _speed_wanted[pair]
+    wanted = list(_speed_wanted)
+    for pair in wanted:
+        pipe.lrange(_speed_key(pair), 0, -1)
+    return wanted
+
+
+def _adopt_speeds(wanted: list[tuple[int, int]], lists: list) -> None:
+    for pair, raw in zip(wanted, lists):
+        samples = []
+        for item in raw or ():
+            try:
+                ttfb, rate = item.split(b" ")
+                samples.append((float(ttfb), None if rate == b"-" else float(rate)))
+            except ValueError:
+                continue
+        if samples:
+            _speeds[pair] = deque(samples + _speed_new.get(pair, []), maxlen=SPEED_SAMPLES)
+            _speed_cache.pop(pair, None)
 
 
 def observe_speed(channel_id: int, model_id: int, *, ttfb_ms: int | None, latency_ms: int, tokens: int,
@@ -224,6 +271,9 @@ def observe_speed(channel_id: int, model_id: int, *, ttfb_ms: int | None, latenc
     if samples is None:
         samples = _speeds[pair] = deque(maxlen=SPEED_SAMPLES)
     samples.append((ttfb, rate))
+    new = _speed_new.setdefault(pair, [])
+    if len(new) < SPEED_SAMPLES:   # the sync loop takes them (without Redis: drops them)
+        new.append((ttfb, rate))
     _speed_cache.pop(pair, None)
 
 
@@ -237,6 +287,7 @@ def _percentiles(values: list[float]) -> dict:
 def speed(channel_id: int, model_id: int) -> Speed | None:
     """Latency and throughput percentiles this process measured for a channel × model; None before any."""
     pair = (channel_id, model_id)
+    _speed_wanted[pair] = time.monotonic()
     found = _speed_cache.get(pair)
     if found is None:
         samples = _speeds.get(pair)

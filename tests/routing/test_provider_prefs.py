@@ -157,3 +157,20 @@ def test_own_channels_cost_the_byok_fee(settings):
     assert provider_prefs.channel_price(FREE, platform, 7) == FREE
     assert provider_prefs.channel_price(FREE, own, 7)["completion"] == pytest.approx(0.03)
     assert why_not(Prefs(max_price={"completion": 0.05}), own, {}, provider_prefs.channel_price(FREE, own, 7)) is None
+
+
+def test_speed_is_shared_between_gateway_processes():
+    """One process's measurements reach another through Redis in the health sync (asked-about pairs only)."""
+    import asyncio
+
+    async def run():
+        health.observe_speed(5, 6, ttfb_ms=250, latency_ms=1250, tokens=40, stream=True)
+        await health.sync_once()                    # pushed
+        health._speeds.clear()                       # ... another process, which has measured nothing
+        health._speed_cache.clear()
+        assert health.speed(5, 6) is None            # asked: read back at the next sync
+        await health.sync_once()
+        return health.speed(5, 6)
+
+    shared = asyncio.run(run())
+    assert shared.samples == 1 and shared.latency["p50"] == 0.25 and shared.throughput["p50"] == pytest.approx(40)
