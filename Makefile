@@ -8,7 +8,7 @@ SIMULATOR_PORT ?= 9100
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tollgate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install bench serve simulator worker beat migrate clean
+.PHONY: run test install bench soak serve simulator worker beat migrate clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: install
 
 bench: install
 	bash bench/run
+
+# The books under fire (bench/soak.py): SOAK_SECONDS of faulty traffic through 2 workers while a worker is
+# killed and Redis and PostgreSQL (its own servers) restart; fails unless no usage is lost or charged twice,
+# no hold is left and every Redis counter equals the database. The last line is the SOAK line.
+soak: install
+	$(BIN)/python bench/soak.py
 
 # Production processes (environment: DATABASE_URL, REDIS_URL, SECRET_KEY, TOLLGATE_ENCRYPTION_KEY, PORT).
 serve: install
