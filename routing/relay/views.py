@@ -115,9 +115,9 @@ def relay_route(method: str = "POST", fmt: str = OPENAI, *, record: bool = True)
                 return error_response(call, err)
             except Exception:  # a bug: a JSON 500 in the route's format, recorded, its holds given back at once
                 log.exception("request %s: unexpected error in %s", call.request_id, request.path)
-                err = internal_error()
-                call.end_failed(err, record=record)
-                return error_response(call, err)
+                failure = internal_error()
+                call.end_failed(failure, record=record)
+                return error_response(call, failure)
 
         return route
 
@@ -158,6 +158,7 @@ def _served(call: RelayCall, resp, body, payload: dict, canonical: dict, extras)
         return _native_stream(call, resp, payload) if stream else _native_response(call)
     if not stream:
         return _complete_response(call, body, canonical if extras.healing else None)
+    assert call.channel is not None   # set by the attempt that served
     if call.fmt in (OPENAI, "openrouter") and adapter_for(call.channel.kind).capabilities.passthrough:
         return _passthrough_stream(call, resp, payload)
     return _translated_stream(call, resp, payload)
@@ -237,6 +238,7 @@ def _headers(call: RelayCall, response: HttpResponse) -> HttpResponse:
 def _complete_response(call: RelayCall, body: bytes, heal_for: dict | None = None) -> HttpResponse:
     """`heal_for`: the request, when it asked for response-healing (a JSON reply that is not JSON is repaired)."""
     call.ttfb_ms = call.latency_ms()
+    assert call.channel is not None   # set by the attempt that served
     adapter = adapter_for(call.channel.kind)
     data, usage = adapter.from_upstream(body)  # validated in open_upstream
     call.usage = usage
@@ -254,6 +256,7 @@ def _complete_response(call: RelayCall, body: bytes, heal_for: dict | None = Non
 def _native_response(call: RelayCall) -> HttpResponse:
     """The whole answer of a channel that speaks the client's format, as it came (ids and model ours)."""
     call.ttfb_ms = call.latency_ms()
+    assert call.native_answer is not None   # kept by the attempt's validator
     body, call.usage, call.finish_reason = call.native_answer
     call.record()
     return _headers(call, HttpResponse(body, content_type=JSON))
@@ -262,13 +265,15 @@ def _native_response(call: RelayCall) -> HttpResponse:
 def _native_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
     """A stream of a channel that speaks the client's format: forwarded event by event as it came (ids and model
     ours), its usage and finish reason read on the way; recorded before the terminal event goes out."""
+    assert call.channel is not None and call.model is not None   # set by the attempt that served
+    model = call.model.public_id
     adapter = adapter_for(call.channel.kind)
     renderer = formats.of(call.fmt).renderer(call, payload)   # for an error event only
 
     async def events():
         done = False
         async for chunk in adapter.native_stream(call.fmt, sse_lines(resp.content), response_id=call.response_id,
-                                                 model=call.model.public_id):
+                                                 model=model):
             if chunk.usage is not None:
                 call.usage = chunk.usage
             if chunk.finish:
@@ -309,6 +314,7 @@ STREAM_FAILURES = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, Valu
 
 def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
     """Any upstream format → canonical events → the client's format."""
+    assert call.channel is not None   # set by the attempt that served
     adapter = adapter_for(call.channel.kind)
     renderer = formats.of(call.fmt).renderer(call, payload)
 
@@ -333,6 +339,7 @@ def _translated_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: d
 
 def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict) -> StreamingHttpResponse:
     """OpenAI client, OpenAI-compatible upstream: forward chunks byte for byte (ids and model rewritten)."""
+    assert call.channel is not None and call.model is not None   # set by the attempt that served
     adapter = adapter_for(call.channel.kind)
     wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
     our_id = b'"id":"' + call.response_id.encode() + b'"'
@@ -362,7 +369,8 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
                 out = _with_cost(out, call.cost_now(usage))
             if not wants_usage:
                 out = out.replace(b',"usage":null', b"")
-            out = out.replace(upstream_id, our_id, 1).replace(upstream_model, our_model, 1)
+            if upstream_id is not None and upstream_model is not None:   # none until a JSON-object chunk came
+                out = out.replace(upstream_id, our_id, 1).replace(upstream_model, our_model, 1)
             if call.ttfb_ms is None:
                 call.ttfb_ms = call.latency_ms()
             if b'"content":"' in out or b'"arguments":"' in out:
@@ -598,7 +606,7 @@ def _check_db() -> bool:
 
 
 async def readyz(request):
-    checks = {}
+    checks: dict[str, bool | str] = {}
     for name, check in (("database", _check_db), ("cache", shared_cache.ping)):
         try:
             checks[name] = bool(await db_call(check)())
