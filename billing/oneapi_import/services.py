@@ -410,6 +410,9 @@ class _Importer:
         quota = int(row.get("quota") or 0)
         label = f"#{row['id']} {row['username']} quota {quota}"
         key = f"balance:{row['username']}"
+        if (reward := _whole(row.get("aff_quota"))) > 0:
+            self.skipped("balance", f"#{row['id']} {row['username']} invite reward {reward}",
+                         "not yet transferred to the balance in the source: not imported (credit it if owed)")
         if quota == 0:
             return
         if (earlier := self.done_before("balance", key)) is not None:

@@ -135,12 +135,12 @@ def scratch(backend: str, tmp_path):
             admin.close()
 
 
-def _user(db, product, id_, username, *, quota, group="default", status=1, role=1, deleted=False):
+def _user(db, product, id_, username, *, quota, group="default", status=1, role=1, deleted=False, aff_quota=0):
     row = dict(id=id_, username=username, password="$2a$10$" + "x" * 53, display_name=username.title(),
                role=role, status=status, email=f"{username}@example.com", access_token=secrets.token_hex(16),
                quota=quota, used_quota=123_456, request_count=42, group=group, aff_code=username[:4], inviter_id=0)
     if product == "new-api":
-        row.update(aff_count=0, aff_quota=0, aff_history=0, setting="{}", created_at=NOW - 90 * DAY,
+        row.update(aff_count=0, aff_quota=aff_quota, aff_history=aff_quota, setting="{}", created_at=NOW - 90 * DAY,
                    deleted_at=DELETED if deleted else None)
     elif deleted:
         row.update(status=3, username=f"deleted_{secrets.token_hex(8)}")
@@ -169,7 +169,7 @@ def fill(db: Db, product: str, *, upstream: str = "https://api.openai.com") -> d
     na = product == "new-api"
     db.create(product)
     _user(db, product, 1, "root", quota=1_000_000, role=100)
-    _user(db, product, 2, "alice", quota=2_500_001)
+    _user(db, product, 2, "alice", quota=2_500_001, aff_quota=40_000)
     _user(db, product, 3, "bob", quota=250_000, group="vip")
     _user(db, product, 4, "carol", quota=750_000, status=2)
     _user(db, product, 5, "dave", quota=9_999, deleted=True)
@@ -201,6 +201,7 @@ def fill(db: Db, product: str, *, upstream: str = "https://api.openai.com") -> d
                "GroupRatio": {"default": 1, "vip": 0.8, "svip": 0.6}}
     if na:
         options["CacheRatio"] = {"claude-3-5-sonnet-20240620": 0.1}
+        options["ModelPrice"] = {"deepseek-chat": 0.01}     # US$ per request, instead of its ratio
         options["general_setting.quota_display_type"] = "USD"
     for key, value in options.items():
         db.insert("options", key=key, value=value if isinstance(value, str) else json.dumps(value))

@@ -124,6 +124,9 @@ def test_import_maps_every_row_or_says_why_not(source):
     assert (claude.input_per_m, claude.output_per_m) == (3_000_000, 15_000_000)
     if product == "new-api":
         assert claude.cached_input_per_m == 300_000
+        deepseek = Price.objects.get(model__public_id="deepseek/deepseek-chat")
+        assert (deepseek.request_fee, deepseek.input_per_m, deepseek.output_per_m) == (10_000, 0, 0)
+        assert any("invite reward 40000" in s.source for s in report.skipped)
     assert "no-such-model" in skipped(report, "price")
 
     # Codes: the unused one redeems in Tollgate for its value; used and disabled ones are reported.
