@@ -14,7 +14,7 @@ from accounts.models import Membership, Team
 from billing import services as billing_services
 from billing.models import ImportBatch, LedgerEntry, Price, RedemptionCode, TeamBalance
 from billing.oneapi_import import mapping
-from billing.oneapi_import.reader import detect, read_source, redacted
+from billing.oneapi_import.reader import Source, detect, read_source, redacted
 from billing.oneapi_import.services import SourceError, import_preview, import_rollback, import_run, tollgate_totals
 from gateway_site import shared_cache
 from keys import auth
@@ -287,3 +287,21 @@ def test_an_existing_catalog_model_is_served_and_its_price_put_back_by_the_rollb
     assert (current.input_per_m, current.output_per_m) == (123_000, 456_000)
     mini.refresh_from_db()
     assert mini.enabled and not Model.objects.get(public_id="openai/gpt-4-turbo-preview").enabled
+
+
+def test_the_product_and_version_come_from_the_schema():
+    def source(tables: dict, options=()):
+        return Source(label="x", columns={t: set(c.split()) for t, c in tables.items()},
+                      rows={"options": [{"key": k, "value": "1"} for k in options]})
+
+    base = {"channels": "id type key", "tokens": "id key", "users": "id quota", "options": "key value",
+            "redemptions": "id key", "abilities": "group model", "logs": "id"}
+    assert detect(source(base)) == ("one-api", "one-api (before v0.6.0)")
+    assert detect(source({**base, "tokens": "id key subnet"})) == ("one-api", "one-api ≥ v0.6.5")
+    assert detect(source({**base, "logs": "id elapsed_time"})) == ("one-api", "one-api ≥ v0.6.9")
+    # New API running on an old One API database keeps the One API columns: any New API sign wins.
+    assert detect(source({**base, "tokens": "id key subnet", "top_ups": "id"}))[0] == "new-api"
+    assert detect(source(base, options=["general_setting.ping_interval_enabled"]))[0] == "new-api"
+    assert detect(source({**base, "logs": "id token_id"})) == ("new-api", "new-api (before 2025-06)")
+    assert detect(source({**base, "midjourneys": "id", "channels": "id channel_info settings"})) == (
+        "new-api", "new-api ≥ 2025-08")
