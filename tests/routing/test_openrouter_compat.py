@@ -270,3 +270,20 @@ def test_native_finish_reasons_in_the_providers_words():
                                   provider_name="openai", channel_kind="openai")
     assert (summary["cancelled"], summary["finish_reason"], summary["total_cost"]) == (True, None, 0.0015)
     assert summary["created_at"] == dt.datetime(1970, 1, 1, tzinfo=dt.UTC).isoformat()
+
+
+def test_another_process_reads_the_summary_from_the_shared_cache(db):
+    """The summary a gateway process keeps reaches the shared cache: a process that did not serve the call (no
+    local copy) finds it there, for the caller's team only."""
+    import asyncio
+
+    record = {"request_id": "req_" + "cd" * 12, "team_id": 7, "status_code": 200, "served_model": "openai/m",
+              "prompt_tokens": 3, "completion_tokens": 4, "cached_tokens": 0, "cache_write_5m_tokens": 0,
+              "cache_write_1h_tokens": 0, "reasoning_tokens": 0, "usage_clamped": False, "cost": 2_500,
+              "stream": False, "latency_ms": 12, "ttfb_ms": 12, "finish_reason": "length", "created_at": 1.0}
+    generations.remember(record, provider_name="Anthropic", channel_kind="anthropic")
+    generations._local.clear()   # as seen from another process
+    found = asyncio.run(generations.recall(7, "cd" * 12))
+    assert (found["total_cost"], found["provider_name"], found["native_finish_reason"]) == \
+        (0.0025, "Anthropic", "max_tokens")
+    assert asyncio.run(generations.recall(8, "cd" * 12)) is None   # another team's: not found
