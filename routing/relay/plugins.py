@@ -193,7 +193,7 @@ def upstream_body(call, request: dict) -> dict | str:
 
 
 def debug_chunk(call, request: dict) -> bytes:
-    body = {"id": "chatcmpl-" + call.hex_id, "object": "chat.completion.chunk", "created": int(call.created),
+    body = {"id": call.response_id, "object": "chat.completion.chunk", "created": int(call.created),
             "model": call.model.public_id, "choices": [],
             "debug": {"echo_upstream_body": upstream_body(call, request)}}
     return b"data: " + orjson.dumps(body) + b"\n\n"

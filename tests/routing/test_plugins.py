@@ -27,15 +27,15 @@ def relay(transactional_db, simulator, settings, monkeypatch, tmp_path):
     return in_process_setup(simulator, settings, monkeypatch, tmp_path)
 
 
-def post(secret: str, *bodies: dict) -> list[tuple[int, dict, bytes]]:
-    """POST each body to /v1/chat/completions in one event loop: (status, headers, body) each."""
+def post(secret: str, *bodies: dict, path: str = "/v1/chat/completions") -> list[tuple[int, dict, bytes]]:
+    """POST each body to `path` in one event loop: (status, headers, body) each."""
     out = []
 
     async def run():
         client = AsyncClient()
         try:
             for body in bodies:
-                resp = await client.post("/v1/chat/completions", data=orjson.dumps(body),
+                resp = await client.post(path, data=orjson.dumps(body),
                                          content_type="application/json",
                                          headers={"Authorization": f"Bearer {secret}"})
                 out.append((resp.status_code, resp.headers, await consume(resp)))
@@ -68,6 +68,15 @@ def test_an_unsupported_plugin_is_a_400_naming_it(relay):
     assert error_of(web_body)["param"] == "plugins[0].id"
     assert "`file-parser`" in error_of(other_body)["message"]
     assert error_of(late_body)["param"] == "plugins[1].id" and "`moderation`" in error_of(late_body)["message"]
+
+
+def test_an_unsupported_plugin_on_messages_is_an_anthropic_400(relay):
+    (status, _, body), = post(relay.secret, {"model": "gpt-4o-mini", "max_tokens": 5, "plugins": [{"id": "web"}],
+                                             "messages": [{"role": "user", "content": "hi"}]}, path="/v1/messages")
+    assert status == 400
+    data = orjson.loads(body)
+    assert data["type"] == "error" and data["error"]["type"] == "invalid_request_error"
+    assert "`web`" in data["error"]["message"]
 
 
 def test_malformed_plugins_are_400s_naming_the_field(relay):
