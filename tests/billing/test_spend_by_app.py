@@ -47,3 +47,11 @@ def test_the_csv_and_the_api_group_by_app_too(team, owner):
     api = client.get(f"/api/teams/{team.slug}/billing/spend/", {"group_by": "app"}).json()
     assert api["group_by"] == "app"
     assert [(r["app_title"], r["cost"]) for r in api["rows"]] == [("My App", 5_000), ("", 4_000), ("", 1_000)]
+
+
+def test_the_log_detail_shows_the_app(team, owner):
+    record = UsageRecordFactory(team=team, app_title="Acme Bot", http_referer="https://acme.example",
+                                created_at=timezone.now())
+    page = client_for(owner).get(reverse("console-log-detail", kwargs={"team": team.slug, "pk": record.pk}))
+    app = text(page).split('data-testid="app"')[1][:200]
+    assert "Acme Bot" in app and "https://acme.example" in app
