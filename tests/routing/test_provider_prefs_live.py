@@ -176,3 +176,24 @@ def test_bad_provider_object_is_a_400(fleet):
 def test_preferences_on_a_stream(fleet):
     resp = chat(fleet, stream=True, provider={"zdr": True})
     assert served_by(resp) == "azure" and resp.text.rstrip().endswith("data: [DONE]")
+
+
+def test_preferences_on_every_inbound_format(fleet):
+    headers = {"Authorization": f"Bearer {fleet.secret}", "anthropic-version": "2023-06-01"}
+    messages = httpx.post(f"{fleet.base_url}/messages", headers=headers, timeout=20, json={
+        "model": "openai/gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}],
+        "provider": {"zdr": True}})
+    assert served_by(messages) == "azure" and messages.json()["type"] == "message"
+    responses = httpx.post(f"{fleet.base_url}/responses", headers=headers, timeout=20, json={
+        "model": "openai/gpt-4o-mini", "input": "hi", "provider": {"only": ["OpenAI"]}})
+    assert served_by(responses) == "platform" and responses.json()["object"] == "response"
+    gemini = httpx.post(f"{fleet.server.url}/v1beta/models/openai/gpt-4o-mini:generateContent",
+                        headers={"x-goog-api-key": fleet.secret}, timeout=20, json={
+                            "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                            "provider": {"quantizations": ["fp16"]}})
+    assert served_by(gemini) == "azure" and gemini.json()["candidates"]
+    bad = httpx.post(f"{fleet.base_url}/messages", headers=headers, timeout=20, json={
+        "model": "openai/gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}],
+        "provider": {"zdr": "yes"}})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
+    assert "provider.zdr" in bad.json()["error"]["message"]

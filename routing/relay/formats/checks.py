@@ -83,10 +83,14 @@ def depth(payload: dict, limit: int = MAX_DEPTH) -> None:
 def fallback(payload: dict) -> dict:
     """OpenRouter's ordered fallback list, for any format's canonical request: `models: [..]` (an array of
     model ids) and the legacy `route: "fallback"` (the only value it ever had), checked; {"models": [...]} to
-    merge into the canonical request, or {}."""
+    merge into the canonical request, or {}. OpenRouter's `provider` preferences travel along too (the router
+    checks and applies them, routing/relay/provider_prefs.py)."""
     strings(payload, "models", single=False)
     route = optional(payload, "route", (str,), "a string")
     if route is not None and route != "fallback":
         raise errors.invalid_value("route", 'the only routing value is "fallback" (with `models`: an ordered '
                                             "fallback list).")
-    return {"models": payload["models"]} if payload.get("models") else {}
+    out = {"models": payload["models"]} if payload.get("models") else {}
+    if payload.get("provider") is not None:
+        out["provider"] = payload["provider"]
+    return out

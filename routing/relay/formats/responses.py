@@ -316,6 +316,8 @@ def to_canonical(payload: dict) -> dict:
     canonical: dict = {"model": payload["model"], "messages": messages, "_translated": True}
     if isinstance(payload.get("models"), list):   # the gateway's own ordered fallback list (OpenRouter's)
         canonical["models"] = payload["models"]
+    if payload.get("provider") is not None:       # OpenRouter's provider preferences, for the router
+        canonical["provider"] = payload["provider"]
     for key in ("stream", "temperature", "top_p", "prompt_cache_key"):
         if payload.get(key) is not None:
             canonical[key] = payload[key]
