@@ -287,3 +287,22 @@ def test_another_process_reads_the_summary_from_the_shared_cache(db):
     assert (found["total_cost"], found["provider_name"], found["native_finish_reason"]) == \
         (0.0025, "Anthropic", "max_tokens")
     assert asyncio.run(generations.recall(8, "cd" * 12)) is None   # another team's: not found
+
+
+def test_a_stream_that_breaks_after_tokens_ends_with_openrouters_error_chunk(live):
+    """After tokens went out the status stays 200: one last chunk carries `error: {code, message, metadata}`
+    with finish_reason "error", then [DONE]."""
+    import orjson
+
+    with httpx.stream("POST", api_base(live) + "/chat/completions", timeout=20,
+                      headers={"Authorization": f"Bearer {live.secret}"},
+                      json={"model": "openai/gpt-4o-mini", "stream": True,
+                            "messages": [{"role": "user", "content": "[[sim:fault=break:6]] [[sim:tokens=40]] go"}]}
+                      ) as resp:
+        assert resp.status_code == 200
+        events = [line[6:] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    last = orjson.loads(events[-2])
+    assert last["choices"][0]["finish_reason"] == "error" and last["id"] == resp.headers["x-generation-id"]
+    assert last["error"]["code"] == 502 and last["error"]["metadata"]["request_id"] == resp.headers["x-request-id"]
+    assert any(orjson.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2])
