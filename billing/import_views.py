@@ -15,7 +15,7 @@ from accounts.views import platform_view, render_operator
 from billing import import_jobs
 from billing.models import ImportBatch
 from billing.oneapi_import.reader import redacted
-from billing.oneapi_import.services import SourceError, import_rollback
+from billing.oneapi_import.services import PRODUCT_NAMES, SourceError, import_rollback
 
 
 class ImportSourceForm(forms.Form):
@@ -59,7 +59,8 @@ def report_view(report: dict | None) -> dict | None:
         counts.setdefault(item["kind"], [0, 0])[0] += 1
     for item in report.get("skipped") or ():
         counts.setdefault(item["kind"], [0, 0])[1] += 1
-    return {**report, "totals": [{"name": k, "before": before.get(k, 0), "after": v, "money": k == "balance_micro"}
+    return {**report, "product_name": PRODUCT_NAMES.get(report.get("product"), report.get("product", "")),
+            "totals": [{"name": k, "before": before.get(k, 0), "after": v, "money": k == "balance_micro"}
                                  for k, v in after.items()],
             "kinds": [{"kind": k, "mapped": m, "skipped": n} for k, (m, n) in counts.items()]}
 
@@ -70,11 +71,14 @@ def _batches():
 
 def _page(request, platform, *, form=None, status=200):
     can_manage = platform.can(roles.PLATFORM_MANAGE)
+    batches = list(_batches()[:50])
+    for batch in batches:
+        batch.product_name = PRODUCT_NAMES.get(batch.product, batch.product)
     if form is not None and form.is_bound and form.data.get("url"):   # shown again: never with its password
         form.data = form.data.copy()
         form.data["url"] = redacted(form.data["url"])
     return render_operator(request, platform, "operator/imports.html", {
-        "form": form or (ImportSourceForm() if can_manage else None), "batches": _batches()[:50],
+        "form": form or (ImportSourceForm() if can_manage else None), "batches": batches,
         "can_manage": can_manage,
     }, status=status)
 
