@@ -103,6 +103,7 @@ ASGI_APPLICATION = "gateway_site.asgi.application"
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)   # a kept connection is checked before reuse
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # The embedded default writes from several threads of one process (journal flush, periodic tasks,
     # console): WAL lets readers run beside a writer, IMMEDIATE transactions queue writers on the busy

@@ -81,6 +81,12 @@ def upstream_timeout(seconds: float) -> RelayError:
                       f"The upstream provider did not answer within {seconds:g} s. Retry, or lower max_tokens.")
 
 
+def service_unavailable(message: str, retry_after: int = 5) -> RelayError:
+    """A dependency (Redis, PostgreSQL) is down and this request cannot be served safely now: retry shortly."""
+    return RelayError(503, "server_error", "service_unavailable", message,
+                      headers={"Retry-After": str(retry_after)})
+
+
 def stream_deadline(seconds: float) -> RelayError:
     return RelayError(504, "upstream_error", "stream_deadline_exceeded",
                       f"The stream ran longer than the gateway's limit of {seconds:g} s and was ended; what was "

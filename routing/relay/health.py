@@ -150,7 +150,9 @@ async def sync_once() -> None:
     transitions, _outbox = _outbox, []
     try:
         _merge(await _exchange(counters, transitions, time.time()))
-    except Exception:  # Redis away: this process keeps its own verdicts; the counts are lost
+    except shared_cache.UNREACHABLE as exc:  # Redis away: this process keeps its own verdicts (logged once)
+        shared_cache.outage.failed(exc)
+    except Exception:  # anything else: this process keeps its own verdicts; the counts are lost
         log.warning("could not sync channel health", exc_info=True)
     if transitions:
         try:

@@ -20,6 +20,7 @@ from django.http import HttpResponse
 
 from accounts import roles
 from accounts.selectors import platform_role
+from billing import limits
 from routing import breaker as br
 from routing.relay import health
 
@@ -140,6 +141,7 @@ class StateCollector:
 
 if prom is not None:
     REGISTRY.register(StateCollector())
+    REGISTRY.register(limits.OutageCollector())   # a Redis outage (docs/reliability.md)
 
 
 _LOOPBACK = ("127.0.0.1", "::1")
@@ -170,4 +172,5 @@ def metrics_view(request):
         registry = prom.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(StateCollector())
+        registry.register(limits.OutageCollector())
     return HttpResponse(prom.generate_latest(registry), content_type=prom.CONTENT_TYPE_LATEST)

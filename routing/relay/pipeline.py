@@ -23,8 +23,6 @@ from routing.relay import errors, formats, generations, health, metrics, quota, 
 from routing.relay.upstream import session
 
 log = logging.getLogger(__name__)
-if metrics.prom is not None:   # /metrics shows a Redis outage (docs/reliability.md)
-    metrics.REGISTRY.register(limits.OutageCollector())
 _in_flight: dict[int, int] = {}   # channel id → requests in flight in this process (channel concurrency caps)
 
 
@@ -187,8 +185,7 @@ class RelayCall:
                 (self.request.GET.get("key") if self.fmt == "gemini" else None)
             self.ctx = await authenticate(secret)
         except KeyStoreUnavailable as exc:  # PostgreSQL down and the key not cached: retry, not a 401
-            raise errors.RelayError(503, "server_error", "service_unavailable", exc.message,
-                                    headers={"Retry-After": "5"}) from None
+            raise errors.service_unavailable(exc.message) from None
         except AuthError as exc:
             raise errors.invalid_api_key(exc.message) from None
         if self.ctx.allowed_ips:
@@ -248,8 +245,7 @@ class RelayCall:
             self.rate_headers = quota.rate_headers(checks, exc.counts)  # a 429 or 402 shows them too
             raise quota.refusal(exc, minimum) from None
         except limits.LimitsUnavailable as exc:  # a Redis or PostgreSQL outage (docs/reliability.md)
-            raise errors.RelayError(503, "server_error", "service_unavailable", exc.message,
-                                    headers={"Retry-After": str(exc.retry_after)}) from None
+            raise errors.service_unavailable(exc.message, exc.retry_after) from None
         self.reservation = limits.Reservation(checks, hold, estimate, self.request_id)
         self.rate_headers = quota.rate_headers(checks, used)
 

@@ -3,16 +3,21 @@
 Reloaded when the shared catalog version changes (routing.catalog.bump_version), checked at most once per
 local TTL; the reload itself runs in a thread, off the event loop.
 """
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from gateway_site import shared_cache
 from gateway_site.db import db_call
 from routing.catalog import VERSION_KEY
+
+log = logging.getLogger(__name__)
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +237,13 @@ async def current() -> Snapshot:
         version = uuid.uuid4().hex.encode()  # cache was emptied: start a new version everyone reloads
         await shared_cache.aset(VERSION_KEY, version)
     if version != _current.version:
-        _current = await db_call(_load)(version)
+        try:
+            _current = await db_call(_load)(version)
+        except DATABASE_DOWN:
+            if _current.version is None:
+                raise   # nothing to serve from yet
+            # PostgreSQL is away: keep serving the configuration this process has (docs/reliability.md)
+            log.warning("could not reload the configuration (database unreachable); serving the last one")
     return _current
 
 

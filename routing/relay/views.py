@@ -113,6 +113,11 @@ def relay_route(method: str = "POST", fmt: str = OPENAI, *, record: bool = True)
             except errors.RelayError as err:
                 call.end_failed(err, record=record)
                 return error_response(call, err)
+            except shared_cache.UNREACHABLE as exc:   # Redis went away under a direct call: fail soft, not a 500
+                shared_cache.outage.failed(exc)
+                unavailable = errors.service_unavailable("The gateway's cache is unreachable; retry in a few seconds.")
+                call.end_failed(unavailable, record=record)
+                return error_response(call, unavailable)
             except Exception:  # a bug: a JSON 500 in the route's format, recorded, its holds given back at once
                 log.exception("request %s: unexpected error in %s", call.request_id, request.path)
                 failure = internal_error()
@@ -613,5 +618,8 @@ async def readyz(request):
         except Exception as exc:  # readiness reports, it does not raise
             checks[name] = False
             checks[f"{name}_error"] = type(exc).__name__
-    ok = checks["database"] and checks["cache"]
-    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    # One dependency down is "degraded", still ready: the relay keeps serving (docs/reliability.md), and a load
+    # balancer that pulled every instance would turn a fail-soft outage into a total one.
+    up = [checks["database"], checks["cache"]]
+    status = "ok" if all(up) else "degraded" if any(up) else "unavailable"
+    return json_response({"status": status, "checks": checks}, status=503 if status == "unavailable" else 200)
