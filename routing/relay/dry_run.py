@@ -91,7 +91,7 @@ def dry_run(*, team, request: dict, body_size: int, key=None, key_group=None) ->
     models = router.candidate_models(plan)
     for i, model in enumerate(models):
         role = "primary" if i == 0 else "fallback" if i < len(plan.models) else "downgrade"
-        channels = router.order_channels(snap.channels_for(model, ctx.team_id), ctx.team_id)
+        channels = router.channels_in_order(plan, snap, model, ctx.team_id)   # with `provider` preferences
         if not channels:
             call.skip(model, None, "no channel serves it")
         for channel in channels:
