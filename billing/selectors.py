@@ -469,3 +469,12 @@ def relay_key_spend(*, ctx, monthly_cap: int | None, now) -> tuple[dict, list[tu
 def generation_record(*, team_id: int, request_id: str) -> UsageRecord | None:
     """One request's usage record, scoped to the caller's team."""
     return UsageRecord.objects.filter(team_id=team_id, request_id=request_id).first()
+
+
+def team_credits(*, team_id: int) -> tuple[int, int]:
+    """(everything credited to the team, what its usage has been charged), in micro-units, from the ledger
+    (OpenRouter's /credits: the first minus the second is the balance; usage not yet reconciled is not in it)."""
+    entries = LedgerEntry.objects.filter(team_id=team_id)
+    usage = -entries.filter(kind=LedgerEntry.USAGE).aggregate(total=Coalesce(Sum("amount"), 0))["total"]
+    balance = TeamBalance.objects.filter(team_id=team_id).values_list("balance", flat=True).first() or 0
+    return balance + usage, usage

@@ -40,6 +40,7 @@ urlpatterns = [
     path("api/v1/models", relay_openrouter.list_models),
     path("api/v1/models/<path:model_id>", relay_openrouter.retrieve_model),
     path("api/v1/key", relay_openrouter.key_info),
+    path("api/v1/credits", relay_openrouter.credits),
     path("api/v1/generation", relay_openrouter.generation),
     re_path(r"^api/v1(?:/.*)?$", relay_openrouter.unknown_endpoint),
     path("healthz", relay.healthz),

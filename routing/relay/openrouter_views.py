@@ -5,10 +5,13 @@ does for OpenRouter), OpenAI-shaped bodies answering errors in OpenRouter's shap
 import inspect
 from functools import wraps
 
+from django.conf import settings
 from django.views.decorators.csrf import csrf_exempt
 
-from billing.money import combined_multiplier
+from billing import selectors as billing_selectors
+from billing.money import MICRO, combined_multiplier
 from core.redaction import redact
+from gateway_site.db import db_call
 from keys.selectors import allowed_models
 from routing.relay import errors, snapshot
 from routing.relay import views as relay
@@ -41,6 +44,19 @@ async def chat_completions(call, payload):
 embeddings = _same_view(relay.embeddings)
 key_info = _same_key_view(relay.key_info)
 generation = _same_key_view(relay.generation)
+
+
+def _credits(team_id: int) -> dict:
+    credited, used = billing_selectors.team_credits(team_id=team_id)
+    return {"data": {"total_credits": credited / MICRO, "total_usage": used / MICRO,
+                     "currency": settings.TOLLGATE_CURRENCY}}
+
+
+@relay.relay_route("GET", OPENROUTER, record=False)
+async def credits(call):
+    """GET /api/v1/credits (OpenRouter's): what the key's team was credited and what its usage was charged (the
+    difference is its balance; the last minute's usage is charged within a minute)."""
+    return relay.json_response(await db_call(_credits)(call.ctx.team_id), request_id=call.request_id)
 
 
 def _usable(ctx, snap) -> list:
@@ -80,6 +96,6 @@ def unknown_endpoint(request, path=""):
     base = request.build_absolute_uri("/api/v1")
     err = errors.RelayError(404, "invalid_request_error", "unknown_endpoint",
                             f"Unknown endpoint {request.method} {redact(request.path)}. Under the base URL {base} "
-                            "Tollgate serves /chat/completions, /responses, /messages, /embeddings, /models, /key "
-                            "and /generation.")
+                            "Tollgate serves /chat/completions, /responses, /messages, /embeddings, /models, /key, "
+                            "/credits and /generation.")
     return openrouter.error_response(err, RelayCall(request).request_id)

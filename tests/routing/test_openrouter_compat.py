@@ -306,3 +306,13 @@ def test_a_stream_that_breaks_after_tokens_ends_with_openrouters_error_chunk(liv
     assert last["choices"][0]["finish_reason"] == "error" and last["id"] == resp.headers["x-generation-id"]
     assert last["error"]["code"] == 502 and last["error"]["metadata"]["request_id"] == resp.headers["x-request-id"]
     assert any(orjson.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2])
+
+
+def test_credits_are_the_ledger(live):
+    """GET /api/v1/credits: credited minus charged usage is the team balance."""
+    from billing.selectors import team_balance
+
+    data = get(live, "/credits").json()["data"]
+    assert data["total_credits"] == 100.0 and data["total_usage"] == 0.0   # the live team's credit
+    assert data["total_credits"] - data["total_usage"] == team_balance(team=live.team) / 1_000_000
+    assert get(live, "/credits", secret="sk-tg-nope").json()["error"]["code"] == 401
