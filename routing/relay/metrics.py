@@ -29,7 +29,7 @@ try:
     from prometheus_client import multiprocess
     from prometheus_client.core import GaugeMetricFamily
 except ImportError:  # pragma: no cover - a dependency of the app; without it metrics are off
-    prom = None  # type: ignore[assignment]
+    prom = None  # type: ignore[assignment]  # the module, or None when absent: every use checks for None
 
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
