@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.text import slugify
@@ -37,6 +37,7 @@ from routing.models import Channel, Model
 __all__ = ["ImportReport", "SourceError", "import_preview", "import_rollback", "import_run"]
 
 PRODUCT_NAMES = {"one-api": "One API", "new-api": "New API"}
+IMPORT_LOCK = 0x7467_696D   # "tgim": the advisory lock key imports and rollbacks take turns on
 
 
 @dataclass
@@ -548,11 +549,20 @@ def _team(slug: str | None) -> Team | None:
     return team
 
 
+def _one_import_at_a_time() -> None:
+    """Two imports (or an import and a rollback) at once would both miss what the other is importing and
+    import it twice: they take turns, on a transaction-scoped advisory lock (SQLite has one writer anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [IMPORT_LOCK])
+
+
 def _import(*, source: str, into_team, usd_rate, created_by, progress, dry_run: bool):
     rate = _rate(usd_rate)
     snapshot = read_source(source)      # before the transaction: the source may be slow, Tollgate waits not
     product, version = detect(snapshot)
     with transaction.atomic():
+        _one_import_at_a_time()
         team = _team(into_team)
         before = tollgate_totals()
         batch = ImportBatch.objects.create(code=f"imp_{secrets.token_hex(6)}", product=product, version=version,
@@ -590,6 +600,7 @@ def import_rollback(*, batch: ImportBatch | str, by=None) -> ImportReport:
     code = batch.code if isinstance(batch, ImportBatch) else batch
     report = ImportReport(dry_run=False, batch=code)
     with transaction.atomic():
+        _one_import_at_a_time()
         batch = ImportBatch.objects.select_for_update().filter(code=code).first()
         if batch is None:
             raise SourceError(f"no import batch {code!r}")

@@ -4,18 +4,28 @@ match to the micro-unit, unmappable rows are reported, a re-run changes nothing,
 state with ledger_audit clean. The live proof (a secret through a gateway to the simulator, the mapped model
 upstream) is in test_oneapi_import_live.py."""
 import io
+import threading
 
+import psycopg
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection, connections
 
 from accounts.models import Membership, Team
 from billing import services as billing_services
 from billing.models import ImportBatch, LedgerEntry, Price, RedemptionCode, TeamBalance
 from billing.oneapi_import import mapping
 from billing.oneapi_import.reader import Source, detect, read_source, redacted
-from billing.oneapi_import.services import SourceError, import_preview, import_rollback, import_run, tollgate_totals
+from billing.oneapi_import.services import (
+    IMPORT_LOCK,
+    SourceError,
+    import_preview,
+    import_rollback,
+    import_run,
+    tollgate_totals,
+)
 from gateway_site import shared_cache
 from keys import auth
 from keys.auth import AuthError
@@ -23,7 +33,9 @@ from keys.models import ApiKey
 from keys.secrets import hash_secret
 from routing.models import Channel, Model
 from tests.billing.oneapi_source import fill, scratch
+from tests.conftest import wait_for
 from tests.factories import CatalogModelFactory, PriceFactory, TeamFactory, UserFactory, credit
+from tests.servers import database_url
 
 pytestmark = pytest.mark.django_db
 BACKENDS = ["sqlite", "postgres", "mariadb"]
@@ -305,3 +317,30 @@ def test_the_product_and_version_come_from_the_schema():
     assert detect(source({**base, "logs": "id token_id"})) == ("new-api", "new-api (before 2025-06)")
     assert detect(source({**base, "midjourneys": "id", "channels": "id channel_info settings"})) == (
         "new-api", "new-api ≥ 2025-08")
+
+
+def test_imports_take_turns(transactional_db, tmp_path):
+    """While another session holds the import lock, an import waits for it (so two at once cannot both miss
+    what the other imports), then runs."""
+    assert connection.vendor == "postgresql"
+    with scratch("sqlite", tmp_path) as db:
+        fill(db, "one-api")
+    results = []
+
+    def run():
+        try:
+            results.append(import_run(source=db.url)[0].code)
+        finally:
+            connections.close_all()
+
+    with psycopg.connect(database_url(connection.settings_dict), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [IMPORT_LOCK])
+        worker = threading.Thread(target=run)
+        worker.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        assert wait_for(lambda: other.execute(waiting).fetchone()[0] == 1, timeout=10)
+        assert results == [] and not ImportBatch.objects.exists()
+        other.execute("SELECT pg_advisory_unlock(%s)", [IMPORT_LOCK])
+        worker.join(30)
+    assert len(results) == 1 and ImportBatch.objects.get().code == results[0]
+    assert team_balance("alice") == 5_000_002
