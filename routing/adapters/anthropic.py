@@ -15,6 +15,7 @@ Where the formats do not map 1:1:
 - Thinking signatures travel as the non-standard `message.thinking_signature`; images as base64 or url sources;
   other media parts (audio, video) are not sent."""
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from routing.adapters.base import (
     Adapter,
     Capabilities,
+    Event,
     Finish,
     NativeChunk,
     ReasoningDelta,
@@ -222,7 +224,8 @@ class AnthropicAdapter(Adapter):
     channel_codes = frozenset({"overloaded_error"})
     model_codes = frozenset({"context_length_exceeded", "not_found_error"})
 
-    def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
+    def to_upstream(self, request: dict, *, upstream_model: str, base_url: str, api_key: str,
+                    stream: bool) -> UpstreamRequest:
         asked = max_tokens_of(request)
         thinking = _thinking(request, asked)
         max_tokens = asked or DEFAULT_MAX_TOKENS + ((thinking or {}).get("budget_tokens") or 0)
@@ -257,7 +260,7 @@ class AnthropicAdapter(Adapter):
         return UpstreamRequest(url=_messages_url(base_url), body=orjson.dumps(body), headers={
             "x-api-key": api_key, "anthropic-version": VERSION, "content-type": "application/json"})
 
-    def from_upstream(self, body):
+    def from_upstream(self, body: bytes) -> tuple[dict, Usage]:
         data = load_json(body)
         if data.get("type") != "message" or not isinstance(data.get("content"), list):
             raise UpstreamFormatError("the answer is not an Anthropic message")
@@ -283,7 +286,7 @@ class AnthropicAdapter(Adapter):
         choice = {"index": 0, "message": message, "finish_reason": _finish(data.get("stop_reason"), bool(calls))}
         return completion(data.get("id"), data.get("model"), [choice], usage), usage
 
-    async def stream_events(self, lines):
+    async def stream_events(self, lines: AsyncIterator[bytes]) -> AsyncIterator[Event]:
         raw_usage: dict = {}
         calls = 0
         tool_blocks: dict[object, int | None] = {}  # content block index → tool-call index (None: the JSON tool)
@@ -332,7 +335,7 @@ class AnthropicAdapter(Adapter):
                 return
         raise UpstreamFormatError("the stream ended before message_stop")
 
-    def error_detail(self, status, body):
+    def error_detail(self, status: int, body: bytes) -> tuple[str, str | None, str | None]:
         err = error_of(body)
         message, code = str(err.get("message") or f"HTTP {status}"), err.get("type")
         if "prompt is too long" in message.lower():
@@ -342,7 +345,8 @@ class AnthropicAdapter(Adapter):
         return message, code, None
 
     # --- native relay: an Anthropic client (Claude Code, the anthropic SDK) to an Anthropic channel --------
-    def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
+    def native_request(self, fmt: str, payload: dict, *, upstream_model: str, base_url: str, api_key: str,
+                       stream: bool, headers) -> UpstreamRequest:
         """The client's body as it is (every field, known to the gateway or not) but the model's upstream name;
         its anthropic-version and anthropic-beta headers go along, with the channel's key."""
         body = {k: v for k, v in payload.items() if k not in ("models", "route")}   # the gateway's fallback list
@@ -355,7 +359,7 @@ class AnthropicAdapter(Adapter):
             out["anthropic-beta"] = beta
         return UpstreamRequest(url=_messages_url(base_url), headers=out, body=orjson.dumps(body))
 
-    def native_answer(self, fmt, body, *, response_id, model):
+    def native_answer(self, fmt: str, body: bytes, *, response_id: str, model: str) -> tuple[bytes, Usage, str]:
         data = load_json(body)
         if data.get("type") != "message" or not isinstance(data.get("content"), list):
             raise UpstreamFormatError("the answer is not an Anthropic message")
@@ -363,7 +367,8 @@ class AnthropicAdapter(Adapter):
         calls = any(isinstance(b, dict) and b.get("type") == "tool_use" for b in data["content"])
         return orjson.dumps(data), _usage(data.get("usage") or {}), _finish(data.get("stop_reason"), calls)
 
-    async def native_stream(self, fmt, lines, *, response_id, model):
+    async def native_stream(self, fmt: str, lines: AsyncIterator[bytes], *, response_id: str,
+                            model: str) -> AsyncIterator[NativeChunk]:
         """Every event as it came (thinking, signatures, server tools, citations...), message_start's id and
         model rewritten; usage and the finish reason read from message_start / message_delta."""
         raw_usage: dict = {}

@@ -16,6 +16,7 @@ Where the formats do not map 1:1:
 - `n` → `candidateCount`: one choice per candidate; a stream carries candidate 0 only."""
 import mimetypes
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 
 from routing.adapters.base import (
     Adapter,
+    Event,
     Finish,
     NativeChunk,
     ReasoningDelta,
@@ -294,7 +296,8 @@ class GeminiAdapter(Adapter):
     model_codes = frozenset({"context_length_exceeded", "NOT_FOUND"})
     native_formats = frozenset({"gemini"})
 
-    def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
+    def to_upstream(self, request: dict, *, upstream_model: str, base_url: str, api_key: str,
+                    stream: bool) -> UpstreamRequest:
         model = upstream_model.removeprefix("models/")
         system, contents = _contents(request.get("messages") or [], model.startswith(SIGNING_MODELS))
         body: dict = {"contents": contents}
@@ -308,7 +311,7 @@ class GeminiAdapter(Adapter):
                 body["toolConfig"] = {"functionCallingConfig": calling}
         return _request(body, model, base_url, api_key, stream)
 
-    def from_upstream(self, body):
+    def from_upstream(self, body: bytes) -> tuple[dict, Usage]:
         data = load_json(body)
         candidates = data.get("candidates")
         usage = _usage(data.get("usageMetadata") or {})
@@ -320,7 +323,7 @@ class GeminiAdapter(Adapter):
             raise UpstreamFormatError("the answer has no candidates")
         return completion(data.get("responseId"), data.get("modelVersion"), choices, usage), usage
 
-    async def stream_events(self, lines):
+    async def stream_events(self, lines: AsyncIterator[bytes]) -> AsyncIterator[Event]:
         calls, finished, usage = 0, False, None
         async for line in lines:
             frame = sse_json(line)
@@ -355,7 +358,7 @@ class GeminiAdapter(Adapter):
         if usage is not None:
             yield UsageEvent(usage)
 
-    def error_detail(self, status, body):
+    def error_detail(self, status: int, body: bytes) -> tuple[str, str | None, str | None]:
         err = error_of(body)
         message, code = str(err.get("message") or f"HTTP {status}"), err.get("status")
         details = [d for d in err.get("details") or () if isinstance(d, dict)]
@@ -368,12 +371,13 @@ class GeminiAdapter(Adapter):
         return message, code, (violations[0].get("field") if violations else None)
 
     # --- native relay: a Gemini client's own request, forwarded as it is ------------------------------------
-    def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
+    def native_request(self, fmt: str, payload: dict, *, upstream_model: str, base_url: str, api_key: str,
+                       stream: bool, headers) -> UpstreamRequest:
         # The URL names the model; `models`/`route` are the gateway's fallback list.
         body = {key: value for key, value in payload.items() if key not in ("model", "models", "route")}
         return _request(body, upstream_model.removeprefix("models/"), base_url, api_key, stream)
 
-    def native_answer(self, fmt, body, *, response_id, model):
+    def native_answer(self, fmt: str, body: bytes, *, response_id: str, model: str) -> tuple[bytes, Usage, str]:
         data = load_json(body)
         if not isinstance(data.get("candidates"), list) and not _blocked(data):
             raise UpstreamFormatError("the answer has no candidates")
@@ -381,7 +385,8 @@ class GeminiAdapter(Adapter):
         finish = _native_finish(data, _has_calls(data)) or "stop"
         return orjson.dumps(data), _usage(data.get("usageMetadata")), finish
 
-    async def native_stream(self, fmt, lines, *, response_id, model):
+    async def native_stream(self, fmt: str, lines: AsyncIterator[bytes], *, response_id: str,
+                            model: str) -> AsyncIterator[NativeChunk]:
         calls = False
         async for line in lines:
             frame = sse_json(line)

@@ -2,6 +2,7 @@
 
 On the OpenAI inbound route this is a byte passthrough (`passthrough`): the hot path does not parse chunks
 it can forward. `stream_events` parses into canonical events for the other inbound formats."""
+from collections.abc import AsyncIterator
 from contextvars import ContextVar
 
 import orjson
@@ -10,12 +11,14 @@ from django.utils.translation import gettext_lazy as _
 from routing.adapters.base import (
     Adapter,
     Capabilities,
+    Event,
     Finish,
     NativeChunk,
     ReasoningDelta,
     StreamError,
     TextDelta,
     ToolCallDelta,
+    UpstreamError,
     UpstreamFormatError,
     UpstreamRequest,
     Usage,
@@ -125,7 +128,8 @@ class OpenAIAdapter(Adapter):
     model_codes = frozenset({"context_length_exceeded", "content_filter", "content_policy_violation",
                              "model_not_found"})
 
-    def to_upstream(self, request, *, upstream_model, base_url, api_key, stream):
+    def to_upstream(self, request: dict, *, upstream_model: str, base_url: str, api_key: str,
+                    stream: bool) -> UpstreamRequest:
         _native_base.set(None)
         body = dict(request, model=upstream_model)
         body.pop("models", None)  # the gateway's fallback list, not an upstream parameter
@@ -145,7 +149,7 @@ class OpenAIAdapter(Adapter):
             body=orjson.dumps(body),
         )
 
-    def from_upstream(self, body):
+    def from_upstream(self, body: bytes) -> tuple[dict, Usage]:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -154,7 +158,8 @@ class OpenAIAdapter(Adapter):
             raise UpstreamFormatError("the answer has no choices")
         return data, usage_from(data.get("usage")) or Usage()
 
-    def embeddings_request(self, request, *, upstream_model, base_url, api_key) -> UpstreamRequest:
+    def embeddings_request(self, request: dict, *, upstream_model: str, base_url: str,
+                           api_key: str) -> UpstreamRequest:
         body = dict(request, model=upstream_model)
         body.pop("models", None)
         return UpstreamRequest(url=f"{base_url}/embeddings",
@@ -186,7 +191,7 @@ class OpenAIAdapter(Adapter):
             return line, usage_from(data.get("usage"))
         return line, None
 
-    async def stream_events(self, lines):
+    async def stream_events(self, lines: AsyncIterator[bytes]) -> AsyncIterator[Event]:
         done = False
         async for line in lines:
             if not line.startswith(b"data:"):
@@ -224,7 +229,7 @@ class OpenAIAdapter(Adapter):
         if not done:
             raise UpstreamFormatError("the stream ended before [DONE]")
 
-    def error_detail(self, status, body):
+    def error_detail(self, status: int, body: bytes) -> tuple[str, str | None, str | None]:
         try:
             err = orjson.loads(body).get("error") or {}
         except (orjson.JSONDecodeError, AttributeError):
@@ -235,10 +240,10 @@ class OpenAIAdapter(Adapter):
         return str(err.get("message") or f"HTTP {status}"), (str(code) if code else None), err.get("param")
 
     # --- the Responses API, natively --------------------------------------------------------------------------
-    def speaks_natively(self, fmt, channel) -> bool:
+    def speaks_natively(self, fmt: str, channel) -> bool:
         return fmt in self.native_formats and channel.base_url not in _NO_RESPONSES
 
-    def error(self, status, body):
+    def error(self, status: int, body: bytes) -> UpstreamError:
         """A 404 (or 405) to a native Responses call that is not about the model: the base URL has no
         /responses (many OpenAI-compatible servers). Remembered, so its Responses calls are translated from now
         on (the relay serves this one again, translated)."""
@@ -249,7 +254,8 @@ class OpenAIAdapter(Adapter):
             _refused.set(True)
         return error
 
-    def native_request(self, fmt, payload, *, upstream_model, base_url, api_key, stream, headers):
+    def native_request(self, fmt: str, payload: dict, *, upstream_model: str, base_url: str, api_key: str,
+                       stream: bool, headers) -> UpstreamRequest:
         """The client's Responses request as it sent it, with the upstream's model name. The gateway resolved
         `previous_response_id` into the input already, and its fallback list `models` is not the upstream's."""
         _native_base.set(base_url)
@@ -266,7 +272,7 @@ class OpenAIAdapter(Adapter):
                 out_headers[name] = headers.get(name)
         return UpstreamRequest(url=f"{base_url}/responses", headers=out_headers, body=orjson.dumps(body))
 
-    def native_answer(self, fmt, body, *, response_id, model):
+    def native_answer(self, fmt: str, body: bytes, *, response_id: str, model: str) -> tuple[bytes, Usage, str]:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -276,7 +282,8 @@ class OpenAIAdapter(Adapter):
         data["id"], data["model"] = response_id, model
         return orjson.dumps(data), responses_usage(data.get("usage")) or Usage(), responses_finish(data)
 
-    async def native_stream(self, fmt, lines, *, response_id, model):
+    async def native_stream(self, fmt: str, lines: AsyncIterator[bytes], *, response_id: str,
+                            model: str) -> AsyncIterator[NativeChunk]:
         """Responses SSE events as they came. Only the lifecycle events (those carrying the Response object) are
         parsed, to put our id and model in; the terminal one (completed or incomplete) carries the usage."""
         event = b""

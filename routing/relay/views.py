@@ -263,6 +263,7 @@ def _native_response(call: RelayCall) -> HttpResponse:
     call.ttfb_ms = call.latency_ms()
     assert call.native_answer is not None   # kept by the attempt's validator
     body, call.usage, call.finish_reason = call.native_answer
+    body = formats.of(call.fmt).with_native_cost(body, call.cost_now(call.usage))
     call.record()
     return _headers(call, HttpResponse(body, content_type=JSON))
 
@@ -273,7 +274,8 @@ def _native_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict)
     assert call.channel is not None and call.model is not None   # set by the attempt that served
     model = call.model.public_id
     adapter = adapter_for(call.channel.kind)
-    renderer = formats.of(call.fmt).renderer(call, payload)   # for an error event only
+    fmt = formats.of(call.fmt)
+    renderer = fmt.renderer(call, payload)   # for an error event only
 
     async def events():
         done = False
@@ -283,6 +285,8 @@ def _native_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: dict)
                 call.usage = chunk.usage
             if chunk.finish:
                 call.finish_reason = chunk.finish
+                if chunk.usage is not None:   # the final usage: it says what the call cost (usage.cost)
+                    chunk.data = fmt.with_native_cost(chunk.data, call.cost_now(chunk.usage))
             if chunk.done:
                 done = True
                 call.record()   # durable before the client sees the end of the stream
