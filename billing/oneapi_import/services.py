@@ -240,6 +240,7 @@ class _Importer:
                                               upstream_name=name[:120], aliases=[name[:120]],
                                               input_modalities=["text"], output_modalities=["text"])
         self.record("model", f"model:{public_id}", model.pk)
+        self.mapped("model", name, f"new catalog model {public_id}", "set its context length and features")
         self.models_by_name[name] = self.models_by_name[public_id] = model
         self.catalog.append(model)
         return model, True
@@ -296,7 +297,8 @@ class _Importer:
             self.record("channel", source_key, channel.pk)
             extra = [] if enabled else [f"disabled (status {status}{'' if key_enabled else ', key disabled'})"]
             self.mapped("channel", f"{label} key {index}",
-                        f"{kind} channel '{channel.name}' {url}, {len(models)} models, key {channel.api_key_mask}",
+                        f"{kind} channel '{channel.name}' {url}, models {','.join(m.public_id for m in models)}, "
+                        f"key {channel.api_key_mask}",
                         "; ".join(notes + extra))
 
     def prices(self) -> None:

@@ -200,6 +200,7 @@ def test_dry_run_reports_everything_and_writes_nothing(source):
     assert "DRY RUN" in text and "New API" in text
     assert "channel type 3 (Azure) has no Tollgate provider" in text and "sk-upstream" not in text
     assert "5000002 micro-units to team alice" in text and "balance_micro" in text
+    assert "gpt-4-turbo-preview → new catalog model openai/gpt-4-turbo-preview" in text
     report = import_preview(source=url)
     real_batch, real = import_run(source=url)
     assert [m.target for m in report.mapped] == [m.target for m in real.mapped]
