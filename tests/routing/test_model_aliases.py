@@ -131,6 +131,19 @@ def test_an_alias_of_a_disabled_model_means_nothing_and_key_limits_still_apply()
     assert exc.value.code == "model_not_found"
 
 
+@pytest.mark.django_db
+def test_the_routes_try_it_panel_shows_the_rewrite():
+    new, _old = two_models()
+    admin = factories.MembershipFactory(role=roles.ADMIN)
+    factories.channel(models=[new], base_url="http://127.0.0.1:9/v1", name="platform-a")
+    aliases.model_alias_upsert(team=admin.team, alias="gpt-4-turbo-preview", model=new)
+    key, _ = factories.api_key(team=admin.team)
+    result = api(admin.user).post(f"/api/teams/{admin.team.slug}/routes/try/", {
+        "body": {"model": "gpt-4-turbo-preview", "messages": CHAT}, "key_id": key.pk}, format="json").json()
+    assert result["error"] is None and [c["model"] for c in result["candidates"]] == ["openai/gpt-4o"]
+    assert result["header"].startswith("route=direct; alias=gpt-4-turbo-preview->openai/gpt-4o; model=openai/gpt-4o")
+
+
 # --- the console page ---------------------------------------------------------------------------------------
 @pytest.mark.django_db
 def test_console_lists_creates_edits_and_deletes_aliases():
