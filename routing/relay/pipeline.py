@@ -450,6 +450,8 @@ class RelayCall:
         parts = [f"route={plan.route or 'direct'}", f"model={self.model.public_id if self.model else '-'}"]
         if plan.aliases:  # the team's model aliases that rewrote the asked name
             parts.insert(1, "alias=" + ",".join(plan.aliases))
+        if plan.prefs is not None:   # how the request's provider preferences ordered the channels
+            parts[1:1] = plan.prefs.describe()
         if self.channel is not None and self.status < 400:  # a team's own channel by name, platform ones not
             parts.append(f"channel={self.channel.name if self.channel.team_id == self.ctx.team_id else 'platform'}")
         parts.append(f"attempts={len(self.attempts) + (1 if self.status < 400 else 0)}")
@@ -588,6 +590,6 @@ class RelayCall:
 
     def _generation_source(self) -> dict:
         """Who served, for /v1/generation: the channel's provider (the catalog model's when it declares none)."""
-        channel, model = self.channel, self.model
-        provider = getattr(channel, "provider_name", None) or (model.provider if model else None)
-        return {"provider_name": provider or None, "channel_kind": channel.kind if channel else None}
+        channel = self.channel
+        return {"provider_name": generations.provider_name(channel, self.model),
+                "channel_kind": channel.kind if channel else None}

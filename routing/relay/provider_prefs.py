@@ -57,12 +57,12 @@ class Prefs:
     max_latency: dict | None = None         # percentile → seconds
     max_price: dict | None = None           # "prompt" / "completion" / "request" → per million tokens (request: each)
 
-    def describe(self) -> str:
-        """For the route header: what the preferences asked, briefly."""
-        parts = [f"sort={self.sort}"] if self.sort else []
+    def describe(self) -> list[str]:
+        """For the route header: how the preferences order channels ("provider.sort=price")."""
+        parts = [f"provider.sort={self.sort}"] if self.sort else []
         if self.order:
-            parts.append("order=" + ",".join(self.order))
-        return " ".join(parts)
+            parts.append("provider.order=" + ",".join(self.order))
+        return parts
 
 
 def slug(name: str) -> str:

@@ -167,8 +167,6 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
     if prefs is not None:
         result.prefs = prefs
         provider_prefs.apply(prefs, snap, ctx, request, result)
-        if prefs.describe():
-            result.route = f"{result.route or 'direct'}; provider {prefs.describe()}"
     return result
 
 

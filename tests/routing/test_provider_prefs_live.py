@@ -5,7 +5,7 @@ Team channels show by name in X-Tollgate-Route (`channel=azure`), the platform o
 import httpx
 import pytest
 
-from billing.models import Price
+from billing.models import Price, UsageRecord
 from routing.catalog import bump_version
 from tests import factories
 from tests.conftest import wait_for
@@ -34,9 +34,9 @@ def fleet(live, simulator):
     return live
 
 
-def chat(live, model="openai/gpt-4o-mini", stream=False, **extra):
+def chat(live, model="openai/gpt-4o-mini", stream=False, content="hello", **extra):
     return httpx.post(f"{live.base_url}/chat/completions", headers={"Authorization": f"Bearer {live.secret}"},
-                      json={"model": model, "messages": [{"role": "user", "content": "hello"}], "stream": stream,
+                      json={"model": model, "messages": [{"role": "user", "content": content}], "stream": stream,
                             **extra}, timeout=20)
 
 
@@ -120,11 +120,13 @@ def test_max_price(fleet):
 
 def test_sort_by_measured_latency_and_throughput(fleet, sim_faults):
     """Latency and throughput are the relay's own measurements of each channel x model: make Azure slow to
-    its first byte, measure every channel a few times, then the fast ones come first."""
+    its first byte and slow to stream, measure every channel a few times, then the fast ones come first."""
     sim_faults("sk-sim-azure", "delay:400")
     for name in ("Azure", "DeepInfra", "Anthropic", "OpenAI"):
+        slow = "[[sim:chunk_delay_ms=80]]" if name == "Azure" else ""
         for _ in range(3):
-            assert chat(fleet, stream=True, provider={"order": [name], "allow_fallbacks": False}).status_code == 200
+            assert chat(fleet, stream=True, content=f"hello {slow}",
+                        provider={"order": [name], "allow_fallbacks": False}).status_code == 200
     order = {"only": ["Azure", "OpenAI"]}
     assert served_by(chat(fleet, provider={**order, "sort": "latency"})) == "platform"
     assert served_by(chat(fleet, provider={**order, "sort": {"by": "latency", "partition": "none"}})) == "platform"
@@ -150,7 +152,9 @@ def test_floor_orders_a_fallback_list_cheapest_first(fleet, simulator):
     assert chat(fleet, "test/dear", models=["test/cheap"]).json()["model"] == "test/dear"   # the list's order
     resp = chat(fleet, "test/dear:floor", models=["test/cheap"])
     assert resp.json()["model"] == "test/cheap"
-    assert "provider sort=price" in resp.headers["x-tollgate-route"]
+    assert "; provider.sort=price; " in resp.headers["x-tollgate-route"]
+    record = wait_for(lambda: UsageRecord.objects.filter(request_id=resp.headers["x-request-id"]).first())
+    assert record.route == "models[]" and record.served_model == "test/cheap"   # route budgets still match
     assert chat(fleet, "test/dear", models=["test/cheap"], provider={"sort": "price"}).json()["model"] == "test/cheap"
     resp = chat(fleet, "test/cheap:floor", models=["openai/gpt-4o-mini"])   # served by the team's own channels
     assert resp.json()["model"] == "openai/gpt-4o-mini" and served_by(resp) == "deepinfra"
