@@ -3,7 +3,6 @@ POST /v1beta/models/{model}:generateContent, :streamGenerateContent (`?alt=sse`:
 a JSON array), :countTokens; GET /v1beta/models and /v1beta/models/{model}; the same under /v1 (google-genai's
 default). The key comes as `x-goog-api-key`, `?key=` or Bearer; answers and errors are in Gemini's shapes;
 calls are routed like every other (to Gemini channels natively, to the others through the canonical request)."""
-import orjson
 from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -27,31 +26,10 @@ def _with_model(call: RelayCall, payload: dict, model: str) -> dict:
     return payload
 
 
-def _cost_added(call: RelayCall, frame: bytes) -> bytes:
-    """A native answer (or last stream frame) as the upstream sent it, plus what the call cost
-    (`usageMetadata.cost`, as a translated answer has it)."""
-    data = orjson.loads(frame)
-    cost = call.cost_now(call.usage)
-    if cost is not None and isinstance(data.get("usageMetadata"), dict):
-        data["usageMetadata"]["cost"] = cost
-    return orjson.dumps(data)
-
-
-async def _stream_cost_added(call: RelayCall, chunks):
-    """A native stream with the cost on its last frame (the one with the finish reason: a frame a chunk)."""
-    async for chunk in chunks:
-        if b'"finishReason"' in chunk and b'"usageMetadata"' in chunk and chunk.startswith(b"data: "):
-            chunk = b"data: " + _cost_added(call, chunk[6:]) + b"\r\n\r\n"
-        yield chunk
-
-
 @relay.relay_route(fmt=GEMINI)
 async def generate_content(call, payload, model):
     payload = _with_model(call, payload, model)
-    response = await relay._relay(call, payload, gemini_format.to_canonical(payload))
-    if call.native:
-        response.content = _cost_added(call, response.content)
-    return response
+    return await relay._relay(call, payload, gemini_format.to_canonical(payload))
 
 
 @relay.relay_route(fmt=GEMINI)
@@ -60,8 +38,6 @@ async def stream_generate_content(call, payload, model):
     canonical = gemini_format.to_canonical(payload)
     canonical["stream"] = True
     response = await relay._relay(call, payload, canonical)
-    if call.native:
-        response.streaming_content = _stream_cost_added(call, response.streaming_content)
     if call.request.GET.get("alt") != "sse":   # Gemini's default stream: one JSON array, element by element
         response.streaming_content = gemini_format.json_array(response.streaming_content)
         response["Content-Type"] = "application/json"

@@ -169,6 +169,10 @@ def test_anthropic_messages_bill_both_write_durations_then_the_read(setup, strea
     record, charge = charged(setup, first)
     assert record.cache_write_1h_tokens > 0 and record.cache_write_5m_tokens > 0 and record.cached_tokens == 0
     assert record.cost == expected_cost(record, CLAUDE) == charge
+    # the native answer (or its last message_delta) says what it cost: the ledger charge
+    said = [e for e in sse_data(first) if e.get("type") == "message_delta"][-1]["usage"] if stream else \
+        first.json()["usage"]
+    assert cost_micro(said["cost"]) == charge
     if not stream:  # the native answer, as the provider counted it
         usage = first.json()["usage"]
         assert usage["cache_creation"] == {"ephemeral_5m_input_tokens": record.cache_write_5m_tokens,

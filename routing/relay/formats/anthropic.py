@@ -402,6 +402,25 @@ class EventRenderer:
 ID_PREFIX = "msg_"
 
 
+def with_native_cost(data: bytes, cost: float | None) -> bytes:
+    """A native message (its `usage`) or its `message_delta` event (the final usage), with `usage.cost`."""
+    if cost is None:
+        return data
+    if data.startswith(b"{"):
+        message = orjson.loads(data)
+        if isinstance(message.get("usage"), dict):
+            message["usage"]["cost"] = cost
+        return orjson.dumps(message)
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if line.startswith(b"data:") and b"message_delta" in line:
+            event = orjson.loads(line[5:])
+            if event.get("type") == "message_delta" and isinstance(event.get("usage"), dict):
+                event["usage"]["cost"] = cost
+                lines[i] = b"data: " + orjson.dumps(event)
+    return b"\n".join(lines)
+
+
 def complete(call, data: dict, usage) -> dict:
     message = message_from_canonical(data, usage, message_id=ID_PREFIX + call.hex_id, model=call.model.public_id)
     message["usage"] = usage_body(usage, call.cost_now(usage))

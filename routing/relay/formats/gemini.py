@@ -404,6 +404,18 @@ def to_canonical(payload: dict) -> dict:
 _DROPPED_FIELDS = ("cachedContent", "safetySettings")
 
 
+def with_native_cost(data: bytes, cost: float | None) -> bytes:
+    """A native answer, or its last stream frame, with what the call cost (`usageMetadata.cost`, as a
+    translated answer has it)."""
+    if cost is None:
+        return data
+    sse = data.startswith(b"data: ")
+    frame = orjson.loads(data[6:] if sse else data)
+    if isinstance(frame.get("usageMetadata"), dict):
+        frame["usageMetadata"]["cost"] = cost
+    return b"data: " + orjson.dumps(frame) + b"\r\n\r\n" if sse else orjson.dumps(frame)
+
+
 def translation_notes(payload: dict) -> list[str]:
     """What a call translated for a non-Gemini channel could not carry as sent, in the words of X-Tollgate-Route
     (a native call carries everything; a valid payload, after to_canonical)."""

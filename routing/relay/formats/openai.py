@@ -175,6 +175,12 @@ error_response = errors.openai_response
 to_canonical = validate_chat
 
 
+def with_native_cost(data: bytes, cost: float | None) -> bytes:
+    """OpenAI chat is never relayed natively (an OpenAI channel's stream is passed through, with its cost added
+    by views._passthrough_stream)."""
+    return data
+
+
 def translation_notes(payload: dict) -> list[str]:
     """An OpenAI request loses nothing the canonical request cannot carry (it is the canonical shape)."""
     return []

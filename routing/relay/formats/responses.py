@@ -354,6 +354,12 @@ def dropped_tools(payload: dict) -> list[str]:
     return Tools(payload.get("tools")).dropped if isinstance(payload.get("tools"), list) else []
 
 
+def with_native_cost(data: bytes, cost: float | None) -> bytes:
+    """Left as it is: the Responses views patch a native answer's final event themselves (its cost with the
+    previous_response_id it continues, responses_views._native_patch)."""
+    return data
+
+
 def translation_notes(payload: dict) -> list[str]:
     """What a call translated for a channel without the Responses API could not carry (X-Tollgate-Route)."""
     dropped = dropped_tools(payload)
