@@ -208,6 +208,22 @@ def test_the_debug_echo_shows_the_upstream_body_redacted_for_a_debug_key(relay):
     assert whole == 400 and error_of(whole_body)["param"] == "debug.echo_upstream_body"   # streams only
 
 
+def test_under_api_v1_the_extras_work_in_openrouters_shapes(relay):
+    from tests import factories
+
+    _, secret = factories.api_key(team=relay.team, group=relay.key.group, is_debug=True, name="debugging")
+    (web, _, web_body), (echo, _, echo_body) = post(
+        secret, chat(plugins=[{"id": "web"}]), chat(stream=True, debug={"echo_upstream_body": True}),
+        path="/api/v1/chat/completions")
+    assert web == 400
+    error = orjson.loads(web_body)["error"]
+    assert error["code"] == 400 and "`web`" in error["message"]          # OpenRouter's error shape
+    assert echo == 200
+    first, second = data_chunks(echo_body)[:2]
+    assert first["id"].startswith("gen-") and first["id"] == second["id"]
+    assert first["debug"]["echo_upstream_body"]["model"] == "gpt-4o-mini"
+
+
 # --- any input -----------------------------------------------------------------------------------------------
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
