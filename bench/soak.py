@@ -37,7 +37,12 @@ ENV = {
     "SECRET_KEY": "soak-only-secret-key-not-for-production",
     "TOLLGATE_ENCRYPTION_KEY": "c29hay1vbmx5LWZlcm5ldC1rZXktMDAwMDAwMDAwMDA=",
     "DEMO_API_KEY": DEMO_KEY, "DEMO_PASSWORD": "soak-demo-password", "OPERATOR_PASSWORD": "soak-operator-password",
-    "DEMO_RPM_LIMIT": "0", "DEMO_DAILY_BUDGET": "1000",   # a budget counter to keep equal, none to stop traffic
+    # A daily budget counter to keep equal to the database, too large to stop the traffic (absurd usage costs
+    # $26 a request even clamped).
+    "DEMO_RPM_LIMIT": "0", "DEMO_DAILY_BUDGET": "1000000",
+    # During the Redis outage each worker may let the team spend $1,000 a minute (default $1): the in-process
+    # accounting then serves real traffic through the outage instead of 503s.
+    "TOLLGATE_REDIS_OUTAGE_SPEND_PER_MINUTE": "1000000000",
     "TOLLGATE_JOURNAL_FLUSH_SECONDS": "0.5",
     "TOLLGATE_UPSTREAM_TIMEOUT": "3",          # the simulator's timeout fault hangs 6 s
     # Celery beat's schedule run by the gateway workers themselves, ten times as often (reconcile every 6 s,
@@ -260,6 +265,7 @@ def main() -> int:
     journal_dir = base / "journal"
     started: list = []
     postgres = None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # so the servers below are stopped (finally)
     try:
         say(f"{seconds:g} s of traffic, {concurrency} clients, seed {seed}; logs in {log_dir}")
         postgres = Postgres(base, log_dir)
