@@ -16,6 +16,7 @@ from billing.money import MICRO
 from gateway_site import shared_cache
 from routing.adapters.anthropic import FINISH as ANTHROPIC_FINISH
 from routing.adapters.gemini import FINISH as GEMINI_FINISH
+from routing.relay import provider_prefs
 
 GENERATION_TTL = 300
 _LOCAL_MAX = 10_000
@@ -33,6 +34,14 @@ def _first_words(table: dict) -> dict:
 # What each channel kind calls the finish reasons the adapters translated (Gemini ends a tool call with STOP).
 NATIVE_FINISH = {"anthropic": _first_words(ANTHROPIC_FINISH),
                  "gemini": {**_first_words(GEMINI_FINISH), "tool_calls": "STOP"}}
+
+
+def provider_name(channel, model) -> str | None:
+    """Who served, in OpenRouter's words: the channel's provider ("Azure", "DeepInfra"; its kind's — "OpenAI",
+    "Anthropic", "Google" — when it names none), the catalog model's provider when no channel served."""
+    if channel is not None:
+        return provider_prefs.provider_of(channel)
+    return model.provider if model is not None and model.provider else None
 
 
 def finish_reason(status: int, finish: str) -> str | None:

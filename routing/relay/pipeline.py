@@ -590,6 +590,6 @@ class RelayCall:
 
     def _generation_source(self) -> dict:
         """Who served, for /v1/generation: the channel's provider (the catalog model's when it declares none)."""
-        channel, model = self.channel, self.model
-        provider = getattr(channel, "provider_name", None) or (model.provider if model else None)
-        return {"provider_name": provider or None, "channel_kind": channel.kind if channel else None}
+        channel = self.channel
+        return {"provider_name": generations.provider_name(channel, self.model),
+                "channel_kind": channel.kind if channel else None}

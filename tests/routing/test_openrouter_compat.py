@@ -57,7 +57,7 @@ def test_chat_and_a_generation_look_up_the_moment_it_ended(live):
     assert completion.choices[0].message.content and completion.usage.completion_tokens == 5
     assert gen["total_cost"] == completion.usage.model_extra["cost"] > 0
     assert (gen["model"], gen["provider_name"], gen["streamed"], gen["cancelled"]) == \
-        ("openai/gpt-4o-mini", "openai", False, False)
+        ("openai/gpt-4o-mini", "OpenAI", False, False)   # the channel's provider (its kind's: it names none)
     assert (gen["finish_reason"], gen["native_finish_reason"]) == ("stop", "stop")
     assert (gen["tokens_prompt"], gen["tokens_completion"]) == \
         (completion.usage.prompt_tokens, completion.usage.completion_tokens)
