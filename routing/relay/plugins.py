@@ -206,8 +206,13 @@ async def prepend(first: bytes, chunks):
 
 
 # --- keep-alive ----------------------------------------------------------------------------------------------
-def keepalive_seconds() -> float:
-    return settings.TOLLGATE_STREAM_KEEPALIVE_SECONDS
+# SSE clients of these formats skip comment lines (the OpenAI and Anthropic SDKs); google-genai would try to
+# parse one as JSON, and Gemini's default stream is a JSON array: Gemini streams get no keep-alives.
+KEEPALIVE_FORMATS = frozenset({"openai", "openrouter", "anthropic", "responses"})
+
+
+def keepalive_seconds(fmt: str) -> float:
+    return settings.TOLLGATE_STREAM_KEEPALIVE_SECONDS if fmt in KEEPALIVE_FORMATS else 0
 
 
 def beside(awaitable) -> tuple[asyncio.Task, contextvars.Context]:

@@ -149,7 +149,7 @@ async def _relay(call: RelayCall, payload: dict, canonical: dict):
     if extras is not plugins.NONE:   # the gateway's own fields go no further
         payload, canonical = plugins.forwarded(payload, extras), plugins.forwarded(canonical, extras)
         call.payload = plugins.forwarded(call.payload or {}, extras)
-    if stream and plugins.keepalive_seconds() > 0:
+    if stream and plugins.keepalive_seconds(call.fmt) > 0:
         return await _keepalive_relay(call, payload, canonical, extras)
     resp, body = await call.open_upstream(canonical, stream=stream)
     response = _served(call, resp, body, payload, canonical, extras)
@@ -172,8 +172,8 @@ def _served(call: RelayCall, resp, body, payload: dict, canonical: dict, extras)
 def _stream_extras(call: RelayCall, response: StreamingHttpResponse, canonical: dict, extras) -> StreamingHttpResponse:
     """Keep-alive comments until the first chunk; the debug echo (debug keys) before everything."""
     content = response.streaming_content
-    if plugins.keepalive_seconds() > 0:
-        content = plugins.until_first_chunk(content, plugins.keepalive_seconds())
+    if plugins.keepalive_seconds(call.fmt) > 0:
+        content = plugins.until_first_chunk(content, plugins.keepalive_seconds(call.fmt))
     if extras.echo_upstream_body:
         content = plugins.prepend(plugins.debug_chunk(call, canonical), content)
     response.streaming_content = content
@@ -184,7 +184,7 @@ async def _keepalive_relay(call: RelayCall, payload: dict, canonical: dict, extr
     """A stream whose upstream answers within the keep-alive interval is served as ever (an error is its own
     status code, fallback intact). A slower one is committed as a 200 stream then: keep-alive comments while the
     attempts go on (fallback still works), and their failure, if it comes, is an error event in the stream."""
-    interval = plugins.keepalive_seconds()
+    interval = plugins.keepalive_seconds(call.fmt)
     opening, context = plugins.beside(call.open_upstream(canonical, stream=True))
     try:
         await asyncio.wait({opening}, timeout=interval)
@@ -538,8 +538,8 @@ def _generation(snap, team_id: int, hex_id: str) -> dict | None:
     model = snap.resolve(record.served_model) if record.served_model else None
     channel = next((c for c in (snap.channels_for(model, team_id) if model else ()) if c.id == record.channel_id),
                    None)
-    data = generations.summary(fields, provider_name=generations.provider_name(channel, model),
-                               channel_kind=channel.kind if channel else None)
+    provider = getattr(channel, "provider_name", None) or (model.provider if model else None)
+    data = generations.summary(fields, provider_name=provider, channel_kind=channel.kind if channel else None)
     data.pop("_team")
     return data
 

@@ -111,3 +111,33 @@ def test_a_client_that_leaves_during_keepalive_is_recorded_and_billed_only_its_p
     assert record.completion_tokens == 0 and record.prompt_tokens > 0
     key = httpx.get(f"{setup.base_url}/key", headers={"Authorization": f"Bearer {setup.secret}"}).json()
     assert key["data"]["usage"] * 1_000_000 == pytest.approx(record.cost)
+
+
+def test_gemini_streams_get_no_keepalive(setup):
+    """google-genai reads a line that is not `data:` as JSON, and Gemini's default stream is a JSON array."""
+    body = {"contents": [{"parts": [{"text": "hi [[sim:tokens=3]] [[sim:fault=delay:800]]"}]}]}
+    for query in ("?alt=sse", ""):
+        resp = httpx.post(f"{setup.server.url}/v1beta/models/gpt-4o-mini:streamGenerateContent{query}", json=body,
+                          headers={"x-goog-api-key": setup.secret}, timeout=30)
+        assert resp.status_code == 200 and "TOLLGATE PROCESSING" not in resp.text
+        frames = [orjson.loads(line[6:]) for line in resp.text.splitlines() if line.startswith("data: ")] \
+            if query else orjson.loads(resp.text)
+        assert frames and all("candidates" in frame or "usageMetadata" in frame for frame in frames)
+
+
+def test_the_sdks_read_a_stream_with_keepalives(setup):
+    """The OpenAI and Anthropic SDKs skip the comments and read the answer that follows them."""
+    import anthropic
+    import openai
+
+    prompt = "hi [[sim:tokens=4]] [[sim:fault=delay:900]]"
+    client = anthropic.Anthropic(base_url=setup.server.url, api_key=setup.secret, max_retries=0)
+    with client.messages.stream(model="gpt-4o-mini", max_tokens=20,
+                                messages=[{"role": "user", "content": prompt}]) as events:
+        assert "".join(events.text_stream)
+    chat = openai.OpenAI(base_url=setup.base_url, api_key=setup.secret, max_retries=0)
+    parts = chat.chat.completions.create(model="gpt-4o-mini", stream=True,
+                                         messages=[{"role": "user", "content": prompt}])
+    assert "".join(c.choices[0].delta.content or "" for c in parts if c.choices)
+    _, lines = stream(setup, prompt)   # and the comments were there
+    assert [line for _, line in lines if line == KEEPALIVE]
