@@ -232,7 +232,7 @@ def why_not(prefs: Prefs, channel, request: dict, price: dict) -> str | None:
         dropped = sorted(k for k in DROPPED_PARAMETERS.get(channel.kind, ()) if request.get(k) is not None)
         if dropped:
             return f"does not support {', '.join(dropped)} (provider.require_parameters)"
-    for key, limit in (prefs.max_price or {}).items():
+    for key, limit in (prefs.max_price or {}).items():   # image / audio: billed as prompt tokens here
         if key in price and price[key] > limit:
             return f"{key} price {price[key]:g} > provider.max_price.{key} {limit:g}"
     return None

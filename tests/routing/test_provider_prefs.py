@@ -174,3 +174,33 @@ def test_speed_is_shared_between_gateway_processes():
 
     shared = asyncio.run(run())
     assert shared.samples == 1 and shared.latency["p50"] == 0.25 and shared.throughput["p50"] == pytest.approx(40)
+
+
+def _fuzz_values():
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    keys = st.sampled_from(list(provider_prefs._KEYS) + ["by", "partition", "prompt", "completion", "p50", "p90"])
+    return st.recursive(scalars | st.sampled_from(["price", "latency", "deny", "fp8", "OpenAI", "none"]),
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys | st.text(max_size=4),
+                                                                                     inner, max_size=4),
+                        max_leaves=12)
+
+
+def test_any_provider_object_parses_or_is_a_400_naming_a_provider_field():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.dictionaries(st.sampled_from(provider_prefs._KEYS), _fuzz_values(), max_size=5) | _fuzz_values())
+    def check(value):
+        try:
+            prefs = parse(value)
+        except errors.RelayError as exc:
+            assert exc.status == 400 and exc.param.startswith("provider")
+            return
+        if prefs is not None:   # whatever parsed, the channel checks and the ordering take
+            why_not(prefs, ch(1, "OpenAI", kind="anthropic"), {"seed": 1}, FREE)
+            reorder(prefs, [ch(1), ch(2, "Azure")], M)
+
+    check()
