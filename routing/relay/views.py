@@ -538,8 +538,8 @@ def _generation(snap, team_id: int, hex_id: str) -> dict | None:
     model = snap.resolve(record.served_model) if record.served_model else None
     channel = next((c for c in (snap.channels_for(model, team_id) if model else ()) if c.id == record.channel_id),
                    None)
-    provider = getattr(channel, "provider_name", None) or (model.provider if model else None)
-    data = generations.summary(fields, provider_name=provider, channel_kind=channel.kind if channel else None)
+    data = generations.summary(fields, provider_name=generations.provider_name(channel, model),
+                               channel_kind=channel.kind if channel else None)
     data.pop("_team")
     return data
 
