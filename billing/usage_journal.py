@@ -213,7 +213,8 @@ class Journal:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.fd, self.path = fd, path
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict) -> dict:
+        """Journal a usage record; returns it as journaled (sanitized)."""
         record = sanitize(record)
         try:
             line = orjson.dumps(record)
@@ -225,6 +226,7 @@ class Journal:
         os.write(self.fd, line + b"\n")
         self.pending.append(record)
         self._ensure_flusher()
+        return record
 
     # --- flushing ---------------------------------------------------------------------------------
     def _ensure_flusher(self) -> None:
@@ -449,8 +451,8 @@ def _read_journal(fd: int, directory: Path) -> list[dict]:
 journal = Journal(settings.TOLLGATE_JOURNAL_DIR)
 
 
-def append(record: dict) -> None:
-    journal.append(record)
+def append(record: dict) -> dict:
+    return journal.append(record)
 
 
 async def start() -> None:

@@ -585,8 +585,7 @@ class RelayCall:
             "http_referer": meta.get("HTTP_HTTP_REFERER") or meta.get("HTTP_REFERER") or "",
             "app_title": meta.get("HTTP_X_TITLE") or meta.get("HTTP_X_OPENROUTER_TITLE") or "",
         }
-        usage_journal.append(entry)
-        generations.remember(usage_journal.sanitize(entry), **self._generation_source())
+        generations.remember(usage_journal.append(entry), **self._generation_source())   # as journaled
 
     def _generation_source(self) -> dict:
         """Who served, for /v1/generation: the channel's provider (the catalog model's when it declares none)."""
