@@ -576,10 +576,10 @@ async def list_models(call, ctx):
 
 @key_get
 async def retrieve_model(call, ctx, model_id: str):
-    """GET /v1/models/{id} (the OpenAI SDK's models.retrieve): a model this key may use, by id or alias;
-    404 model_not_found for any other, so a key learns nothing of models it may not use."""
+    """GET /v1/models/{id} (the OpenAI SDK's models.retrieve): a model this key may use, by id, catalog alias or
+    the team's own alias; 404 model_not_found for any other, so a key learns nothing of models it may not use."""
     snap = await snapshot.current()
-    model = snap.resolve(model_id)
+    model, _ = snap.resolve_for(ctx.team_id, model_id)
     allowed = allowed_models(team_models=ctx.team_models, group_models=ctx.group_models, key_models=ctx.key_models)
     if model is None or (allowed is not None and model.public_id not in allowed):
         raise errors.model_not_found(redact(model_id))

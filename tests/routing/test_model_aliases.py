@@ -246,6 +246,9 @@ def test_a_live_gateway_serves_the_old_name_and_says_the_rewrite(live):
     assert "alias=gpt-4-turbo-preview->openai/gpt-4o-mini" in route and "model=openai/gpt-4o-mini" in route
     record = wait_for(lambda: UsageRecord.objects.filter(request_id=resp.headers["x-request-id"]).first())
     assert (record.requested_model, record.served_model) == ("gpt-4-turbo-preview", "openai/gpt-4o-mini")
+    retrieved = httpx.get(f"{live.base_url}/models/gpt-4-turbo-preview", timeout=5,
+                          headers={"Authorization": f"Bearer {live.secret}"})   # the SDK's models.retrieve
+    assert retrieved.status_code == 200 and retrieved.json()["id"] == "openai/gpt-4o-mini"
     # Another team's key: the name means nothing to it.
     other_key, other_secret = factories.api_key()
     factories.credit(other_key.team)
