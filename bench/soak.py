@@ -211,6 +211,8 @@ def books(outcomes, journal_dir: Path, settle: float, in_flight_at_kills: list[s
     clamped = UsageRecord.objects.filter(usage_clamped=True)
     say(f"usage records: {UsageRecord.objects.count()}, {clamped.count()} with absurd upstream usage clamped "
         f"(dearest {clamped.aggregate(m=Max('cost'))['m'] or 0} micro-units)")
+    pasted = UsageRecord.objects.filter(requested_model__contains=soak_traffic.PASTED_SECRET).count()
+    say(f"usage records that kept the secret the fuzzer pasted as a model, unredacted: {pasted}")
     services.usage_reconcile()    # what the gateways' periodic run has not billed yet
     records = list(UsageRecord.objects.values_list("request_id", "ledger_entry_id"))
     entries = dict(LedgerEntry.objects.filter(kind=LedgerEntry.USAGE).values_list("id", "amount"))

@@ -12,6 +12,7 @@ from bench.soak_books import Outcome
 
 CHAT_MODELS = ["openai/gpt-4o-mini", "google/gemini-2.5-flash", "anthropic/claude-haiku-4-5"]
 MESSAGES_MODELS = ["anthropic/claude-haiku-4-5", "openai/gpt-4o-mini"]
+PASTED_SECRET = "sk-live-" + "a" * 40     # a key pasted where the model goes: never stored as it is
 
 # (weight, directive): what the simulated upstream does to the request (simulator/faults.py grammar);
 # "absurd usage" asks for reported counts no model could produce, which the gateway must clamp.
@@ -66,7 +67,7 @@ def fuzz_bodies() -> list[tuple[str, bytes]]:
         ("chat", j({**chat, "max_tokens": 10 ** 30})),
         ("chat", j({**chat, "temperature": {}})),
         ("chat", j({**chat, "messages": "x"})),
-        ("chat", j({**chat, "model": "sk-live-" + "a" * 40})),
+        ("chat", j({**chat, "model": PASTED_SECRET})),
         ("chat", b"{not json"),
         ("chat", b""),
         ("chat", b"[1, 2, 3]"),
@@ -122,10 +123,13 @@ class Client:
 
     async def _send(self, kind: str, path: str, body: bytes, *, stream: bool) -> Outcome:
         url = f"{self.base_url}/v1/{'messages' if path == 'messages' else 'chat/completions'}"
+        # A kept-alive connection stays with the worker that accepted it: closing one in four spreads the
+        # clients over both workers (each then sees the outages with traffic of its own).
+        headers = {**self.headers, "connection": "close"} if self.rng.random() < 0.25 else self.headers
         started = time.monotonic()
         status, request_id, complete, internal, detail = 0, None, False, False, ""
         try:
-            async with self.http.stream("POST", url, content=body, headers=self.headers) as response:
+            async with self.http.stream("POST", url, content=body, headers=headers) as response:
                 status = response.status_code
                 request_id = response.headers.get("x-request-id")
                 data = b""
