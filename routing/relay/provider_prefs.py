@@ -8,10 +8,11 @@ model). `only`, `ignore`, `order` with `allow_fallbacks: false`, `data_collectio
 `order`, `sort` and the `preferred_*` thresholds order what is left. `:floor` is `sort: "price"`, `:nitro`
 `sort: "throughput"`; `:online` asks for the web plugin, which this gateway does not have (a 400).
 
-Prices are per model in Tollgate (a team pays the model's price on every platform channel; on its own channels
-only the BYOK fee, TOLLGATE_BYOK_FEE_PPM of it, and those come first in the routing order anyway), so sorting
-by price orders models (cheapest first, the models of a fallback list too) and leaves a model's channels in
-their routing order; `max_price` is checked per channel, with the fee."""
+Price is what the team pays: the model's price on a platform channel, only the BYOK fee
+(TOLLGATE_BYOK_FEE_PPM of it) on its own. As on OpenRouter, sorting keeps the models of a fallback list in
+their order and sorts each model's channels (`partition: "model"`, the default); `partition: "none"` sorts
+every model × channel together. `enforce_distillable_text: true` is a 400: no channel declares its model's
+distillation terms."""
 import re
 from dataclasses import dataclass
 
@@ -37,7 +38,8 @@ DROPPED_PARAMETERS = {
                          "service_tier", "parallel_tool_calls"}),
 }
 _KEYS = ("order", "only", "ignore", "allow_fallbacks", "require_parameters", "data_collection", "zdr",
-         "quantizations", "sort", "preferred_min_throughput", "preferred_max_latency", "max_price")
+         "quantizations", "sort", "preferred_min_throughput", "preferred_max_latency", "max_price",
+         "enforce_distillable_text")
 _PRICE_KEYS = ("prompt", "completion", "request", "image", "audio")
 
 
@@ -137,6 +139,11 @@ def parse(value) -> Prefs | None:
     for key in ("allow_fallbacks", "require_parameters", "zdr"):
         if key in v:
             out[key] = _boolean(v[key], f"provider.{key}")
+    if "enforce_distillable_text" in v and _boolean(v["enforce_distillable_text"],
+                                                     "provider.enforce_distillable_text"):
+        raise errors.invalid_value("provider.enforce_distillable_text",
+                                   "not supported by this gateway: no channel declares whether its model allows "
+                                   "text distillation. Leave it out or set it to false.")
     if "data_collection" in v:
         if v["data_collection"] not in ("allow", "deny"):
             raise errors.invalid_value("provider.data_collection", 'expected "allow" or "deny".')
@@ -258,8 +265,11 @@ def _slow(prefs: Prefs, channel, model) -> bool:
     return False
 
 
-def speed_key(sort: str | None, channel, model) -> float:
-    """Smaller first: the channel's median latency (s), or its median throughput negated; unmeasured last."""
+def speed_key(sort: str | None, channel, model, prices: dict | None = None) -> float:
+    """Smaller first: what the team pays per million tokens, the channel's median latency (s), or its median
+    throughput negated; unmeasured last."""
+    if sort == "price":
+        return (prices or {}).get((model.id, channel.id), 0.0)
     if sort not in ("throughput", "latency"):
         return 0.0
     value = _measured(channel, model, "p50", sort)
@@ -268,16 +278,17 @@ def speed_key(sort: str | None, channel, model) -> float:
     return -value if sort == "throughput" else value
 
 
-def reorder(prefs: Prefs, channels: list, model) -> list:
+def reorder(prefs: Prefs, channels: list, model, prices: dict | None = None) -> list:
     """A model's channels, in routing order, rearranged by the preferences: providers named in `order` first
     (in its order), then channels meeting the `preferred_*` thresholds before the rest, each group by `sort`
-    (throughput, latency); without fallbacks, only the first of them."""
+    (price: `prices`, (model id, channel id) → per million tokens; throughput, latency: measured); without
+    fallbacks, only the first of them."""
     rank = {slug(name): i for i, name in enumerate(prefs.order)}
 
     def key(item):
         i, channel = item
         return (rank.get(slug(provider_of(channel)), len(rank)), _slow(prefs, channel, model),
-                speed_key(prefs.sort, channel, model), i)
+                speed_key(prefs.sort, channel, model, prices), i)
 
     ordered = [c for _, c in sorted(enumerate(channels), key=key)]
     if not prefs.allow_fallbacks and not prefs.order:
@@ -285,18 +296,16 @@ def reorder(prefs: Prefs, channels: list, model) -> list:
     return ordered
 
 
-def _model_key(prefs: Prefs, snap, ctx, model, channels: list) -> float:
-    if prefs.sort == "price":
-        price = model_price(snap, model, ctx)
-        return min((sum(channel_price(price, c, ctx.team_id).values()) for c in channels), default=float("inf"))
-    return min((speed_key(prefs.sort, c, model) for c in channels), default=float("inf"))
+def _model_key(prefs: Prefs, model, channels: list, prices: dict) -> float:
+    """A model's best channel by the sort (`partition: "none"` orders models by it)."""
+    return min((speed_key(prefs.sort, c, model, prices) for c in channels), default=float("inf"))
 
 
 def apply(prefs: Prefs, snap, ctx, request: dict, plan) -> None:
-    """Keep, per planned model, the channels that meet the preferences (plan.channels), each excluded one
-    said in plan.skipped; a model left without any is dropped. Sorting by price orders the models (a model's
-    price is the same on every channel); by speed too with `partition: "none"`. When nothing qualifies the
-    models stay (quota is held as for any call) and `plan.unmet` says why: the pipeline answers the 503."""
+    """Keep, per planned model, the channels that meet the preferences (plan.channels, their prices in
+    plan.prices), each excluded one said in plan.skipped; a model left without any is dropped. With
+    `partition: "none"` the models are ordered by their best channel. When nothing qualifies the models stay
+    (quota is held as for any call) and `plan.unmet` says why: the pipeline answers the 503."""
     excluded: list[str] = []
     kept_models = []
     downgrade = plan.downgrade
@@ -304,9 +313,11 @@ def apply(prefs: Prefs, snap, ctx, request: dict, plan) -> None:
         price = model_price(snap, model, ctx)
         channels, failed = [], []
         for channel in snap.channels_for(model, ctx.team_id):
-            reason = why_not(prefs, channel, request, channel_price(price, channel, ctx.team_id))
+            paid = channel_price(price, channel, ctx.team_id)
+            reason = why_not(prefs, channel, request, paid)
             if reason is None:
                 channels.append(channel)
+                plan.prices[(model.id, channel.id)] = paid["prompt"] + paid["completion"]
             else:
                 failed.append(f"{model.public_id} via {label(channel, ctx.team_id)}: {reason}")
         excluded += failed
@@ -320,6 +331,6 @@ def apply(prefs: Prefs, snap, ctx, request: dict, plan) -> None:
         plan.unmet = excluded
         return
     plan.models = [m for m in plan.models if m in kept_models]
-    if prefs.sort == "price" or (prefs.sort and prefs.partition == "none"):
-        keys = {m.public_id: _model_key(prefs, snap, ctx, m, plan.channels[m.public_id]) for m in plan.models}
+    if prefs.sort and prefs.partition == "none":
+        keys = {m.public_id: _model_key(prefs, m, plan.channels[m.public_id], plan.prices) for m in plan.models}
         plan.models.sort(key=lambda m: keys[m.public_id])

@@ -34,6 +34,7 @@ class Plan:
     prefs: provider_prefs.Prefs | None = None   # OpenRouter's `provider` preferences (and model suffixes)
     channels: dict[str, list[ChannelEntry]] = field(default_factory=dict)  # with prefs: model → qualifying
     unmet: list[str] = field(default_factory=list)   # every channel failed the prefs: why (a 503)
+    prices: dict[tuple[int, int], float] = field(default_factory=dict)   # with prefs: (model, channel) → price
     aliases: list[str] = field(default_factory=list)   # the team's aliases applied: "gpt-4-turbo->openai/gpt-4o"
 
 
@@ -204,7 +205,7 @@ def channels_in_order(plan: Plan, snap: Snapshot, model: ModelEntry, team_id: in
         return order_channels(snap.channels_for(model, team_id), team_id, sticky)
     channels = plan.channels.get(model.public_id)
     ordered = order_channels(snap.channels_for(model, team_id) if channels is None else channels, team_id, sticky)
-    return provider_prefs.reorder(plan.prefs, ordered, model)
+    return provider_prefs.reorder(plan.prefs, ordered, model, plan.prices)
 
 
 def order_channels(channels: list[ChannelEntry], team_id: int, sticky: bytes | None = None) -> list[ChannelEntry]:

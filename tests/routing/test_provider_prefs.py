@@ -45,6 +45,8 @@ def _fresh_health():
     ({"max_price": {"prompt": "1"}}, "provider.max_price.prompt"),
     ({"max_price": {"tokens": 1}}, "provider.max_price.tokens"),
     ({"favourite": "OpenAI"}, "provider.favourite"),
+    ({"enforce_distillable_text": True}, "provider.enforce_distillable_text"),   # no channel declares it
+    ({"enforce_distillable_text": "no"}, "provider.enforce_distillable_text"),
 ])
 def test_bad_provider_field_is_a_400_naming_it(value, field):
     with pytest.raises(errors.RelayError) as exc:
@@ -64,6 +66,7 @@ def test_every_field_parses():
                           sort="latency", partition="none", min_throughput={"p90": 50.0},
                           max_latency={"p50": 2.0}, max_price={"prompt": 1.0, "completion": 2.5})
     assert parse(None) is None and parse({}) == Prefs() and parse({"sort": None}) == Prefs()
+    assert parse({"enforce_distillable_text": False}) == Prefs()
 
 
 def test_model_suffixes():
@@ -139,7 +142,9 @@ def test_sort_by_measured_speed_unmeasured_last():
     measure(fast, 100, 80)
     assert reorder(Prefs(sort="latency"), [unknown, slow, fast], M) == [fast, slow, unknown]
     assert reorder(Prefs(sort="throughput"), [slow, unknown, fast], M) == [fast, slow, unknown]
-    assert reorder(Prefs(sort="price"), [slow, unknown, fast], M) == [slow, unknown, fast]   # one price
+    assert reorder(Prefs(sort="price"), [slow, unknown, fast], M) == [slow, unknown, fast]   # no prices: as routed
+    prices = {(M.id, 1): 2.0, (M.id, 2): 1.0, (M.id, 3): 0.0}   # what the team pays on each (BYOK: the fee)
+    assert reorder(Prefs(sort="price"), [slow, unknown, fast], M, prices) == [unknown, fast, slow]
 
 
 def test_preferred_thresholds_deprioritize_but_keep():

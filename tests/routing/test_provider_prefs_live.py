@@ -140,24 +140,28 @@ def test_sort_by_measured_latency_and_throughput(fleet, sim_faults):
     assert served_by(chat(fleet, provider={"order": ["Azure", "OpenAI"], "sort": "latency"})) == "azure"
 
 
-def test_floor_orders_a_fallback_list_cheapest_first(fleet, simulator):
-    """A model's price is the same on each platform channel, so `:floor` (sort by price) orders models; the
-    team's own channels cost it only the BYOK fee (none here), so a model it serves itself is cheapest."""
+def test_price_sort_keeps_fallbacks_unless_partition_none(fleet, simulator):
+    """As on OpenRouter, `:floor` (sort by price) orders each model's channels and keeps a fallback list's
+    models in order; `partition: "none"` sorts every model x channel by what the team pays (on its own
+    channels only the BYOK fee: none here)."""
     for name, per_m in (("dear", 5_000_000), ("cheap", 10_000)):
         model = factories.CatalogModelFactory(public_id=f"test/{name}", upstream_name="gpt-4o-mini")
         factories.PriceFactory(model=model, input_per_m=per_m, output_per_m=2 * per_m)
         factories.channel(models=[model], base_url=f"{simulator.url}/v1", api_key=f"sk-sim-{name}", name=name)
     bump_version()
     wait_for(lambda: chat(fleet, "test/cheap").status_code == 200)
-    assert chat(fleet, "test/dear", models=["test/cheap"]).json()["model"] == "test/dear"   # the list's order
     resp = chat(fleet, "test/dear:floor", models=["test/cheap"])
-    assert resp.json()["model"] == "test/cheap"
+    assert resp.json()["model"] == "test/dear"                        # fallback models remain fallbacks
     assert "; provider.sort=price; " in resp.headers["x-tollgate-route"]
     record = wait_for(lambda: UsageRecord.objects.filter(request_id=resp.headers["x-request-id"]).first())
-    assert record.route == "models[]" and record.served_model == "test/cheap"   # route budgets still match
-    assert chat(fleet, "test/dear", models=["test/cheap"], provider={"sort": "price"}).json()["model"] == "test/cheap"
-    resp = chat(fleet, "test/cheap:floor", models=["openai/gpt-4o-mini"])   # served by the team's own channels
-    assert resp.json()["model"] == "openai/gpt-4o-mini" and served_by(resp) == "deepinfra"
+    assert record.route == "models[]" and record.served_model == "test/dear"   # route budgets still match
+    everywhere = {"sort": {"by": "price", "partition": "none"}}
+    assert chat(fleet, "test/dear", models=["test/cheap"], provider=everywhere).json()["model"] == "test/cheap"
+    resp = chat(fleet, "test/cheap", models=["openai/gpt-4o-mini"], provider=everywhere)
+    assert resp.json()["model"] == "openai/gpt-4o-mini" and served_by(resp) == "deepinfra"   # the team's own key
+    # One model, sorted by price: the team's own channels (the fee) before the platform's (the full price).
+    resp = chat(fleet, "openai/gpt-4o-mini:floor", provider={"only": ["OpenAI", "Azure"]})
+    assert served_by(resp) == "azure"
 
 
 def test_suffixes_on_a_single_model(fleet):
