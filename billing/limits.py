@@ -482,7 +482,7 @@ async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str
         client = shared_cache.async_client()
         extra: list[Check] = []
         if client is not None:
-            args = [worst, minimum, request_id, int(time.time() + settings.TOLLGATE_HOLD_SWEEP_SECONDS)]
+            args = [worst, minimum, request_id, round(time.time() + hold_lease(), 3)]
             for c in checks:
                 args += [c.kind, c.key, c.limit, c.amount, c.aux or "-"]
             try:
@@ -501,6 +501,8 @@ async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str
         if status == 1:
             if extra:
                 _local_reservations[request_id] = extra
+            elif client is not None:
+                _lease(request_id)
             return int(value), [int(u) for u in more][:len(checks)]
         if status == 0:
             if int(value) >= len(checks):
@@ -527,6 +529,7 @@ def settle_soon(res: Reservation, cost: int, tokens_used: int) -> None:
     A reservation taken in-process (Redis was down) is settled in-process; its spend is kept for Redis
     (`_outage_spend`) while Redis is still down, or moves the Redis counters at once when it is back. A
     settle of a Redis reservation that cannot reach Redis waits in `_deferred` for the recovery."""
+    _leases.pop(res.request_id, None)
     delta = tokens_used - res.estimate_tokens
     moves = [(move, c.key) for c in res.checks if (move := c.settle_move) is not None]
     args = [res.request_id, cost, delta, *(x for move in moves for x in move)]
@@ -645,6 +648,43 @@ class _SettleBatcher:
 
 
 _batchers: dict = {}
+
+
+# --- leases: the holds of a process that died go back within a lease and a sweep, not the sweep window -------
+# A Redis reservation's sweep time is a short lease, renewed every third of it while its request is in flight
+# in this process. kill -9 stops the renewals, so the sweep (every minute) gives its holds and slots back.
+# A request that never settles (a bug) stops being renewed after TOLLGATE_HOLD_SWEEP_SECONDS.
+_leases: dict[str, float] = {}      # request id → when its Redis reservation was taken
+_lease_tasks: dict = {}             # event loop → its renewal task
+
+
+def hold_lease() -> float:
+    return min(getattr(settings, "TOLLGATE_HOLD_LEASE_SECONDS", 30), settings.TOLLGATE_HOLD_SWEEP_SECONDS)
+
+
+def _lease(request_id: str) -> None:
+    _leases[request_id] = time.time()
+    loop = asyncio.get_running_loop()
+    task = _lease_tasks.get(loop)
+    if task is None or task.done():
+        _lease_tasks[loop] = loop.create_task(_renew_leases())
+
+
+async def _renew_leases() -> None:
+    while _leases:
+        await asyncio.sleep(max(hold_lease() / 3, 0.05))
+        now = time.time()
+        for rid in [rid for rid, taken in _leases.items() if taken < now - settings.TOLLGATE_HOLD_SWEEP_SECONDS]:
+            _leases.pop(rid, None)
+        client = shared_cache.async_client()
+        if client is None or not _leases:
+            continue
+        try:   # XX: a hold the sweep or its settle already gave back is not taken again
+            await client.zadd(HOLDS, {rid: round(now + hold_lease(), 3) for rid in list(_leases)}, xx=True)
+        except shared_cache.UNREACHABLE as exc:
+            shared_cache.outage.failed(exc)
+        except Exception:
+            log.warning("could not renew the leases of %d holds", len(_leases), exc_info=True)
 
 
 def sweep_stale_holds(batch: int = 500) -> int:

@@ -133,3 +133,35 @@ def test_a_zero_cost_settle_moves_the_balance_counter(db, caplog):
     assert values == {"spent": b"140", "avail": b"4960", "held": b"0", "held-team": b"0", "tpm": b"60"}
     assert "could not settle" not in caplog.text
     assert not client.hexists(limits.HOLDS_DATA, f"{p}-1") and not client.hexists(limits.HOLDS_DATA, f"{p}-2")
+
+
+def test_a_hold_is_leased_while_its_request_lives_and_swept_soon_after_its_process_dies(db, settings):
+    """Found by the soak: the holds and slots of a worker killed with -9 stayed 900 s (the sweep window). A
+    reservation's sweep time is now a short lease its process renews while the request is in flight."""
+    settings.TOLLGATE_HOLD_LEASE_SECONDS = 2
+    client = shared_cache.sync_client()
+    p = f"tg:test:lease:{time.time_ns()}"
+    checks = [limits.Check("conc", f"{p}:cc", 5, 1, scope=limits.Scope.KEY),
+              limits.Check("budget", f"{p}:spent", 1000, 300, aux=f"{p}:held", scope=limits.Scope.KEY)]
+    client.set(f"{p}:spent", 0)
+
+    async def scenario():
+        await limits.reserve(300, 50, checks, f"{p}-live")
+        await limits.reserve(300, 50, checks, f"{p}-dead")
+        limits._leases.pop(f"{p}-dead")          # what kill -9 does to its renewals
+        first = client.zscore(limits.HOLDS, f"{p}-live")
+        assert first <= time.time() + 2          # a lease, not the 900 s window
+        await asyncio.sleep(3)                   # past the lease: the live one was renewed, the dead one not
+        assert client.zscore(limits.HOLDS, f"{p}-live") > first
+        assert limits.sweep_stale_holds() == 1
+        assert client.hexists(limits.HOLDS_DATA, f"{p}-live") and not client.hexists(limits.HOLDS_DATA, f"{p}-dead")
+        assert int(client.get(f"{p}:cc")) == 1 and int(client.get(f"{p}:held")) == 300
+        limits.settle_soon(limits.Reservation(checks, 300, 50, f"{p}-live"), 25, 50)
+        deadline = time.monotonic() + 5
+        while client.hexists(limits.HOLDS_DATA, f"{p}-live") and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert f"{p}-live" not in limits._leases
+        await shared_cache._async_clients.pop(asyncio.get_running_loop()).aclose()
+
+    asyncio.run(scenario())
+    assert client.get(f"{p}:cc") == b"0" and client.get(f"{p}:held") == b"0" and client.get(f"{p}:spent") == b"25"
