@@ -17,7 +17,7 @@ def error_object(err: errors.RelayError, request_id: str) -> dict:
     metadata = {"error_type": err.type, "error_code": err.code, "request_id": request_id}
     if err.param:
         metadata["param"] = err.param
-    metadata.update(getattr(err, "metadata", None) or {})
+    metadata.update((key, value) for key, value in (err.metadata or {}).items() if value is not None)
     return {"code": err.status, "message": err.message, "metadata": metadata}
 
 
