@@ -59,6 +59,7 @@ def test_chat_and_a_generation_look_up_the_moment_it_ended(live):
     assert (gen["model"], gen["provider_name"], gen["streamed"], gen["cancelled"]) == \
         ("openai/gpt-4o-mini", "OpenAI", False, False)   # the channel's provider (its kind's: it names none)
     assert (gen["finish_reason"], gen["native_finish_reason"]) == ("stop", "stop")
+    assert completion.choices[0].model_extra["native_finish_reason"] == "stop"
     assert (gen["tokens_prompt"], gen["tokens_completion"]) == \
         (completion.usage.prompt_tokens, completion.usage.completion_tokens)
     record = record_of(raw.headers["x-request-id"])
@@ -316,3 +317,29 @@ def test_credits_are_the_ledger(live):
     assert data["total_credits"] == 100.0 and data["total_usage"] == 0.0   # the live team's credit
     assert data["total_credits"] - data["total_usage"] == team_balance(team=live.team) / 1_000_000
     assert get(live, "/credits", secret="sk-tg-nope").json()["error"]["code"] == 401
+
+
+def test_an_anthropic_channel_finishes_in_its_own_words(live):
+    """A chat call served by an Anthropic channel: the choice and the generation say `max_tokens` (the
+    provider's word) beside OpenAI's `length`, and the provider is the channel's."""
+    from routing.models import Channel
+
+    factories.provider_models(kind=Channel.ANTHROPIC, base_url=live.simulator.url, names=["claude-or-test"],
+                              provider="anthropic", api_key="sk-sim-anthropic-or")
+    bump_version()
+    client = sdk(live)
+    ask = {"model": "anthropic/claude-or-test", "max_tokens": 3,
+           "messages": [{"role": "user", "content": "[[sim:tokens=20]] hi"}]}
+    completion = wait_for(lambda: _or_none(lambda: client.chat.completions.create(**ask)))
+    choice = completion.choices[0]
+    assert (choice.finish_reason, choice.model_extra["native_finish_reason"]) == ("length", "max_tokens")
+    gen = get(live, "/generation", id=completion.id).json()["data"]
+    assert (gen["finish_reason"], gen["native_finish_reason"], gen["provider_name"]) == \
+        ("length", "max_tokens", "Anthropic")
+
+
+def _or_none(call):
+    try:
+        return call()
+    except openai.NotFoundError:   # the gateway has not reloaded its catalog yet
+        return None

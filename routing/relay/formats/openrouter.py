@@ -9,7 +9,7 @@ from django.http import HttpResponse
 
 from billing.money import MICRO
 from routing import tokens
-from routing.relay import errors
+from routing.relay import errors, generations
 from routing.relay.formats import checks, openai
 
 
@@ -49,8 +49,13 @@ def translation_notes(payload: dict) -> list[str]:
 
 
 def complete(call, data: dict, usage) -> dict:
+    """OpenAI's answer, OpenRouter's id; each choice also says its finish reason in the provider's words."""
     data = openai.complete(call, data, usage)
     data["id"] = ID_PREFIX + call.hex_id
+    for choice in data.get("choices") or ():
+        if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
+            choice.setdefault("native_finish_reason",
+                              generations.native_finish_reason(call.channel.kind, 200, choice["finish_reason"]))
     return data
 
 
