@@ -46,7 +46,8 @@ ENV = {
     "TOLLGATE_JOURNAL_FLUSH_SECONDS": "0.5",
     "TOLLGATE_UPSTREAM_TIMEOUT": "3",          # the simulator's timeout fault hangs 6 s
     # Celery beat's schedule run by the gateway workers themselves, ten times as often (reconcile every 6 s,
-    # orphan journals replayed every 3 s), so a 1-minute soak sees it run; the hold sweep window stays 900 s.
+    # orphan journals replayed every 3 s, holds swept every 6 s), so a 1-minute soak sees it run. The hold
+    # lease stays 30 s: a killed worker's holds must come back within SOAK_SETTLE_SECONDS.
     "TOLLGATE_EMBEDDED_PERIODIC": "1", "TOLLGATE_PERIODIC_SCALE": "0.1",
 }
 
