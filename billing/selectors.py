@@ -472,9 +472,16 @@ def generation_record(*, team_id: int, request_id: str) -> UsageRecord | None:
 
 
 def team_credits(*, team_id: int) -> tuple[int, int]:
-    """(everything credited to the team, what its usage has been charged), in micro-units, from the ledger
-    (OpenRouter's /credits: the first minus the second is the balance; usage not yet reconciled is not in it)."""
-    entries = LedgerEntry.objects.filter(team_id=team_id)
-    usage = -entries.filter(kind=LedgerEntry.USAGE).aggregate(total=Coalesce(Sum("amount"), 0))["total"]
-    balance = TeamBalance.objects.filter(team_id=team_id).values_list("balance", flat=True).first() or 0
-    return balance + usage, usage
+    """(everything credited to the team, what its usage has cost), in micro-units (OpenRouter's /credits): usage
+    is the ledger's charged usage plus the usage records not reconciled yet, so a call counts from the moment
+    its record is written. One statement, so a record reconciled meanwhile is counted once."""
+    def total(qs, column):
+        return Coalesce(Subquery(qs.filter(team_id=OuterRef("pk")).order_by().values("team_id")
+                                 .annotate(total=Sum(column)).values("total")), 0)
+
+    row = Team.objects.filter(pk=team_id).annotate(
+        charged=total(LedgerEntry.objects.filter(kind=LedgerEntry.USAGE), "amount"),
+        unbilled=total(UsageRecord.objects.filter(billed_at__isnull=True), "cost"),
+        cached_balance=Coalesce(Subquery(TeamBalance.objects.filter(team_id=OuterRef("pk")).values("balance")), 0),
+    ).values("charged", "unbilled", "cached_balance").first() or {"charged": 0, "unbilled": 0, "cached_balance": 0}
+    return row["cached_balance"] - row["charged"], row["unbilled"] - row["charged"]

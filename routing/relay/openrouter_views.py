@@ -54,8 +54,8 @@ def _credits(team_id: int) -> dict:
 
 @relay.relay_route("GET", OPENROUTER, record=False)
 async def credits(call):
-    """GET /api/v1/credits (OpenRouter's): what the key's team was credited and what its usage was charged (the
-    difference is its balance; the last minute's usage is charged within a minute)."""
+    """GET /api/v1/credits (OpenRouter's): what the key's team was credited and what its usage cost, its records
+    not reconciled yet included (the difference is the balance once they are charged)."""
     return relay.json_response(await db_call(_credits)(call.ctx.team_id), request_id=call.request_id)
 
 
