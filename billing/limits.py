@@ -30,7 +30,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.db.models import Sum
+from django.db.models import OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from gateway_site import shared_cache
 from gateway_site.db import db_call
@@ -325,9 +326,15 @@ def database_value(source: Source, balance: bool = False) -> int:
 
     if balance:
         team_id = source.team_id
-        value = TeamBalance.objects.filter(team_id=team_id).values_list("balance", flat=True).first() or 0
-        unbilled = UsageRecord.objects.filter(team_id=team_id, billed_at=None).aggregate(s=Sum("cost"))["s"] or 0
-        return value - unbilled
+        # One statement, so one snapshot: read apart, a reconciliation committing between the two reads (the
+        # balance before it, the unbilled usage after it) counted its records as neither (found by make soak).
+        pending = (UsageRecord.objects.filter(team_id=OuterRef("team_id"), billed_at=None).order_by()
+                   .values("team_id").annotate(s=Sum("cost")).values("s"))
+        row = (TeamBalance.objects.filter(team_id=team_id)
+               .annotate(unbilled=Coalesce(Subquery(pending), 0)).values_list("balance", "unbilled").first())
+        if row is None:   # no balance row yet: no reconciliation either
+            return -(UsageRecord.objects.filter(team_id=team_id, billed_at=None).aggregate(s=Sum("cost"))["s"] or 0)
+        return row[0] - row[1]
     qs = UsageRecord.objects.filter(team_id=source.team_id)
     if source.field:
         qs = qs.filter(**{source.field: source.ident})

@@ -165,3 +165,21 @@ def test_a_hold_is_leased_while_its_request_lives_and_swept_soon_after_its_proce
 
     asyncio.run(scenario())
     assert client.get(f"{p}:cc") == b"0" and client.get(f"{p}:held") == b"0" and client.get(f"{p}:spent") == b"25"
+
+
+@pytest.mark.django_db
+def test_the_balance_counter_is_read_from_the_database_in_one_statement(django_assert_num_queries):
+    """Found by the soak: the balance and the unbilled usage were read apart, so a reconciliation committing
+    between the two reads left its records out of both (a counter rebuilt ahead of the money)."""
+    from billing.models import TeamBalance
+    from tests.billing.factories import UsageRecordFactory
+
+    team = factories.TeamFactory()
+    source = limits.Source(team.id)
+    UsageRecordFactory(team=team, cost=30)
+    assert limits.database_value(source, balance=True) == -30          # no balance row yet
+    factories.credit(team)
+    balance = TeamBalance.objects.get(team=team).balance
+    UsageRecordFactory(team=team, cost=12)
+    with django_assert_num_queries(1):
+        assert limits.database_value(source, balance=True) == balance - 42
