@@ -3,6 +3,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -113,6 +114,15 @@ def simulator(log_dir):
     server = start_simulator(log_dir)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def sim_faults(simulator):
+    """Script faults per upstream key on the simulator; cleared after the test."""
+    def script(key, fault, count=None):
+        httpx.post(f"{simulator.url}/_sim/faults", json={"key": key, "fault": fault, "count": count}).raise_for_status()
+    yield script
+    httpx.delete(f"{simulator.url}/_sim/faults")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ input, structured output (healed), streaming with usage, the SDK's own retries o
 (`GET /key`) and generation look-ups."""
 import json
 
-import httpx
 import openai
 import pytest
 
@@ -79,14 +78,6 @@ class OpenRouterApp:
 
     def generation(self, generation_id: str) -> dict:
         return self.client.get("/generation", cast_to=object, options={"params": {"id": generation_id}})["data"]
-
-
-@pytest.fixture
-def sim_faults(simulator):
-    def script(key, fault, count=None):
-        httpx.post(f"{simulator.url}/_sim/faults", json={"key": key, "fault": fault, "count": count}).raise_for_status()
-    yield script
-    httpx.delete(f"{simulator.url}/_sim/faults")
 
 
 @pytest.fixture

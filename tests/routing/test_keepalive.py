@@ -10,7 +10,7 @@ import pytest
 
 from billing.models import UsageRecord
 from tests.conftest import make_live_setup, wait_for
-from tests.routing.test_routing_fallback import model_with_channel, ready, sim_faults  # noqa: F401 (fixture)
+from tests.routing.test_routing_fallback import model_with_channel, ready
 
 KEEPALIVE = ": TOLLGATE PROCESSING"
 INTERVAL = 0.3
@@ -82,7 +82,7 @@ def test_after_keepalive_a_failure_is_an_error_event_in_the_stream(setup):
     assert record.status_code == 502 and record.stream
 
 
-def test_after_keepalive_fallback_still_serves_from_the_next_model(setup, simulator, sim_faults):  # noqa: F811
+def test_after_keepalive_fallback_still_serves_from_the_next_model(setup, simulator, sim_faults):
     model_with_channel(simulator, "test/slow-primary", key="sk-sim-slow-primary")
     model_with_channel(simulator, "test/backup", key="sk-sim-backup")
     ready(setup)

@@ -20,14 +20,6 @@ from tests.conftest import wait_for
 HELLO = [{"role": "user", "content": "[[sim:tokens=5]] hello"}]
 
 
-@pytest.fixture
-def sim_faults(simulator):
-    def script(key, fault, count=None):
-        httpx.post(f"{simulator.url}/_sim/faults", json={"key": key, "fault": fault, "count": count}).raise_for_status()
-    yield script
-    httpx.delete(f"{simulator.url}/_sim/faults")
-
-
 def api_base(live) -> str:
     return live.server.url + "/api/v1"
 

@@ -12,14 +12,6 @@ from tests.conftest import wait_for
 
 
 @pytest.fixture
-def sim_faults(simulator):
-    def script(key, fault, count=None):
-        httpx.post(f"{simulator.url}/_sim/faults", json={"key": key, "fault": fault, "count": count}).raise_for_status()
-    yield script
-    httpx.delete(f"{simulator.url}/_sim/faults")
-
-
-@pytest.fixture
 def fleet(live, simulator):
     """Priorities make the plain routing order deepinfra, claude, azure, then the platform's channel."""
     model, team, sim = live.model, live.team, f"{simulator.url}/v1"

@@ -3,7 +3,6 @@ import collections
 import uuid
 
 import httpx
-import pytest
 
 from billing.models import UsageRecord
 from routing.catalog import bump_version
@@ -12,15 +11,6 @@ from routing.relay.snapshot import ChannelEntry
 from routing.services import routing_rule_upsert
 from tests import factories
 from tests.conftest import wait_for
-
-
-@pytest.fixture
-def sim_faults(simulator):
-    """Script faults per upstream key on the simulator; cleared after the test."""
-    def script(key, fault, count=None):
-        httpx.post(f"{simulator.url}/_sim/faults", json={"key": key, "fault": fault, "count": count}).raise_for_status()
-    yield script
-    httpx.delete(f"{simulator.url}/_sim/faults")
 
 
 def model_with_channel(simulator, public_id, *, key=None, **caps):
