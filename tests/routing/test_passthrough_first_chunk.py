@@ -1,9 +1,6 @@
 """The OpenAI passthrough rewrites ids and model once it saw the upstream's first JSON-object chunk; a data line
 before that one which is no object (found by mypy: the ids were still None) is forwarded as it came, not an
 internal error."""
-import http.server
-import threading
-
 import httpx
 import orjson
 import pytest
@@ -12,6 +9,7 @@ from billing.models import UsageRecord
 from routing.catalog import bump_version
 from routing.models import Channel
 from tests.conftest import wait_for
+from tests.servers import FixedUpstream
 
 CHUNKS = [
     {"id": "up-7", "object": "chat.completion.chunk", "created": 1, "model": "gpt-4o-mini-2024",
@@ -21,29 +19,12 @@ CHUNKS = [
 ]
 
 
-class _StringFirstUpstream(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = b'data: "warming up"\n\n' + b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in CHUNKS) + \
-            b"data: [DONE]\n\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def string_first_upstream():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StringFirstUpstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    upstream = FixedUpstream(b'data: "warming up"\n\n' + b"".join(b"data: " + orjson.dumps(c) + b"\n\n"
+                                                                 for c in CHUNKS) + b"data: [DONE]\n\n")
+    yield upstream.base_url
+    upstream.stop()
 
 
 @pytest.mark.live

@@ -1,9 +1,7 @@
 """One SSE reader for every upstream: multi-line `data:` fields (a pretty-printed JSON event) are read as one
 event, and the OpenAI passthrough forwards them as compact one-line chunks with our id, model and usage."""
 import asyncio
-import http.server
 import json
-import threading
 
 import httpx
 import orjson
@@ -16,6 +14,7 @@ from routing.adapters.sse import sse_lines
 from routing.catalog import bump_version
 from routing.models import Channel
 from tests.conftest import wait_for
+from tests.servers import FixedUpstream
 
 ADAPTER = OpenAIAdapter()
 CHUNKS = [
@@ -81,28 +80,11 @@ def test_passthrough_compacts_only_what_is_not_compact():
     assert ADAPTER.passthrough(multi)[0] == b"data: " + orjson.dumps(CHUNKS[1])
 
 
-class _PrettyUpstream(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = pretty_sse()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def pretty_upstream():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _PrettyUpstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    upstream = FixedUpstream(pretty_sse())
+    yield upstream.base_url
+    upstream.stop()
 
 
 @pytest.mark.live
