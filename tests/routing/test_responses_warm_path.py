@@ -1,43 +1,19 @@
 """The warm /v1/responses path runs no SQL (as the chat path, tests/routing/test_warm_path_queries.py): the call
 goes through the same in-memory key, catalog and channels, stored responses live in the shared cache, and the
 usage record goes to the journal. In-process (Django's AsyncClient), the live simulator as upstream."""
-import threading
 
 import orjson
-import pytest
 from asgiref.sync import async_to_sync
-from django.db.backends import utils as db_utils
 from django.test import AsyncClient
 
 from tests.conftest import in_process_cleanup, in_process_setup
+from tests.routing.test_warm_path_queries import _fast_password_hasher, sql_log  # noqa: F401 (fixtures)
 
 RESPONSES = "/v1/responses"
 
 
-@pytest.fixture
-def sql_log(monkeypatch):
-    log, lock = [], threading.Lock()
-
-    def counting(original):
-        def wrapper(self, sql, *args, **kwargs):
-            with lock:
-                log.append(str(sql))
-            return original(self, sql, *args, **kwargs)
-        return wrapper
-
-    for cls in (db_utils.CursorWrapper, db_utils.CursorDebugWrapper):
-        for name in ("execute", "executemany", "callproc"):
-            if name in cls.__dict__:
-                monkeypatch.setattr(cls, name, counting(cls.__dict__[name]))
-    return log
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hasher(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def test_warm_responses_path_runs_no_sql(transactional_db, simulator, settings, monkeypatch, tmp_path, sql_log):
+def test_warm_responses_path_runs_no_sql(transactional_db, simulator, settings, monkeypatch, tmp_path,
+                                         sql_log):  # noqa: F811 (the fixture)
     setup = in_process_setup(simulator, settings, monkeypatch, tmp_path)
     headers = {"Authorization": f"Bearer {setup.secret}"}
     results = {}
