@@ -1,4 +1,8 @@
+import os
+import signal
+import subprocess
 import time
+import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -141,6 +145,24 @@ def gateway_factory(django_db_setup, log_dir, tmp_path_factory):
     for server in started:
         if server.proc.poll() is None:
             server.stop()
+
+
+@pytest.fixture
+def celery_worker(transactional_db, log_dir):
+    """A real `celery worker` on the test Redis broker and the test database (as `make worker` runs)."""
+    env = dict(os.environ, DATABASE_URL=servers.database_url(connection.settings_dict), CELERY_TASK_ALWAYS_EAGER="0")
+    log = open(log_dir / f"celery-{uuid.uuid4().hex[:8]}.log", "wb")
+    proc = subprocess.Popen([str(servers.VENV_BIN / "celery"), "-A", "gateway_site", "worker", "--pool", "solo",
+                             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+                            cwd=servers.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    yield proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+    log.close()
 
 
 @pytest.fixture(scope="session")

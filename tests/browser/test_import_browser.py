@@ -2,14 +2,9 @@
 and a real Celery worker (the production path: the confirmed import is queued, the worker runs it, the page
 polls until it is done): upload → dry-run report (nothing written) → confirm → progress → done; an imported
 token's secret then authenticates at the gateway; the batch's rollback (typed confirmation) revokes it."""
-import os
-import signal
-import subprocess
-import uuid
 
 import httpx
 import pytest
-from django.db import connection
 
 from accounts import roles
 from billing.models import ImportBatch
@@ -18,28 +13,11 @@ from tests.billing.oneapi_source import fill, scratch
 from tests.browser.conftest import sign_in
 from tests.browser.test_console_browser import shot
 from tests.conftest import wait_for
-from tests.servers import ROOT, VENV_BIN, database_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
 
 
-@pytest.fixture
-def celery_worker(transactional_db, log_dir):
-    """A real `celery worker` on the test Redis broker and the test database (as `make worker` runs)."""
-    env = dict(os.environ, DATABASE_URL=database_url(connection.settings_dict), CELERY_TASK_ALWAYS_EAGER="0")
-    log = open(log_dir / f"celery-import-{uuid.uuid4().hex[:8]}.log", "wb")
-    proc = subprocess.Popen([str(VENV_BIN / "celery"), "-A", "gateway_site", "worker", "--pool", "solo",
-                             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    log.close()
 
 
 def models_call(live, secret):

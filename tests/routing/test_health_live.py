@@ -3,15 +3,11 @@ the breaker opens and traffic moves with no client-visible error, a half-open tr
 it at once and flags the channel, an admin-disabled channel stays disabled, probes run on a real Celery
 worker with a Redis broker."""
 import dataclasses
-import os
-import signal
-import subprocess
 import time
 import uuid
 
 import httpx
 import pytest
-from django.db import connection
 
 from routing import breaker as br
 from routing import probes, tasks
@@ -20,7 +16,6 @@ from routing.models import Channel, ChannelHealthEvent, ChannelProbe
 from routing.services import channel_update
 from tests import factories
 from tests.conftest import make_live_setup, wait_for
-from tests.servers import ROOT, VENV_BIN, database_url
 
 COOLDOWN = 1.0
 
@@ -176,22 +171,6 @@ def test_an_admin_disabled_channel_is_never_re_enabled(live, sim, settings):
     assert sum(sim.calls(key, f"{run}-{i}") for i in range(3)) == 0   # the gateway never routes to it
 
 
-@pytest.fixture
-def celery_worker(transactional_db, log_dir):
-    """A real `celery worker` on the test Redis broker and the test database."""
-    env = dict(os.environ, DATABASE_URL=database_url(connection.settings_dict), CELERY_TASK_ALWAYS_EAGER="0")
-    log = open(log_dir / f"celery-{uuid.uuid4().hex[:8]}.log", "wb")
-    proc = subprocess.Popen([str(VENV_BIN / "celery"), "-A", "gateway_site", "worker", "--pool", "solo",
-                             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    yield proc
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-    log.close()
 
 
 def test_probe_task_runs_on_a_real_celery_worker(celery_worker, simulator, sim, settings):
