@@ -237,6 +237,9 @@ TOLLGATE_STREAM_DEADLINE_SECONDS = env.float("TOLLGATE_STREAM_DEADLINE_SECONDS",
 # Calls served by a team's own channel (bring your own key) are charged this share of the catalog price, in
 # parts per million (OpenRouter charges 5%: 50000). Default none: the team pays its provider directly.
 TOLLGATE_BYOK_FEE_PPM = env.int("TOLLGATE_BYOK_FEE_PPM", default=0)
+# A hold in Redis is a lease its process renews while the request runs: a killed process's holds and concurrency
+# slots go back at the next sweep after this long, not after the 900 s sweep (billing/limits.py).
+TOLLGATE_HOLD_LEASE_SECONDS = env.float("TOLLGATE_HOLD_LEASE_SECONDS", default=30.0)
 # A stream whose upstream has not answered (or sent its first chunk) for this long gets an SSE comment
 # `: TOLLGATE PROCESSING` every as long, so long thinking trips no client timeout; 0 turns them off.
 TOLLGATE_STREAM_KEEPALIVE_SECONDS = env.float("TOLLGATE_STREAM_KEEPALIVE_SECONDS", default=10.0)
