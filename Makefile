@@ -23,6 +23,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy routing/relay routing/adapters billing/limits.py keys/auth.py
 	DEBUG=0 SECRET_KEY=test-secret-key-not-for-production \
 	TOLLGATE_ENCRYPTION_KEY=dGVzdC1vbmx5LWZlcm5ldC1rZXktMDAwMDAwMDAwMDA= \
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
