@@ -111,11 +111,14 @@ def test_plain_answer(live, request, tmp_path, kind):
         assert any(m["role"] == "system" for m in body["messages"])   # the mid-conversation system turn
         assert "claude-code-20250219" in headers["anthropic-beta"]   # the client's betas went along
         assert headers["x-api-key"].startswith("***") and headers["anthropic-version"] == "2023-06-01"
-    elif kind == "openai":   # translated: an OpenAI chat request, the system turn in place, effort as reasoning_effort
+    elif kind == "openai":   # translated: an OpenAI chat request, the system turn in place
         body = sent[0]["body"]
         assert sent[0]["path"] == "/v1/chat/completions" and body["model"] == "gpt-4o-mini"
-        assert [m["role"] for m in body["messages"]][:1] == ["system"] and "reasoning_effort" in body
-        assert "thinking" not in body and "context_management" not in body
+        assert [m["role"] for m in body["messages"]][:1] == ["system"]
+        # gpt-4o-mini does not reason: the effort is not sent (OpenAI refuses reasoning_effort there), and the
+        # route header says what the translation left out
+        assert "thinking" not in body and "context_management" not in body and "reasoning_effort" not in body
+        assert body["max_tokens"] <= 16_384   # not Claude Code's 128000: no more than the model can write
     else:   # translated: the system prompt and the mid-conversation system turn in systemInstruction
         body = sent[0]["body"]
         assert sent[0]["path"] == "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
