@@ -95,6 +95,11 @@ def format_money(micro: int, currency: str) -> str:
     return f"{sign}{SYMBOLS.get(currency, '')}{whole:,}.{digits}"
 
 
+def amount(micro: int | None) -> float | None:
+    """Micro-units as a number of the currency, for JSON answers (`usage.cost`, /generation, /key); None stays."""
+    return None if micro is None else micro / MICRO
+
+
 def money_display(micro: int | None) -> str:
     """format_money in the deployment's currency; "" for None (no amount)."""
     if micro is None:

@@ -8,11 +8,10 @@ import asyncio
 import datetime as dt
 import time
 from collections import OrderedDict
-from decimal import Decimal
 
 import orjson
 
-from billing.money import MICRO
+from billing.money import amount
 from gateway_site import shared_cache
 from routing.adapters.anthropic import FINISH as ANTHROPIC_FINISH
 from routing.adapters.gemini import FINISH as GEMINI_FINISH
@@ -61,10 +60,6 @@ def native_finish_reason(kind: str | None, status: int, finish: str) -> str | No
     return NATIVE_FINISH.get(kind, {}).get(ours, ours)
 
 
-def _amount(micro: int | None) -> float | None:
-    return None if micro is None else float(Decimal(micro) / MICRO)
-
-
 def summary(record: dict, *, provider_name: str | None, channel_kind: str | None) -> dict:
     """The generation object of one usage record (a journal record's keys; `created_at` unix time or datetime)."""
     status = record["status_code"]
@@ -79,7 +74,7 @@ def summary(record: dict, *, provider_name: str | None, channel_kind: str | None
         "tokens_cached": record["cached_tokens"], "tokens_cache_write_5m": record["cache_write_5m_tokens"],
         "tokens_cache_write_1h": record["cache_write_1h_tokens"], "tokens_reasoning": record["reasoning_tokens"],
         "native_tokens_prompt": record["prompt_tokens"], "native_tokens_completion": record["completion_tokens"],
-        "usage_clamped": record["usage_clamped"], "total_cost": _amount(record["cost"]),
+        "usage_clamped": record["usage_clamped"], "total_cost": amount(record["cost"]),
         "total_cost_micro": record["cost"], "streamed": record["stream"], "cancelled": status == 499,
         "latency": record.get("ttfb_ms"), "generation_time": record["latency_ms"],
         "finish_reason": finish_reason(status, finish),

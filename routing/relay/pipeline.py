@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
 from billing import limits, usage_journal
-from billing.money import MICRO, combined_multiplier, prompt_parts, usage_cost
+from billing.money import MICRO, amount, combined_multiplier, prompt_parts, usage_cost
 from core.redaction import redact
 from keys.auth import AuthError, KeyContext, KeyStoreUnavailable, authenticate, secret_from_headers
 from routing import tokens
@@ -543,8 +543,7 @@ class RelayCall:
     def cost_now(self, usage: Usage | None) -> float | None:
         """What the call costs in the deployment currency, for `usage.cost` in answers: the same figure
         record() charges for this usage (so it equals the ledger entry), or None when the model has no price."""
-        micro = self._cost(usage or Usage())
-        return None if micro is None else micro / MICRO
+        return amount(self._cost(usage or Usage()))
 
     def record(self) -> None:
         """Append the usage record to the journal (durable through kill -9); once per call."""

@@ -5,7 +5,6 @@ import datetime as dt
 import logging
 import os
 import time
-from decimal import Decimal
 from functools import wraps
 
 import aiohttp
@@ -17,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from billing import limits
 from billing import selectors as billing_selectors
-from billing.money import MICRO
+from billing.money import amount
 from core.redaction import redact
 from gateway_site import shared_cache
 from gateway_site.db import db_call
@@ -449,10 +448,6 @@ async def count_tokens(call, payload):
     return _headers(call, response)
 
 
-def _amount(micro: int | None):
-    return None if micro is None else float(Decimal(micro) / MICRO)
-
-
 def _key_report(ctx, monthly_cap: int | None) -> dict:
     """The key's spend and its effective limits: of the key's, its group's and the team's budgets the one
     with the least left (`limit_source` names it), and the tightest request rate."""
@@ -461,7 +456,7 @@ def _key_report(ctx, monthly_cap: int | None) -> dict:
     report = []
     for source, budget, period, spent in budgets:
         end = limits.period_end(period, now)
-        report.append({"source": source, "limit": _amount(budget), "limit_remaining": _amount(max(budget - spent, 0)),
+        report.append({"source": source, "limit": amount(budget), "limit_remaining": amount(max(budget - spent, 0)),
                        "limit_reset": period if end else None, "limit_reset_at": end.isoformat() if end else None})
     tightest = min(zip(budgets, report), key=lambda pair: pair[0][1] - pair[0][3], default=(None, {}))[1]
     rates = [(rpm, source) for source, (_, _, rpm, _, _) in (("key", ctx.key_limits), ("key group", ctx.group_limits))
@@ -472,8 +467,8 @@ def _key_report(ctx, monthly_cap: int | None) -> dict:
         "limit_remaining": tightest.get("limit_remaining"), "limit_reset": tightest.get("limit_reset"),
         "limit_reset_at": tightest.get("limit_reset_at"), "limit_source": tightest.get("source"),
         "limits": report,
-        "usage": _amount(sums["usage"] or 0), "usage_daily": _amount(sums["daily"] or 0),
-        "usage_weekly": _amount(sums["weekly"] or 0), "usage_monthly": _amount(sums["monthly"] or 0),
+        "usage": amount(sums["usage"] or 0), "usage_daily": amount(sums["daily"] or 0),
+        "usage_weekly": amount(sums["weekly"] or 0), "usage_monthly": amount(sums["monthly"] or 0),
         "rate_limit": {"requests": rpm, "interval": "1m"} if rpm else None, "rate_limit_source": rpm_source,
         "expires_at": dt.datetime.fromtimestamp(ctx.expires_at, dt.UTC).isoformat() if ctx.expires_at else None,
         "currency": settings.TOLLGATE_CURRENCY,
