@@ -204,6 +204,7 @@ async def _committed_stream(call: RelayCall, attempts: tuple, payload: dict, can
     opening, context = attempts
     renderer = formats.of(call.fmt).renderer(call, payload)
     try:
+        yield plugins.KEEPALIVE   # one interval has passed already (in _keepalive_relay): say so at once
         while not (await asyncio.wait({opening}, timeout=interval))[0]:
             yield plugins.KEEPALIVE
         plugins.adopt(context)

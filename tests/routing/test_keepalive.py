@@ -86,7 +86,7 @@ def test_after_keepalive_fallback_still_serves_from_the_next_model(setup, simula
     model_with_channel(simulator, "test/slow-primary", key="sk-sim-slow-primary")
     model_with_channel(simulator, "test/backup", key="sk-sim-backup")
     ready(setup)
-    sim_faults("sk-sim-slow-primary", "delay:900,status:503")
+    sim_faults("sk-sim-slow-primary", "delay:1200,status:503")   # comments at ~0.3, 0.6, 0.9 s: 2 even when slow
     resp, lines = stream(setup, "hi [[sim:tokens=4]]", model="test/slow-primary",
                          models=["test/slow-primary", "test/backup"])
     assert resp.status_code == 200
