@@ -96,6 +96,9 @@ def remember(record: dict, *, provider_name: str | None, channel_kind: str | Non
         data = orjson.dumps(summary(record, provider_name=provider_name, channel_kind=channel_kind))
     except orjson.JSONEncodeError:   # a lone surrogate the journal replaces: the usage record answers later
         return
+    # orjson (3.12+) leaves its whole output buffer allocated, 4-8 KB for a ~900-byte summary; kept for
+    # GENERATION_TTL, _LOCAL_MAX of them held ~80 MB. A compact copy holds what is used.
+    data = bytes(memoryview(data))
     now = time.monotonic()
     _local[hex_id] = (now + GENERATION_TTL, data)
     while len(_local) > _LOCAL_MAX or (_local and next(iter(_local.values()))[0] < now):
