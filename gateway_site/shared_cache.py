@@ -308,6 +308,22 @@ async def aset(key: str, value: bytes, ttl: int | None = None) -> None:
     _memory.set(key, value, ttl)
 
 
+async def aset_many(items: list[tuple[str, bytes]], ttl: int | None = None) -> None:
+    """`aset` of several keys in one pipelined round trip."""
+    client = async_client()
+    if client is not None:
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key, value in items:
+                pipe.set(key, value, ex=ttl)
+            await pipe.execute()
+            return
+        except UNREACHABLE as exc:
+            outage.failed(exc)
+    for key, value in items:
+        _memory.set(key, value, ttl)
+
+
 async def aexpire(key: str, ttl: int) -> None:
     """Keep a cached entry `ttl` seconds longer (an entry refreshed on use)."""
     client = async_client()
