@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.db.models import OuterRef, Subquery, Sum
@@ -90,6 +91,8 @@ SETTLE_MOVES = {"tokens": ("delta", 1), "budget": ("cost", 1), "balance": ("cost
 # The embedded default has no sweep and is one process: its slots and holds live at most this long.
 LOCAL_SLOT_TTL = 900
 HOLDS, HOLDS_DATA = "tg:holds", "tg:holds:data"
+SWEPT, SWEPT_AT = "tg:holds:swept", "tg:holds:swept-at"   # the sweep's tombstones: record, and when
+READ = "tg:read:"   # + a counter's key: how far into each journal file its rebuild read
 
 
 def _lua_table(values: dict) -> str:
@@ -105,19 +108,23 @@ local take = {_lua_table({k: v.take for k, v in KINDS.items()})}
 local into = {_lua_table({k: v.into for k, v in KINDS.items()})}
 local ttl = {_lua_table({k: v.ttl for k, v in KINDS.items()})}
 """
-# A reservation's record (HOLDS_DATA[request id] = "hold|held keys|slot keys"), given back once: by its
-# settle, or by the sweep when its process died before settling.
+# A reservation's record (HOLDS_DATA[request id] = "hold|held keys|slot keys|money counters"), given back once:
+# by its settle, or by the sweep when its process died before settling. The sweep keeps what it gave back as
+# a tombstone (SWEPT) for a day, so the replay of the dead process's journal can still count the spend once
+# (`settle_replayed`). `release` returns the record, or false when there was none.
 _LUA_RELEASE = f"""
 local function release(rid)
   local data = redis.call('HGET', '{HOLDS_DATA}', rid)
   if data then
-    local hold, held, slots = string.match(data, '^(-?%d+)|([^|]*)|(.*)$')
+    local hold, held, slots = string.match(data, '^(-?%d+)|([^|]*)|([^|]*)')
     for key in string.gmatch(held, '[^,]+') do redis.call('DECRBY', key, tonumber(hold)) end
     for key in string.gmatch(slots, '[^,]+') do
       if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
     end
+    redis.call('HDEL', '{HOLDS_DATA}', rid)
   end
-  redis.call('HDEL', '{HOLDS_DATA}', rid); redis.call('ZREM', '{HOLDS}', rid)
+  redis.call('ZREM', '{HOLDS}', rid)
+  return data
 end
 """
 # ARGV: worst, minimum, request id, sweep-at (unix s), then checks of 5: kind, key, limit, amount, aux key.
@@ -152,36 +159,79 @@ for i = 5, n, 5 do
     used_list[#used_list + 1] = 0
   end
 end
-local held_keys, slots = {{}}, {{}}
+local held_keys, slots, money = {{}}, {{}}, {{}}
 for i = 5, n, 5 do
   local kind, key, amount, aux = ARGV[i], ARGV[i+1], tonumber(ARGV[i+3]), ARGV[i+4]
   local target = (into[kind] == 'key') and key or aux
   local by = (take[kind] == 'amount' and amount) or (take[kind] == 'one' and 1) or hold
   redis.call('INCRBY', target, by); redis.call('EXPIRE', target, ttl[kind])
   if take[kind] == 'one' then slots[#slots + 1] = target
-  elseif take[kind] == 'hold' then held_keys[#held_keys + 1] = target end
+  elseif take[kind] == 'hold' then held_keys[#held_keys + 1] = target; money[#money + 1] = kind .. '=' .. key end
 end
 redis.call('ZADD', '{HOLDS}', sweep_at, rid)
-redis.call('HSET', '{HOLDS_DATA}', rid, hold .. '|' .. table.concat(held_keys, ',') .. '|' .. table.concat(slots, ','))
+redis.call('HSET', '{HOLDS_DATA}', rid, hold .. '|' .. table.concat(held_keys, ',') .. '|' .. table.concat(slots, ',')
+  .. '|' .. table.concat(money, ','))
 return {{1, hold, used_list}}
 """
-# ARGV: request id, cost, token delta, then counter/key pairs to move by the real spend (SETTLE_MOVES).
+# ARGV: request id, cost, token delta, the journal file and end offset of the request's usage line ('' and 0:
+# none), replay ('1': the replay of a dead process's journal), then counter/key pairs to move (SETTLE_MOVES).
+#
+# A counter moves by a request's spend at most once, and never when its rebuild already counted it: `rebuild`
+# records, per counter, how far into each journal file it read (READ..key: file → offset), and a settle whose
+# line ends within that was counted by the rebuild (from the journal or the database). A live settle always
+# moves (a second one of the same request moves by 0); a replayed one only when it takes the reservation's
+# record or tombstone, which a live settle also takes (so the replay of a journal never moves twice).
 SETTLE_LUA = _LUA_RELEASE + f"""
-local rid, cost, delta = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-release(rid)
+local rid, cost, delta, file, pos = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
+local replay = ARGV[6] == '1'
+local data = release(rid)
+if not data then
+  data = redis.call('HGET', '{SWEPT}', rid)
+  if data then redis.call('HDEL', '{SWEPT}', rid); redis.call('ZREM', '{SWEPT_AT}', rid)
+  elseif replay then return 0 end
+end
 -- `0 - cost`, not `-cost`: Lua's -0 reaches Redis as "-0", which INCRBY refuses (a zero-cost settle failed).
-local moves = {{{", ".join(f"{name}={'0 - ' if sign < 0 else ''}{var}" for name, (var, sign) in SETTLE_MOVES.items())}}}
-for i = 4, #ARGV, 2 do
-  local key = ARGV[i+1]
-  if redis.call('EXISTS', key) == 1 then redis.call('INCRBY', key, moves[ARGV[i]]) end
+local by = {{{", ".join(f"{name}={'0 - ' if sign < 0 else ''}{var}" for name, (var, sign) in SETTLE_MOVES.items())}}}
+local function move(name, key)
+  if redis.call('EXISTS', key) == 0 then return end
+  if file ~= '' then
+    local upto = redis.call('HGET', '{READ}' .. key, file)
+    if upto and pos <= tonumber(upto) then return end
+  end
+  redis.call('INCRBY', key, by[name])
+end
+if replay then
+  local money = string.match(data, '^[^|]*|[^|]*|[^|]*|?(.*)$')
+  for name, key in string.gmatch(money, '(%a+)=([^,]+)') do move(name, key) end
+else
+  for i = 7, #ARGV, 2 do move(ARGV[i], ARGV[i+1]) end
 end
 return 1
 """
-# Give back the holds and slots of reservations past their sweep time (their process died). ARGV: now, max.
+# Give back the holds and slots of reservations past their sweep time (their process died), keeping their
+# records as tombstones for the journal replay; tombstones older than a day go. ARGV: now, max.
 SWEEP_LUA = _LUA_RELEASE + f"""
-local stale = redis.call('ZRANGEBYSCORE', '{HOLDS}', '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, rid in ipairs(stale) do release(rid) end
+local now = tonumber(ARGV[1])
+local stale = redis.call('ZRANGEBYSCORE', '{HOLDS}', '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, rid in ipairs(stale) do
+  local data = release(rid)
+  if data then redis.call('HSET', '{SWEPT}', rid, data); redis.call('ZADD', '{SWEPT_AT}', now, rid) end
+end
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', '{SWEPT_AT}', '-inf', now - 86400, 'LIMIT', 0, 1000)) do
+  redis.call('HDEL', '{SWEPT}', rid); redis.call('ZREM', '{SWEPT_AT}', rid)
+end
 return #stale
+"""
+# ARGV: value, ttl (s), then journal file/offset pairs: what the rebuild counted. Sets the counter and its read
+# marks together unless the counter exists (another process rebuilt it first).
+REBUILD_LUA = f"""
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 1 then return 0 end
+redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', '{READ}' .. key)
+for i = 3, #ARGV, 2 do redis.call('HSET', '{READ}' .. key, ARGV[i], ARGV[i+1]) end
+redis.call('EXPIRE', '{READ}' .. key, ARGV[2])
+return 1
 """
 
 
@@ -300,9 +350,11 @@ def _local_reserve(worst: int, minimum: int, checks: list[Check]) -> tuple:
         return 1, hold, used_list
 
 
-def _local_settle(res: Reservation, cost: int, delta: int, moves: list[tuple[str, str]]) -> None:
+def _local_settle(res: Reservation, cost: int, delta: int, moves: list[tuple[str, str]],
+                  mark: tuple[str, int] | None = None) -> None:
     """SETTLE_LUA against the in-process store: release the reservation's holds and slots (its record is the
-    reservation itself: one process), then move the cached counters by the real spend."""
+    reservation itself: one process), then move the cached counters by the real spend, except those whose
+    rebuild already counted the journal line at `mark`."""
     data = shared_cache.memory_store()
     values = {"cost": cost, "delta": delta}
     with data.lock:
@@ -313,9 +365,14 @@ def _local_settle(res: Reservation, cost: int, delta: int, moves: list[tuple[str
             elif kind.take == "one" and int(data.get(target) or 0) > 0:
                 data.incrby(target, -1, LOCAL_SLOT_TTL)
         for name, key in moves:
-            if data.get(key) is not None:
+            if data.get(key) is not None and not _locally_counted(data, key, mark):
                 var, sign = SETTLE_MOVES[name]
                 data.incrby(key, sign * values[var])
+
+
+def _locally_counted(data, key: str, mark: tuple[str, int] | None) -> bool:
+    read = data.get(READ + key) if mark else None
+    return read is not None and mark is not None and mark[1] <= orjson.loads(read).get(mark[0], -1)
 
 
 # --- rebuilding counters from the database (cold path) --------------------------------------------------
@@ -344,45 +401,62 @@ def database_value(source: Source, balance: bool = False) -> int:
 
 
 JOURNAL_TAIL_BYTES = 256 << 10   # unflushed lines are the end of a journal file: a flush takes them in order
-# For this long after Redis came back empty, a rebuilt counter also counts the journal's unflushed records.
-AFTER_LOSS_SECONDS = 60
 
 
-def unflushed_records(directory=None) -> list[dict]:
-    """The usage journal's records not in the database yet, of every process writing to this host's journal
-    directory (the tail of each file; lines already stored, or still to be settled by this process, left out).
-    A counter rebuilt from the database alone would miss their spend when their settle already happened: in
-    an outage (in-process), or in Redis before it came back empty."""
-    import orjson
+def _read_lines(path: Path, whole: bool) -> tuple[list[dict], int, bool] | None:
+    """(the usage records of a journal file's complete lines, the offset where the last one ends, whether the
+    start was cut off) of its tail, or of all of it. Open-stream lines are not records yet (usage_journal)."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            begin = 0 if whole else max(0, size - JOURNAL_TAIL_BYTES)
+            fh.seek(begin)
+            data = fh.read(size - begin)
+    except OSError:
+        return None
+    end = data.rfind(b"\n") + 1    # a line still being written is not read (its settle moves the counter)
+    lines = data[:end].split(b"\n")
+    records = []
+    for line in lines[1 if begin else 0:]:   # the first may be cut by the seek
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("request_id"), str) and not record.get("_open"):
+            records.append(record)
+    return records, begin + end, begin > 0
 
+
+def _stored(ids) -> set[str]:
     from billing.models import UsageRecord
 
-    directory = Path(directory or settings.TOLLGATE_JOURNAL_DIR)
-    records = []
-    for path in directory.glob("usage-*.jsonl") if directory.exists() else ():
-        try:
-            with open(path, "rb") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, size - JOURNAL_TAIL_BYTES))
-                data = fh.read()
-        except OSError:
-            continue
-        lines = data.split(b"\n")
-        for line in lines[1 if size > JOURNAL_TAIL_BYTES else 0:]:   # the first may be cut by the seek
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and isinstance(record.get("request_id"), str):
-                records.append(record)
-    settling = {args[0] for batcher in list(_batchers.values()) for args in list(batcher.pending)}
-    records = [r for r in records if r["request_id"] not in settling]
-    stored = set()
-    ids = [r["request_id"] for r in records]
+    ids, stored = list(ids), set()
     for start in range(0, len(ids), 1000):
         stored.update(UsageRecord.objects.filter(request_id__in=ids[start:start + 1000])
                       .values_list("request_id", flat=True))
-    return [r for r in records if r["request_id"] not in stored]
+    return stored
+
+
+def unflushed_records(directory=None) -> tuple[list[dict], dict[str, int]]:
+    """The usage journal's records not in the database yet, of every process writing to this host's journal
+    directory, and how far into each file they were read (file → offset). Called inside the rebuild's
+    snapshot, after its database read: a line flushed in between is in the database read or here, not both."""
+    directory = Path(directory or settings.TOLLGATE_JOURNAL_DIR)
+    records, marks = [], {}
+    for path in sorted(directory.glob("usage-*.jsonl")) if directory.exists() else ():
+        read = _read_lines(path, whole=False)
+        if read is None:
+            continue
+        lines, marks[path.stem], cut = read
+        stored = _stored(r["request_id"] for r in lines)
+        if cut and lines and lines[0]["request_id"] not in stored:   # unflushed lines before the tail
+            read = _read_lines(path, whole=True)
+            if read is None:
+                continue
+            lines, marks[path.stem], _ = read
+            stored = _stored(r["request_id"] for r in lines)
+        records += [r for r in lines if r["request_id"] not in stored]
+    return records, marks
 
 
 def _journal_spend(source: Source, records: list[dict]) -> int:
@@ -408,22 +482,53 @@ def _journal_spend(source: Source, records: list[dict]) -> int:
     return total
 
 
-def rebuild(check: Check) -> None:
-    """Set a missing money counter from the database (and, right after Redis came back empty, the journal's
-    records not flushed yet: other processes' spend of the outage may not be in the database yet)."""
+def counted_value(check: Check) -> tuple[int, dict[str, int]]:
+    """What a money counter is worth: the database plus the journal's records not in it yet (their settle may
+    have found no counter to move), read in one snapshot; and how far into each journal file that read went.
+
+    Every record is counted once, by the rebuild or by its settle: a settle whose journal line ends within the
+    read marks does not move the rebuilt counter (SETTLE_LUA). So a settle queued or in flight while a counter
+    is rebuilt, in this process or another on this host, counts whatever reaches Redis first."""
+    from django.db import connection, transaction
+
     source = check.source
     if source is None:
         raise ValueError(f"{check.key} has no source to rebuild it from")
-    lost_at = shared_cache.data_lost_at()
-    after_loss = lost_at is not None and time.time() - lost_at < AFTER_LOSS_SECONDS
-    # Only then: in the steady state each settle precedes its record's flush, so the database alone is right.
-    pending = _journal_spend(source, unflushed_records()) if after_loss else 0
+    balance = check.scope is Scope.BALANCE
+    outer = connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and not outer:
+            # One snapshot for the sum and for which journal lines are stored: read apart, a line flushed
+            # between the two reads would be counted by neither.
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        value = database_value(source, balance=balance)
+        records, marks = unflushed_records()
+        pending = _journal_spend(source, records)
+    return (value - pending if balance else value + pending), marks
+
+
+def rebuild(check: Check) -> None:
+    """Set a missing money counter (counted_value), with its read marks, unless another process did first."""
+    value, marks = counted_value(check)
+    source = check.source
+    assert source is not None   # counted_value raised otherwise
     if check.scope is Scope.BALANCE:
-        value, ttl = database_value(source, balance=True) - pending, 7 * 86400
+        ttl = 7 * 86400
     else:
-        value = database_value(source) + pending
         ttl = int(source.end - time.time()) + 86400 if source.end else 40 * 86400
-    shared_cache.set(check.key, str(value).encode(), ttl, nx=True)
+    client = shared_cache.sync_client()
+    if client is not None:
+        try:
+            client.eval(REBUILD_LUA, 1, check.key, value, ttl, *(x for item in marks.items() for x in item))
+            return
+        except shared_cache.UNREACHABLE as exc:
+            shared_cache.outage.failed(exc)
+    data = shared_cache.memory_store()
+    with data.lock:   # the in-process twin of REBUILD_LUA
+        if data.get(check.key) is None:
+            data.set(check.key, str(value).encode(), ttl)
+            data.set(READ + check.key, orjson.dumps(marks), ttl)
 
 
 _scripts: dict = {}
@@ -528,32 +633,33 @@ async def reserve(worst: int, minimum: int, checks: list[Check], request_id: str
     raise RuntimeError("limit counters could not be rebuilt")
 
 
-def settle_soon(res: Reservation, cost: int, tokens_used: int) -> None:
+def settle_soon(res: Reservation, cost: int, tokens_used: int, mark: tuple[str, int] | None = None) -> None:
     """Release the reservation's holds and slots (unless the sweep already did) and count the real spend, off
     the response path: the settles of the last few milliseconds go to Redis together in one pipelined round
-    trip instead of one each (`make bench`). Must be called from the event loop.
+    trip instead of one each (`make bench`). Must be called from the event loop. `mark`: the journal file and
+    end offset of the request's usage line (already written), so a counter rebuilt from a read that took the
+    line in is not moved twice (SETTLE_LUA).
 
-    A reservation taken in-process (Redis was down) is settled in-process; its spend is kept for Redis
-    (`_outage_spend`) while Redis is still down, or moves the Redis counters at once when it is back. A
-    settle of a Redis reservation that cannot reach Redis waits in `_deferred` for the recovery."""
+    A reservation taken in-process (Redis was down) is settled in-process; its spend is also kept for Redis
+    (`_deferred`) while Redis is still down, or moves the Redis counters at once when it is back. A settle of a
+    Redis reservation that cannot reach Redis waits in `_deferred` for the recovery."""
     _leases.pop(res.request_id, None)
     delta = tokens_used - res.estimate_tokens
     moves = [(move, c.key) for c in res.checks if (move := c.settle_move) is not None]
-    args = [res.request_id, cost, delta, *(x for move in moves for x in move)]
+    head = [res.request_id, cost, delta, *(mark or ("", 0)), 0]
+    args = [*head, *(x for move in moves for x in move)]
     extra = _local_reservations.pop(res.request_id, None)
     configured = shared_cache.redis_configured()
     if extra is not None or not configured:
         extra_moves = [(m, c.key) for c in extra or () if (m := c.settle_move) is not None]
         _local_settle(Reservation(res.checks + (extra or []), res.hold, res.estimate_tokens, res.request_id),
-                      cost, delta, moves + extra_moves)
+                      cost, delta, moves + extra_moves, mark)
     client = shared_cache.async_client()
     if client is None:
         if extra is None and configured:
             _defer([args])
-        elif extra is not None:
-            for name, key in moves:
-                if name in MONEY_MOVES:
-                    _outage_spend[(name, key)] = _outage_spend.get((name, key), 0) + cost
+        elif extra is not None:   # its spend, for the Redis counters (it took no tokens there)
+            _defer([[*head, *(x for move in moves if move[0] in MONEY_MOVES for x in move)]])
         return
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
@@ -562,13 +668,11 @@ def settle_soon(res: Reservation, cost: int, tokens_used: int) -> None:
     batcher.add(args)
 
 
-# Settles of Redis reservations that could not be sent (Redis down): sent on recovery unless Redis lost its
-# data. Bounded: past the cap the oldest go (their holds come back through the sweep).
+# Settles that could not be sent (Redis down): those of Redis reservations, and the spend of reservations
+# settled in-process. Sent on recovery, whether Redis kept its data or not (SETTLE_LUA moves a counter only by
+# what its rebuild did not count). Bounded: past the cap the oldest go (their holds come back through the sweep).
 _deferred: list[list] = []
 MAX_DEFERRED = 100_000
-# The real spend of reservations settled in-process while Redis was down, per (move, counter): added to the
-# Redis counters on recovery when Redis kept its data (else they are rebuilt from the database).
-_outage_spend: dict[tuple[str, str], int] = {}
 MONEY_MOVES = ("budget", "balance")
 
 
@@ -584,39 +688,42 @@ def deferred_count() -> int:
     return len(_deferred)
 
 
+def settles_waiting() -> int:
+    """Settles of this process not in Redis yet (deferred, or queued to be sent)."""
+    return len(_deferred) + sum(len(b.pending) + b.sending for b in list(_batchers.values()))
+
+
+async def _send(client, batch: list[list]) -> None:
+    script = _script(client, SETTLE_LUA)
+    for start in range(0, len(batch), 500):
+        try:
+            pipe = client.pipeline(transaction=False)
+            for args in batch[start:start + 500]:
+                await script(args=args, client=pipe)
+            await pipe.execute()
+        except shared_cache.UNREACHABLE:
+            _defer(batch[start:])   # down again: the probe goes on and sends them next time
+            raise
+
+
 async def _recover(client) -> None:
     """Before this process uses Redis again: its usage of the outage goes to the database (so a counter
-    rebuilt from now on counts it), then what Redis missed is sent (the deferred settles, the spend settled
-    in-process), or dropped if Redis lost its data (its counters are rebuilt from the database)."""
+    rebuilt from now on counts it), then the settles Redis missed are sent. If Redis lost its data, their holds
+    are gone (releasing them is a no-op) and each counter moves only by what its rebuild did not count."""
     from billing import usage_journal
 
     try:
         await usage_journal.journal.flush()
-    except Exception:  # the database may be away too: a counter rebuilt meanwhile may miss the last records
+    except Exception:  # the database may be away too: a rebuilt counter reads the journal anyway
         log.warning("could not flush the usage journal before using Redis again", exc_info=True)
     lost = await shared_cache.data_lost(client)
-    # Until this returns, requests still run in-process and may add to both: loop until both are empty (the
+    # Until this returns, requests still run in-process and may add to it: loop until it is empty (the
     # outage ends right after the last await here).
-    while _deferred or _outage_spend:
+    while _deferred:
         batch, _deferred[:] = list(_deferred), []
-        spend = dict(_outage_spend)
-        _outage_spend.clear()
-        if lost:
-            log.warning("Redis lost its data: %d deferred settles and the in-process spend of %d counters "
-                        "dropped (the counters are rebuilt from the database)", len(batch), len(spend))
-            continue
-        batch += [[f"outage-{os.getpid()}", amount, 0, name, key] for (name, key), amount in spend.items()]
-        script = _script(client, SETTLE_LUA)
-        for start in range(0, len(batch), 500):
-            try:
-                pipe = client.pipeline(transaction=False)
-                for args in batch[start:start + 500]:
-                    await script(args=args, client=pipe)
-                await pipe.execute()
-            except shared_cache.UNREACHABLE:
-                _defer(batch[start:])   # down again: the probe goes on and sends them next time
-                raise
-        log.warning("sent %d settles held back by the Redis outage", len(batch))
+        await _send(client, batch)
+        log.warning("sent %d settles held back by the Redis outage%s", len(batch),
+                    " (Redis lost its data: each counter moved by what its rebuild did not count)" if lost else "")
 
 
 shared_cache.outage.on_recovery(_recover)
@@ -627,6 +734,7 @@ class _SettleBatcher:
 
     def __init__(self, client):
         self.client, self.pending, self.task = client, [], None
+        self.sending = 0   # settles of the pipeline on its way to Redis
 
     def add(self, args: list) -> None:
         self.pending.append(args)
@@ -641,6 +749,7 @@ class _SettleBatcher:
             if shared_cache.async_client() is None:   # went down meanwhile
                 _defer(batch)
                 continue
+            self.sending = len(batch)
             try:
                 pipe = self.client.pipeline(transaction=False)
                 for args in batch:
@@ -652,6 +761,8 @@ class _SettleBatcher:
                 log.warning("Redis down: %d settles deferred until it is back", len(batch))
             except Exception:  # a bug: holds come back through the sweep, spend is rebuilt from usage
                 log.warning("could not settle %d requests' limits", len(batch), exc_info=True)
+            finally:
+                self.sending = 0
 
 
 _batchers: dict = {}
@@ -683,6 +794,7 @@ async def _renew_leases() -> None:
         now = time.time()
         for rid in [rid for rid, taken in _leases.items() if taken < now - settings.TOLLGATE_HOLD_SWEEP_SECONDS]:
             _leases.pop(rid, None)
+        _mark_progress()
         client = shared_cache.async_client()
         if client is None or not _leases:
             continue
@@ -692,6 +804,35 @@ async def _renew_leases() -> None:
             shared_cache.outage.failed(exc)
         except Exception:
             log.warning("could not renew the leases of %d holds", len(_leases), exc_info=True)
+
+
+def _mark_progress() -> None:
+    """The journal's progress marks of open streams ride on the lease renewal (no timer of their own)."""
+    from billing import usage_journal
+
+    try:
+        usage_journal.journal.mark_progress()
+    except Exception:  # a stream killed now is billed from its previous mark instead
+        log.warning("could not journal the progress of open streams", exc_info=True)
+
+
+def settle_replayed(records: list[tuple[str, int, tuple[str, int] | None]]) -> int:
+    """Settle in Redis the usage records replayed from a dead process's journal whose settle never reached
+    it: (request id, cost, journal mark or None). Only a record whose reservation record or tombstone is still
+    there moves its counters (SETTLE_LUA, replay), so replaying a journal again moves nothing. Returns the
+    records that moved. Raises shared_cache.UNREACHABLE: the replay keeps the file and tries again."""
+    client = shared_cache.sync_client()
+    if client is None:
+        if shared_cache.redis_configured():
+            raise ConnectionError("Redis is down: the replayed records are settled when it is back")
+        return 0   # the embedded default: the counters died with the process and are rebuilt
+    moved, script = 0, _script(client, SETTLE_LUA)
+    for start in range(0, len(records), 500):
+        pipe = client.pipeline(transaction=False)
+        for rid, cost, mark in records[start:start + 500]:
+            script(args=[rid, cost, 0, *(mark or ("", 0)), 1], client=pipe)
+        moved += sum(int(r) for r in pipe.execute())
+    return moved
 
 
 def sweep_stale_holds(batch: int = 500) -> int:

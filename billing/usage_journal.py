@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -200,8 +201,11 @@ class Journal:
         self.directory = directory
         self.fd: int | None = None
         self.path: Path | None = None
+        self.size = 0                   # bytes written to the current file (only this process writes it)
+        self.position: tuple[str, int] | None = None   # (file, end offset) of the last record appended
         self.pending: list[dict] = []
         self.retired: list[tuple[int, Path]] = []
+        self.streams: dict[str, Callable[[], dict]] = {}   # open streams: request id → its record if lost now
         self.task: asyncio.Task | None = None
         self.loop = None
 
@@ -211,22 +215,50 @@ class Journal:
         path = self.directory / f"usage-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.fd, self.path = fd, path
+        self.fd, self.path, self.size = fd, path, 0
+
+    def _write(self, data: bytes) -> tuple[str, int]:
+        if self.fd is None:
+            self._open()
+        assert self.fd is not None and self.path is not None
+        self.size += os.write(self.fd, data)
+        return self.path.stem, self.size
 
     def append(self, record: dict) -> dict:
-        """Journal a usage record; returns it as journaled (sanitized)."""
+        """Journal a usage record; returns it as journaled (sanitized). `position` says where its line ends."""
         record = sanitize(record)
         try:
             line = orjson.dumps(record)
         except orjson.JSONEncodeError:  # e.g. a lone surrogate: keep the record, lose the bad characters
             record = {k: v.encode("utf-8", "replace").decode() if type(v) is str else v for k, v in record.items()}
             line = orjson.dumps(record, default=str)
-        if self.fd is None:
-            self._open()
-        os.write(self.fd, line + b"\n")
+        self.position = self._write(line + b"\n")
+        self.streams.pop(record.get("request_id"), None)
         self.pending.append(record)
         self._ensure_flusher()
         return record
+
+    # --- open streams: billed if this process dies before their end (kill -9) ----------------------------
+    # A stream journals an "open" line when it starts and again at each progress mark (the lease renewal):
+    # its record as it stands, flagged `_open`. The live process never flushes those lines (its final record
+    # supersedes them); the replay of a dead process's journal records the last one of a stream that has no
+    # final record (`_read_journal`).
+    def open_stream(self, request_id: str, lost_record: Callable[[], dict]) -> None:
+        """`lost_record()`: the stream's record if this process died now (as billed at its last mark)."""
+        self.streams[request_id] = lost_record
+        self._write(self._open_line(lost_record()))
+
+    def stream_ended(self, request_id: str) -> None:
+        self.streams.pop(request_id, None)
+
+    def mark_progress(self) -> None:
+        """One write for every open stream's current record."""
+        if self.streams:
+            self._write(b"".join(self._open_line(lost()) for lost in list(self.streams.values())))
+
+    @staticmethod
+    def _open_line(record: dict) -> bytes:
+        return orjson.dumps({**sanitize(record), "_open": 1}, default=str) + b"\n"
 
     # --- flushing ---------------------------------------------------------------------------------
     def _ensure_flusher(self) -> None:
@@ -253,16 +285,26 @@ class Journal:
         if self.fd is not None and os.fstat(self.fd).st_size > ROTATE_BYTES:
             self.retired.append((self.fd, self.path))
             self.fd = None
+            self.mark_progress()   # the open streams' lines go on in the new file (the old one is removed)
         try:
             await db_call(insert_records)(batch, self.directory)
         except Exception:
             self.pending[:0] = batch
             raise
+        self._remove_retired()
+        return len(batch)
+
+    def _remove_retired(self) -> None:
+        """Retired files go once flushed and once no settle of their lines waits: a counter rebuilt meanwhile
+        must see their read marks (billing.limits, SETTLE_LUA), or such a settle would move it again."""
+        from billing import limits
+
+        if not self.retired or limits.settles_waiting():
+            return
         for fd, path in self.retired:
             path.unlink(missing_ok=True)
             os.close(fd)
         self.retired.clear()
-        return len(batch)
 
     def flush_sync(self) -> int:
         """For management commands and shutdown outside an event loop."""
@@ -271,8 +313,10 @@ class Journal:
         return len(batch)
 
     def close(self) -> None:
-        if self.fd is not None and not self.pending:
+        """At shutdown: the file goes if everything in it is flushed (an open stream's line is not)."""
+        if self.fd is not None and not self.pending and not self.streams:
             os.close(self.fd)
+            assert self.path is not None
             self.path.unlink(missing_ok=True)
             self.fd = None
 
@@ -388,10 +432,12 @@ def _quarantine_file(path: Path, reason: str) -> None:
 
 
 def replay_orphans(directory: Path | None = None) -> int:
-    """Flush journal files whose process is gone (nobody holds their lock). Returns records replayed.
+    """Flush journal files whose process is gone (nobody holds their lock), and settle in Redis those of
+    their records whose settle never reached it (billing.limits.settle_replayed). Returns records replayed.
 
     A line that is not a record is quarantined, and so is a file that cannot be read or inserted: the files
-    after it are still replayed. Only a database outage stops the replay (the periodic task retries)."""
+    after it are still replayed. Only an outage stops the replay (the periodic task retries): of the
+    database, or of Redis (the file stays until its records are settled there too; inserting is idempotent)."""
     directory = directory or settings.TOLLGATE_JOURNAL_DIR
     if not directory.exists():
         return 0
@@ -410,12 +456,14 @@ def replay_orphans(directory: Path | None = None) -> int:
             except BlockingIOError:
                 continue  # a live process owns it
             try:
-                records = _read_journal(fd, directory)
+                records, marks = _read_journal(fd, directory, path.stem)
                 insert_records(records, directory)
             except OUTAGES:
                 raise
             except Exception as exc:  # keep the file aside, replay the next ones
                 _quarantine_file(path, f"{type(exc).__name__}: {exc}")
+                continue
+            if not _settled(path, records, marks):
                 continue
             path.unlink(missing_ok=True)
             total += len(records)
@@ -424,12 +472,28 @@ def replay_orphans(directory: Path | None = None) -> int:
     return total
 
 
-def _read_journal(fd: int, directory: Path) -> list[dict]:
+def _settled(path: Path, records: list[dict], marks: list) -> bool:
+    from billing import limits
+    from gateway_site import shared_cache
+
+    try:
+        limits.settle_replayed([(r["request_id"], r.get("cost") or 0, mark) for r, mark in zip(records, marks)])
+    except (*shared_cache.UNREACHABLE, ConnectionError) as exc:
+        log.warning("journal %s replayed; its settles wait for Redis (%s)", path.name, exc)
+        return False
+    return True
+
+
+def _read_journal(fd: int, directory: Path, name: str = "") -> tuple[list[dict], list]:
+    """The records of a journal file and, per record, (file, end offset) of its line: None for a stream the
+    process died in, recorded from its last open line (never counted by a counter's rebuild)."""
     with os.fdopen(os.dup(fd), "rb") as fh:
         lines = fh.read().split(b"\n")
-    records = []
+    records, marks, opened = [], [], {}
     last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    offset = 0
     for i, line in enumerate(lines):
+        offset += len(line) + 1
         if not line.strip():
             continue
         try:
@@ -441,11 +505,20 @@ def _read_journal(fd: int, directory: Path) -> list[dict]:
         if not isinstance(record, dict):
             quarantine(record, "not a usage record", directory)
             continue
+        if record.pop("_open", None):
+            opened[record.get("request_id")] = record
+            continue
         try:  # lines of an older version or written before `sanitize` existed
             records.append(sanitize(record))
+            marks.append((name, offset))
         except Exception as exc:
             quarantine(record, f"{type(exc).__name__}: {exc}", directory)
-    return records
+    done = {r.get("request_id") for r in records}
+    for request_id, record in opened.items():
+        if request_id not in done:
+            records.append(sanitize(record))
+            marks.append(None)
+    return records, marks
 
 
 journal = Journal(settings.TOLLGATE_JOURNAL_DIR)

@@ -514,6 +514,7 @@ class RelayCall:
             if not settled:
                 self.release_holds()
             self.release_channel()
+            usage_journal.journal.stream_ended(self.request_id)
 
     def release_holds(self) -> None:
         """Give back the reservation without counting spend (a second settle of the same request is a no-op
@@ -561,17 +562,45 @@ class RelayCall:
         if self.channel is not None and self.status < 400 and model is not None:   # provider sort's measurements
             health.observe_speed(self.channel.id, model.id, ttfb_ms=self.ttfb_ms, latency_ms=self.latency_ms(),
                                  tokens=n.completion, stream=self.stream)
+        journaled = usage_journal.append(self._entry(n, cost))
         if self.reservation is not None:
-            # Release the holds and count the real spend; off the response path, batched.
-            limits.settle_soon(self.reservation, cost, n.prompt + n.completion)
+            # Release the holds and count the real spend; off the response path, batched. After the journal
+            # line, with where it ends: a counter rebuilt from a read that took it in is not moved again.
+            limits.settle_soon(self.reservation, cost, n.prompt + n.completion, usage_journal.journal.position)
+        generations.remember(journaled, **self._generation_source())   # as journaled
+
+    def journal_stream(self) -> None:
+        """A stream starts: journal now what it is billed if this process dies before its end (kill -9): the
+        prompt and what it has streamed at the last progress mark (the lease renewal), as 499 worker_lost."""
+        if self.ctx is None or self.recorded:
+            return
+        prompt = tokens.estimate_prompt_tokens(self.canonical or {})
+
+        def lost() -> dict:
+            usage = self.usage or Usage(prompt_tokens=prompt, completion_tokens=self.produced)
+            return self._entry(sane_counts(usage, self.model), self._cost(usage) or 0,
+                               status=499, code="worker_lost", text="the gateway process died mid-stream")
+
+        try:
+            usage_journal.journal.open_stream(self.request_id, lost)
+        except Exception:   # the stream goes on; only a kill before its end would leave it unbilled
+            log.warning("request %s: could not journal the open stream", self.request_id, exc_info=True)
+
+    def _entry(self, n: Counts, cost: int, status: int | None = None, code: str | None = None,
+               text: str | None = None) -> dict:
+        """The usage record of this call (status, error code and text as given, else the call's own)."""
+        assert self.ctx is not None   # only an authenticated call is recorded
+        model = self.model
+        status = self.status if status is None else status
         meta = self.request.META
-        entry = {
+        return {
             "request_id": self.request_id, "team_id": self.ctx.team_id, "api_key_id": self.ctx.key_id,
             "key_mask": self.ctx.mask,
             "requested_model": str((self.payload or {}).get("model") or ""),
-            "served_model": model.public_id if model and self.status < 400 else "",
+            "served_model": model.public_id if model and status < 400 else "",
             "channel_id": self.channel.id if self.channel else None,
-            "status_code": self.status, "error_code": self.error_code, "error_text": self.error_text,
+            "status_code": status, "error_code": self.error_code if code is None else code,
+            "error_text": self.error_text if text is None else text,
             "prompt_tokens": n.prompt, "completion_tokens": n.completion, "cached_tokens": n.cache_read,
             "cache_write_5m_tokens": n.cache_write_5m, "cache_write_1h_tokens": n.cache_write_1h,
             "reasoning_tokens": n.reasoning, "usage_clamped": n.clamped, "cost": cost,
@@ -584,7 +613,6 @@ class RelayCall:
             "http_referer": meta.get("HTTP_HTTP_REFERER") or meta.get("HTTP_REFERER") or "",
             "app_title": meta.get("HTTP_X_TITLE") or meta.get("HTTP_X_OPENROUTER_TITLE") or "",
         }
-        generations.remember(usage_journal.append(entry), **self._generation_source())   # as journaled
 
     def _generation_source(self) -> dict:
         """Who served, for /v1/generation: the channel's provider (the catalog model's when it declares none)."""

@@ -398,6 +398,7 @@ async def _guarded(call: RelayCall, resp: aiohttp.ClientResponse, renderer, even
     (bytes already went out, so no retry); a client that went away is billed for what it got; the upstream
     connection is released and the call recorded, whatever happened."""
     deadline = call.started + settings.TOLLGATE_STREAM_DEADLINE_SECONDS
+    call.journal_stream()   # billed even if this process is killed before the stream ends
     try:
         async for chunk in events:
             yield chunk

@@ -74,8 +74,11 @@ def test_usage_survives_kill9_and_replay_is_idempotent(transactional_db, gateway
     server.kill9()                                 # right after the last byte reached the client
     files = journal_files(server.journal_dir)
     assert len(files) == 1
-    journaled = [orjson.loads(line) for line in files[0].read_bytes().splitlines()]
+    lines = [orjson.loads(line) for line in files[0].read_bytes().splitlines()]
+    journaled = [r for r in lines if not r.get("_open")]
     assert [r["request_id"] for r in journaled] == ids
+    # Each stream also journaled an open line when it started (what it is billed if the process dies first).
+    assert [r["request_id"] for r in lines if r.get("_open")] == [rid for rid, s in zip(ids, plan) if s]
     backup = tmp_path / files[0].name
     shutil.copy(files[0], backup)
     assert UsageRecord.objects.filter(request_id__in=ids).count() == 0
@@ -216,3 +219,54 @@ def test_a_cut_line_anywhere_in_the_last_record_is_skipped(transactional_db, tmp
     assert usage_journal.replay_orphans(tmp_path) == 1
     assert list(UsageRecord.objects.values_list("request_id", flat=True)) == [good["request_id"]]
     assert wait_for(lambda: not path.exists(), timeout=1)
+
+
+def _progress(journal_dir, request_id: str) -> int:
+    """The completion tokens of the stream's last open line (its progress mark), -1 if none yet."""
+    marks = [-1]
+    for path in journal_files(journal_dir):
+        for line in path.read_bytes().splitlines():
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:   # a line being written
+                continue
+            if record.get("_open") and record.get("request_id") == request_id:
+                marks.append(record["completion_tokens"])
+    return marks[-1]
+
+
+def test_a_stream_cut_by_kill9_is_billed_for_what_it_streamed(transactional_db, gateway_factory, simulator):
+    """kill -9 of the gateway mid-stream: the replay of its journal records the stream (499 worker_lost) with
+    the prompt and what it had streamed at its last progress mark, and settles it in Redis (hold given back,
+    budget counter moved by its cost)."""
+    from billing import limits
+    from gateway_site import shared_cache
+
+    # A short lease: the renewal, which carries the progress marks, runs every 0.1 s.
+    server = gateway_factory(TOLLGATE_JOURNAL_FLUSH_SECONDS="3600", TOLLGATE_HOLD_LEASE_SECONDS="0.3")
+    live = make_live_setup(server, simulator, budget_limit=10 ** 12, budget_period="day")
+    body = {"model": MODEL, "stream": True,
+            "messages": [{"role": "user", "content": "[[sim:tokens=400]] [[sim:chunk_delay_ms=20]] a long one"}]}
+    headers = {"Authorization": f"Bearer {live.secret}"}
+    seen = 0
+    with httpx.stream("POST", live.server.url + CHAT, json=body, headers=headers, timeout=15) as resp:
+        assert resp.status_code == 200
+        request_id = resp.headers["x-request-id"]
+        lines = resp.iter_lines()   # kept: a dropped iterator would close the stream (a client that left)
+        for line in lines:
+            seen += '"content":"' in line
+            if seen >= 30:
+                break
+        assert wait_for(lambda: _progress(server.journal_dir, request_id) >= seen, timeout=10)
+        client = shared_cache.sync_client()
+        assert client.hexists(limits.HOLDS_DATA, request_id)      # in flight: its hold is taken
+        server.kill9()
+
+    assert not UsageRecord.objects.filter(request_id=request_id).exists()
+    assert replay_command(server.journal_dir) == "replayed 1 usage records"
+    record = UsageRecord.objects.get(request_id=request_id)
+    assert (record.status_code, record.error_code, record.stream) == (499, "worker_lost", True)
+    assert seen <= record.completion_tokens < 400 and record.prompt_tokens > 0 and record.cost > 0
+    assert not client.hexists(limits.HOLDS_DATA, request_id) and not client.hexists(limits.SWEPT, request_id)
+    budget = next(k.decode() for k in client.scan_iter(f"tg:spent:key:{live.key.id}:*"))
+    assert int(client.get(budget)) == record.cost
