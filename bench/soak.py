@@ -233,10 +233,12 @@ def books(outcomes, journal_dir: Path, settle: float, in_flight_at_kills: list[s
             break
         time.sleep(1)
     leaked = soak_books.leaked_holds(hold_records, hold_index, held)
+    lost_streams = set(UsageRecord.objects.filter(error_code="worker_lost").values_list("request_id", flat=True))
     for n, in_flight in enumerate(in_flight_at_kills, 1):
         cut_off = in_flight & unrecorded_200
-        say(f"kill {n}: {len(in_flight)} reservations in flight, {len(cut_off)} of them answers cut without a "
-            f"usage record; still held now: {sum(1 for rid in in_flight if client.hexists(limits.HOLDS_DATA, rid))}")
+        say(f"kill {n}: {len(in_flight)} reservations in flight, {len(in_flight & lost_streams)} of them streams "
+            f"recorded as 499 worker_lost, {len(cut_off)} answers cut without a usage record; still held now: "
+            f"{sum(1 for rid in in_flight if client.hexists(limits.HOLDS_DATA, rid))}")
     if leaked:
         say(f"holds left: {hold_records} records, {hold_index} index entries, "
             f"{ {k: v for k, v in held.items() if v} }")
