@@ -141,7 +141,7 @@ class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
                  "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical",
-                 "stream_outcome", "finish_reason", "native", "native_answer")
+                 "stream_outcome", "finish_reason", "native", "native_answer", "billed", "estimate")
     # Set by the steps, in order: authenticate → ctx, plan → snap/route_plan/model, reserve_quota → reservation,
     # an attempt → channel (and held, the channel id whose concurrency slot this call holds).
     snap: snapshot.Snapshot | None
@@ -160,6 +160,8 @@ class RelayCall:
         self.stream_outcome: tuple | None = None   # an open stream's attempt, reported to health at its end
         self.native = False        # the channel that served speaks the client's format: relayed untranslated
         self.native_answer: tuple[bytes, Usage, str] | None = None    # a native whole answer: (body, usage, finish)
+        self.billed: tuple | None = None     # the last _billed answer: (usage, model, channel, counts, cost)
+        self.estimate: tuple[dict, int] | None = None   # (request, its prompt estimate): counted once a call
         self.hex_id = os.urandom(12).hex()
         self.request_id = "req_" + self.hex_id
         self.started = time.perf_counter()
@@ -231,6 +233,14 @@ class RelayCall:
         count_tokens endpoints of every format)."""
         assert self.model is not None   # planned first
         return tokens.count_prompt_tokens(self.canonical or {}, tokens.family_of(self.model.provider))
+
+    def prompt_estimate(self, request: dict | None = None) -> int:
+        """The prompt's estimated tokens (tiktoken), counted once a call: the hold, the open stream's journal
+        line and a partial bill all need it."""
+        request = (self.canonical or {}) if request is None else request
+        if self.estimate is None or self.estimate[0] is not request:
+            self.estimate = (request, tokens.estimate_prompt_tokens(request))
+        return self.estimate[1]
 
     @property
     def route_rule(self):
@@ -485,8 +495,7 @@ class RelayCall:
         what was produced: upstream usage, if it already came, is real and wins; otherwise the streamed tokens
         counted so far and the prompt estimate."""
         if self.usage is None:
-            prompt = tokens.estimate_prompt_tokens(self.canonical or {})
-            self.usage = Usage(prompt_tokens=prompt, completion_tokens=self.produced)
+            self.usage = Usage(prompt_tokens=self.prompt_estimate(), completion_tokens=self.produced)
 
     def latency_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)
@@ -523,15 +532,28 @@ class RelayCall:
         if res is not None:
             limits.settle_soon(res, 0, res.estimate_tokens)
 
+    def _billed(self, usage: Usage) -> tuple[Counts, int | None]:
+        """`usage`'s counts as billed and their cost. The last answer is kept: the answer's usage.cost, a
+        stream's chunks and record() ask about the same usage (Usage is never changed once made)."""
+        memo = self.billed
+        if memo is not None and memo[0] is usage and memo[1] is self.model and memo[2] is self.channel:
+            return memo[3], memo[4]
+        n = sane_counts(usage, self.model)
+        cost = self._price(n)
+        self.billed = (usage, self.model, self.channel, n, cost)
+        return n, cost
+
     def _cost(self, usage: Usage) -> int | None:
-        """What `usage` costs this call in micro-units (the team's price at the time of the request, times the
+        return self._billed(usage)[1]
+
+    def _price(self, n: Counts) -> int | None:
+        """What counts `n` cost this call in micro-units (the team's price at the time of the request, times the
         team's and key group's multipliers); None when the model has no price."""
         if self.model is None or self.snap is None or self.ctx is None:
             return None
         price = self.snap.price_for(self.model, self.ctx.team_id, self.created)
         if price is None:
             return None
-        n = sane_counts(usage, self.model)
         multiplier = combined_multiplier(self.snap.policy(self.ctx.team_id).multiplier_ppm,
                                          self.ctx.group_multiplier_ppm)
         if self.channel is not None and self.channel.team_id == self.ctx.team_id:
@@ -554,10 +576,10 @@ class RelayCall:
         self.release_channel()
         usage = self.usage or Usage()
         model = self.model
-        n = sane_counts(usage, model)
+        n, cost = self._billed(usage)
         if n.clamped:
             log.warning("request %s: upstream usage out of bounds, clamped: %s", self.request_id, usage)
-        cost = (self._cost(usage) or 0) if self.usage is not None else 0
+        cost = (cost or 0) if self.usage is not None else 0
         metrics.observe(self, cost, clamped=n.clamped)
         if self.channel is not None and self.status < 400 and model is not None:   # provider sort's measurements
             health.observe_speed(self.channel.id, model.id, ttfb_ms=self.ttfb_ms, latency_ms=self.latency_ms(),
@@ -574,11 +596,12 @@ class RelayCall:
         prompt and what it has streamed at the last progress mark (the lease renewal), as 499 worker_lost."""
         if self.ctx is None or self.recorded:
             return
-        prompt = tokens.estimate_prompt_tokens(self.canonical or {})
+        prompt = self.prompt_estimate()
 
         def lost() -> dict:
             usage = self.usage or Usage(prompt_tokens=prompt, completion_tokens=self.produced)
-            return self._entry(sane_counts(usage, self.model), self._cost(usage) or 0,
+            n, cost = self._billed(usage)
+            return self._entry(n, cost or 0,
                                status=499, code="worker_lost", text="the gateway process died mid-stream")
 
         try:
