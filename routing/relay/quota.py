@@ -39,10 +39,15 @@ def _output_of(model, wanted: int) -> int:
 
 def _worst_cost(price, prompt: int, output: int, multiplier: int) -> int:
     """The most the call can cost: all of the output, and the prompt at its dearest (plain input, or written
-    to the prompt cache, which Anthropic prices at up to 2x input for a 1-hour write)."""
-    return max(usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0, price=price,
-                          multiplier_ppm=multiplier, **({field: prompt} if field else {}))
-               for field in (None, "cache_write_5m_tokens", "cache_write_1h_tokens"))
+    to the prompt cache, which Anthropic prices at up to 2x input for a 1-hour write). The cost grows with the
+    prompt's rate, so one usage_cost at the dearest rate is the max of the three."""
+    field, dearest = None, price.input_per_m
+    for name, rate in (("cache_write_5m_tokens", getattr(price, "cache_write_5m_per_m", None)),
+                       ("cache_write_1h_tokens", getattr(price, "cache_write_1h_per_m", None))):
+        if rate is not None and rate > dearest:
+            field, dearest = name, rate
+    return usage_cost(prompt_tokens=prompt, completion_tokens=output, cached_tokens=0, price=price,
+                      multiplier_ppm=multiplier, **({field: prompt} if field else {}))
 
 
 def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
@@ -50,7 +55,7 @@ def build(call, request: dict) -> tuple[list[limits.Check], int, int, int]:
     ctx, snap = call.ctx, call.snap
     now = dt.datetime.now(dt.UTC)
     minute = int(time.time() // 60)
-    prompt = tokens.estimate_prompt_tokens(request)
+    prompt = call.prompt_estimate(request)
     output = tokens.max_output_tokens(request, settings.TOLLGATE_DEFAULT_OUTPUT_ALLOWANCE)
     model = call.model
     policy = snap.policy(ctx.team_id)
