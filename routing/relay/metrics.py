@@ -73,9 +73,17 @@ def _child(metric, *labels):
 _VARIABLE_PATH = re.compile(r"/models/.+?(?=:\w+$)|/responses/(?!input_tokens$)[^/]+")
 
 
+_FIXED_PATHS: dict[str, str] = {}   # paths without a client-chosen part (the URLconf's few): label known
+
+
 def endpoint_label(path: str) -> str:
-    return _VARIABLE_PATH.sub(lambda m: "/models/{model}" if m[0].startswith("/models/") else "/responses/{id}",
-                              path)
+    label = _FIXED_PATHS.get(path)
+    if label is None:
+        label = _VARIABLE_PATH.sub(lambda m: "/models/{model}" if m[0].startswith("/models/")
+                                   else "/responses/{id}", path)
+        if label == path and len(_FIXED_PATHS) < 256:
+            _FIXED_PATHS[path] = label
+    return label
 
 
 def observe(call, cost: int, *, clamped: bool = False) -> None:
