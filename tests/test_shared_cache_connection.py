@@ -39,3 +39,74 @@ def test_a_write_redis_does_not_take_times_out_as_redis_py_says():
     finally:
         server.close()
     assert 0.15 < took < 2 and not connected
+
+
+# --- the bounded pool (issue 14: 1,000 streams opened 1,000 Redis connections and kept them) -------------------
+@pytest.fixture
+def small_pool(settings, monkeypatch):
+    """shared_cache's asyncio client with a pool of 2 that waits 0.3 s for a free connection."""
+    settings.TOLLGATE_REDIS_MAX_CONNECTIONS = 2
+    settings.TOLLGATE_REDIS_POOL_TIMEOUT_SECONDS = 0.3
+    monkeypatch.setattr(shared_cache, "_async_clients", {})
+    yield
+    outage = shared_cache.outage
+    if outage.probe is not None:
+        outage.probe.cancel()
+    outage.down_since, outage.probe, outage.loop = None, None, None
+
+
+def test_a_burst_shares_the_pools_few_connections(small_pool):
+    async def scenario():
+        client = shared_cache.async_client()
+        pool, opened = client.connection_pool, []
+        make = pool.make_connection
+        pool.make_connection = lambda: opened.append(1) or make()
+        await shared_cache.aset("tg:test:pool", b"1")
+        values = await asyncio.gather(*(shared_cache.aget("tg:test:pool") for _ in range(200)))
+        await client.aclose()
+        return values, len(opened)
+
+    values, opened = asyncio.run(scenario())
+    assert values == [b"1"] * 200 and opened == 2
+    assert shared_cache.outage.down_since is None
+
+
+def test_a_command_waits_for_a_released_connection(small_pool):
+    async def scenario():
+        client = shared_cache.async_client()
+        pool, opened = client.connection_pool, []
+        make = pool.make_connection
+        pool.make_connection = lambda: opened.append(1) or make()
+        held = [await pool.get_connection() for _ in range(2)]
+        waiting = asyncio.create_task(client.ping())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        queued = not waiting.done()
+        await pool.release(held.pop())
+        result = await waiting
+        await pool.release(held.pop())
+        await client.aclose()
+        return queued, result, len(opened)
+
+    queued, result, opened = asyncio.run(scenario())
+    assert queued and result is True and opened == 2   # the ping took the released connection, no third one
+
+
+def test_no_free_connection_in_time_is_an_outage_not_a_hang(small_pool):
+    """All connections held past the wait: the command is served in-process and the outage noted."""
+    async def scenario():
+        client = shared_cache.async_client()
+        pool = client.connection_pool
+        held = [await pool.get_connection() for _ in range(2)]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        value = await shared_cache.aget("tg:test:pool-full")
+        took, down = loop.time() - started, shared_cache.outage.down_since is not None
+        for conn in held:
+            await pool.release(conn)
+        assert not pool._slots.locked()   # every slot given back
+        await client.aclose()
+        return value, took, down
+
+    value, took, down = asyncio.run(scenario())
+    assert value is None and down and 0.25 < took < 2
