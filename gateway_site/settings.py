@@ -201,6 +201,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny" if env.bool("TOLLGATE_PUBLIC_API_SCHEMA", default=False)
                           else "rest_framework.permissions.IsAuthenticated"],
     "SCHEMA_PATH_PREFIX": r"/api/",
+    "DEFAULT_GENERATOR_CLASS": "core.api_schema.SchemaGenerator",   # loads the apps' schema extensions
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

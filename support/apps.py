@@ -3,6 +3,4 @@ from django.apps import AppConfig
 
 class SupportConfig(AppConfig):
     name = "support"
-
-    def ready(self):
-        from support import schema  # noqa: F401  (registers the drf-spectacular extensions)
+    # support/schema.py (drf-spectacular extensions) is imported when a schema is built: core.api_schema.SchemaGenerator

@@ -1,6 +1,7 @@
 """OpenAPI schema (drf-spectacular): the token authentication scheme and schemas for the key endpoints of
-keys/views.py (which declare no serializers the generator can find). The extensions are registered by
-SupportConfig.ready(); the schema class and the error body are core.api_schema's."""
+keys/views.py (which declare no serializers the generator can find). The extensions are registered when a schema
+is built (core.api_schema.SchemaGenerator imports this module); the schema class and the error body are
+core.api_schema's."""
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers

@@ -1,6 +1,9 @@
 """The management API's OpenAPI schema: generated without a warning, listing every endpoint; the docs page
 loads its assets from this server (drf-spectacular-sidecar), never from a CDN."""
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -84,3 +87,13 @@ def test_schema_and_docs_are_served_to_signed_in_users_only(client):
     page = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
     assert not re.search(r"""(src|href)=["']https?://""", page), "docs assets must not come from a CDN"
+
+
+def test_the_schema_extensions_load_with_the_schema_not_at_start_up():
+    """A process that builds no schema (a Celery worker, a management command) does not import drf-spectacular's
+    generator machinery (~11 MB); the schema built above still has support/schema.py's security scheme."""
+    code = ("import sys, django; django.setup(); "
+            "print(sorted(m for m in ('support.schema', 'drf_spectacular.plumbing') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "DJANGO_SETTINGS_MODULE": "gateway_site.settings"}).stdout
+    assert out.strip() == "[]"
