@@ -378,6 +378,8 @@ def test_audit_fails_on_journal_lines_a_live_process_never_flushed(tmp_path):
     _journal_line(live, team.id, "req_stuck")
     _journal_line(live, 10 ** 9, "req_of_a_deleted_team")    # the flush drops those: not waited for
     UsageRecordFactory(team=team, request_id="req_flushed")
+    with open(live, "ab") as fh:   # a stream still open: its record comes when it ends, not waited for
+        fh.write(orjson.dumps({"request_id": "req_open", "team_id": team.id, "cost": 5, "_open": 1}) + b"\n")
     fd = os.open(live, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX)                             # a live process owns it
     try:

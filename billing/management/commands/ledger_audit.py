@@ -270,7 +270,7 @@ def _file_state(path: Path) -> tuple[bool, float, list[dict]] | None:
             record = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(record, dict):
+        if isinstance(record, dict) and not record.get("_open"):   # a stream's open line is not a record yet
             records.append(record)
     return live, age, records
 
