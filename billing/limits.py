@@ -94,6 +94,8 @@ LOCAL_SLOT_TTL = 900
 HOLDS, HOLDS_DATA = "tg:holds", "tg:holds:data"
 SWEPT, SWEPT_AT = "tg:holds:swept", "tg:holds:swept-at"   # the sweep's tombstones: record, and when
 READ = "tg:read:"   # + a counter's key: how far into each journal file its rebuild read
+CREDITS = "tg:credits:"   # + a balance counter's key: the ledger id its rebuild read up to, and entries past it
+BALANCE_TTL = 7 * 86400
 
 
 def _lua_table(values: dict) -> str:
@@ -223,15 +225,47 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', '{SWEPT_AT}', '-inf', now - 864
 end
 return #stale
 """
-# ARGV: value, ttl (s), then journal file/offset pairs: what the rebuild counted. Sets the counter and its read
-# marks together unless the counter exists (another process rebuilt it first).
+# ARGV: value, ttl (s), the last ledger entry id the rebuild read ('': not a balance), then journal file/offset
+# pairs: what the rebuild counted. Sets the counter and its read marks together unless the counter exists
+# (another process rebuilt it first). A balance's rebuild also adds the entries past its ledger mark whose move
+# (CREDIT_LUA) came before this set, and keeps them with the mark: CREDITS..key holds, while the counter
+# exists, the mark and exactly the entries past it that are in the counter.
 REBUILD_LUA = f"""
 local key = KEYS[1]
 if redis.call('EXISTS', key) == 1 then return 0 end
 redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
 redis.call('DEL', '{READ}' .. key)
-for i = 3, #ARGV, 2 do redis.call('HSET', '{READ}' .. key, ARGV[i], ARGV[i+1]) end
+for i = 4, #ARGV, 2 do redis.call('HSET', '{READ}' .. key, ARGV[i], ARGV[i+1]) end
 redis.call('EXPIRE', '{READ}' .. key, ARGV[2])
+if ARGV[3] ~= '' then
+  local credits, mark = '{CREDITS}' .. key, tonumber(ARGV[3])
+  local seen = redis.call('HGETALL', credits)
+  redis.call('DEL', credits)
+  redis.call('HSET', credits, 'mark', ARGV[3])
+  for j = 1, #seen, 2 do
+    if seen[j] ~= 'mark' and tonumber(seen[j]) > mark then
+      redis.call('INCRBY', key, seen[j+1]); redis.call('HSET', credits, seen[j], seen[j+1])
+    end
+  end
+  redis.call('EXPIRE', credits, ARGV[2])
+end
+return 1
+"""
+# The move of a committed ledger entry (not usage) into the team's balance counter. KEYS: the counter; ARGV:
+# entry id, amount, ttl. Once per entry; not when the counter's rebuild read it (id within its mark); when the
+# counter is missing, kept for the rebuild that sets it (its snapshot may predate the entry's commit). A team's
+# entries commit in id order (each insert holds the team's balance lock), so "within the mark" is exact.
+CREDIT_LUA = f"""
+local key, id = KEYS[1], ARGV[1]
+local credits = '{CREDITS}' .. key
+if redis.call('HEXISTS', credits, id) == 1 then return 0 end
+if redis.call('EXISTS', key) == 1 then
+  local mark = redis.call('HGET', credits, 'mark')
+  if mark and tonumber(id) <= tonumber(mark) then return 0 end
+  redis.call('INCRBY', key, ARGV[2])
+end
+redis.call('HSET', credits, id, ARGV[2])
+redis.call('EXPIRE', credits, ARGV[3])
 return 1
 """
 
@@ -380,25 +414,34 @@ def _locally_counted(data, key: str, mark: tuple[str, int] | None) -> bool:
 def database_value(source: Source, balance: bool = False) -> int:
     """What a money counter is worth by the database: the team's available balance (balance less unbilled
     usage) or the spend of the source's usage records since its start."""
-    from billing.models import TeamBalance, UsageRecord
+    from billing.models import UsageRecord
 
     if balance:
-        team_id = source.team_id
-        # One statement, so one snapshot: read apart, a reconciliation committing between the two reads (the
-        # balance before it, the unbilled usage after it) counted its records as neither (found by make soak).
-        pending = (UsageRecord.objects.filter(team_id=OuterRef("team_id"), billed_at=None).order_by()
-                   .values("team_id").annotate(s=Sum("cost")).values("s"))
-        row = (TeamBalance.objects.filter(team_id=team_id)
-               .annotate(unbilled=Coalesce(Subquery(pending), 0)).values_list("balance", "unbilled").first())
-        if row is None:   # no balance row yet: no reconciliation either
-            return -(UsageRecord.objects.filter(team_id=team_id, billed_at=None).aggregate(s=Sum("cost"))["s"] or 0)
-        return row[0] - row[1]
+        return balance_read(source.team_id)[0]
     qs = UsageRecord.objects.filter(team_id=source.team_id)
     if source.field:
         qs = qs.filter(**{source.field: source.ident})
     if source.start:
         qs = qs.filter(created_at__gte=dt.datetime.fromtimestamp(source.start, dt.UTC))
     return qs.aggregate(s=Sum("cost"))["s"] or 0
+
+
+def balance_read(team_id: int) -> tuple[int, int]:
+    """(the team's available balance, the last ledger entry id that value includes), from one statement."""
+    from billing.models import LedgerEntry, TeamBalance, UsageRecord
+
+    # One statement, so one snapshot: read apart, a reconciliation committing between the two reads (the
+    # balance before it, the unbilled usage after it) counted its records as neither (found by make soak); a
+    # credit committing between the balance and the mark would be skipped by its move (CREDIT_LUA).
+    pending = (UsageRecord.objects.filter(team_id=OuterRef("team_id"), billed_at=None).order_by()
+               .values("team_id").annotate(s=Sum("cost")).values("s"))
+    last = LedgerEntry.objects.filter(team_id=OuterRef("team_id")).order_by("-id").values("id")[:1]
+    row = (TeamBalance.objects.filter(team_id=team_id)
+           .annotate(unbilled=Coalesce(Subquery(pending), 0), mark=Coalesce(Subquery(last), 0))
+           .values_list("balance", "unbilled", "mark").first())
+    if row is None:   # no balance row yet: no ledger entry (the row is made first) nor reconciliation either
+        return -(UsageRecord.objects.filter(team_id=team_id, billed_at=None).aggregate(s=Sum("cost"))["s"] or 0), 0
+    return row[0] - row[1], row[2]
 
 
 JOURNAL_TAIL_BYTES = 256 << 10   # unflushed lines are the end of a journal file: a flush takes them in order
@@ -483,9 +526,10 @@ def _journal_spend(source: Source, records: list[dict]) -> int:
     return total
 
 
-def counted_value(check: Check) -> tuple[int, dict[str, int]]:
+def counted_value(check: Check) -> tuple[int, dict[str, int], int | None]:
     """What a money counter is worth: the database plus the journal's records not in it yet (their settle may
-    have found no counter to move), read in one snapshot; and how far into each journal file that read went.
+    have found no counter to move), read in one snapshot; how far into each journal file that read went; and,
+    for a balance, the last ledger entry id it read (None otherwise).
 
     Every record is counted once, by the rebuild or by its settle: a settle whose journal line ends within the
     read marks does not move the rebuilt counter (SETTLE_LUA). So a settle queued or in flight while a counter
@@ -503,25 +547,26 @@ def counted_value(check: Check) -> tuple[int, dict[str, int]]:
             # between the two reads would be counted by neither.
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        value = database_value(source, balance=balance)
+        value, ledger = balance_read(source.team_id) if balance else (database_value(source), None)
         records, marks = unflushed_records()
         pending = _journal_spend(source, records)
-    return (value - pending if balance else value + pending), marks
+    return (value - pending if balance else value + pending), marks, ledger
 
 
 def rebuild(check: Check) -> None:
     """Set a missing money counter (counted_value), with its read marks, unless another process did first."""
-    value, marks = counted_value(check)
+    value, marks, ledger = counted_value(check)
     source = check.source
     assert source is not None   # counted_value raised otherwise
     if check.scope is Scope.BALANCE:
-        ttl = 7 * 86400
+        ttl = BALANCE_TTL
     else:
         ttl = int(source.end - time.time()) + 86400 if source.end else 40 * 86400
     client = shared_cache.sync_client()
     if client is not None:
         try:
-            client.eval(REBUILD_LUA, 1, check.key, value, ttl, *(x for item in marks.items() for x in item))
+            client.eval(REBUILD_LUA, 1, check.key, value, ttl, "" if ledger is None else ledger,
+                        *(x for item in marks.items() for x in item))
             return
         except shared_cache.UNREACHABLE as exc:
             shared_cache.outage.failed(exc)
@@ -530,6 +575,17 @@ def rebuild(check: Check) -> None:
         if data.get(check.key) is None:
             data.set(check.key, str(value).encode(), ttl)
             data.set(READ + check.key, orjson.dumps(marks), ttl)
+            if ledger is not None:
+                _local_credits_rebased(data, check.key, ledger, ttl)
+
+
+def _local_credits_rebased(data, key: str, ledger: int, ttl: int) -> None:
+    """REBUILD_LUA's balance part in-process: add the entries past the mark that came first, keep them."""
+    seen = orjson.loads(data.get(CREDITS + key) or b"{}")
+    kept = {i: amount for i, amount in seen.items() if i != "mark" and int(i) > ledger}
+    for amount in kept.values():
+        data.incrby(key, amount)
+    data.set(CREDITS + key, orjson.dumps({"mark": ledger, **kept}), ttl)
 
 
 _scripts: dict = {}
@@ -931,10 +987,28 @@ def stale_hold_count() -> int:
     return int(client.zcount(HOLDS, "-inf", int(time.time()))) if client is not None else 0
 
 
-def balance_changed(team_id: int, amount: int) -> None:
-    """A non-usage ledger entry moved a team's balance: move the available counter by the same amount
-    (if it is not cached, the next request rebuilds it from the ledger)."""
-    shared_cache.incr_existing(balance_key(team_id), amount)
+def balance_changed(team_id: int, amount: int, entry_id: int) -> None:
+    """A non-usage ledger entry committed and moved a team's balance: move the available counter by the same
+    amount, unless its rebuild read the entry; when it is missing, the rebuild that sets it counts the entry
+    (CREDIT_LUA)."""
+    key = balance_key(team_id)
+    client = shared_cache.sync_client()
+    if client is not None:
+        try:
+            client.eval(CREDIT_LUA, 1, key, entry_id, amount, BALANCE_TTL)
+            return
+        except shared_cache.UNREACHABLE as exc:
+            shared_cache.outage.failed(exc)
+    data = shared_cache.memory_store()
+    with data.lock:   # the in-process twin of CREDIT_LUA
+        seen = orjson.loads(data.get(CREDITS + key) or b"{}")
+        if str(entry_id) in seen:
+            return
+        if data.get(key) is not None:
+            if entry_id <= seen.get("mark", 0):
+                return
+            data.incrby(key, amount)
+        data.set(CREDITS + key, orjson.dumps({**seen, str(entry_id): amount}), BALANCE_TTL)
 
 
 def balance_key(team_id: int) -> str:

@@ -84,9 +84,10 @@ def _ledger_insert(*, balance: TeamBalance, kind: str, amount: int, idempotency_
     balance.balance += amount  # the locked row's value, for a later insert in this transaction
     if kind != LedgerEntry.USAGE:
         # Usage entries only move spend from "unbilled" to the balance: what a team may still spend is
-        # unchanged. Every other entry changes it: tell the gateways' shared counter.
-        team_id = balance.team_id
-        transaction.on_commit(lambda: limits.balance_changed(team_id, amount))
+        # unchanged. Every other entry changes it: tell the gateways' shared counter, with the entry's id (a
+        # rebuild that read the entry counted it already; limits.CREDIT_LUA).
+        team_id, entry_id = balance.team_id, entry.pk
+        transaction.on_commit(lambda: limits.balance_changed(team_id, amount, entry_id))
     return entry, True
 
 
