@@ -474,7 +474,10 @@ class RelayCall:
                 parts.append("translated=" + ", ".join(notes))
         # Header values are ASCII without control characters (the client's own words may be in it): arrows in
         # skip reasons become "->", anything else left becomes "?".
-        text = "; ".join(parts).replace("\u2192", "->").translate(_HEADER_UNSAFE)
+        text = "; ".join(parts)
+        if text.isascii() and text.isprintable():   # the common header: nothing to replace
+            return text[:2000]
+        text = text.replace("\u2192", "->").translate(_HEADER_UNSAFE)
         return text.encode("ascii", "replace").decode()[:2000]
 
     @staticmethod

@@ -131,12 +131,14 @@ def refusal(exc: limits.LimitExceeded, minimum: int) -> errors.RelayError:
         metadata={"limit_source": check.scope.value if check.scope else None})
 
 
+_RATE_METRICS = tuple((metric, metric.value) for metric in (Metric.REQUESTS, Metric.TOKENS))
+
+
 def rate_headers(checks: list[limits.Check], used: list[int]) -> dict:
     """x-ratelimit-* headers from the tightest request and token limits that apply."""
     headers = {}
     reset = f"{60 - int(time.time()) % 60}s"
-    for metric in (Metric.REQUESTS, Metric.TOKENS):
-        suffix = metric.value
+    for metric, suffix in _RATE_METRICS:
         tightest = None
         for check, count in zip(checks, used):
             if check.metric is metric:
