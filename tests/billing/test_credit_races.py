@@ -5,14 +5,19 @@ entry's move after its commit. Real PostgreSQL and Redis, each interleaving driv
 the entry is posted from another thread, with its own connection, at the point named.
 """
 import datetime as dt
+import io
 import threading
+import time
 import uuid
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connections
 from django.utils import timezone
 
 from billing import limits, services
+from billing.management.commands import ledger_audit
+from billing.models import LedgerEntry
 from gateway_site import shared_cache
 from tests import factories
 from tests.billing.oneapi_source import fill, scratch
@@ -192,3 +197,86 @@ def test_every_balance_entry_committing_during_a_rebuild_is_in_the_counter(balan
     _rebuild_while(check, action, monkeypatch)
     assert _database(check) != before            # the entry did move the balance
     assert _counter(check) == _database(check)
+
+
+# --- ledger_audit: a ledger entry missing from a counter is found, credits during its window or not ---------
+@pytest.fixture
+def audited(balance, monkeypatch):
+    """The balance counter rebuilt (Redis only: the audit checks Redis), and a list of actions the audit runs
+    at its first wait in the settle window (it waits only when something differs); `waits` says it did."""
+    team, check = balance
+    if shared_cache.sync_client() is None:
+        pytest.skip("ledger_audit checks the Redis counters")
+    limits.rebuild(check)
+    actions, waits = [], []
+
+    class Clock:
+        monotonic, time = staticmethod(time.monotonic), staticmethod(time.time)
+
+        @staticmethod
+        def sleep(seconds):
+            if not waits:
+                waits.append(seconds)
+                for action in actions:
+                    action()
+            time.sleep(seconds)
+
+    monkeypatch.setattr(ledger_audit, "time", Clock)
+    return team, check, actions, waits
+
+
+def _audit(tmp_path) -> tuple[bool, str]:
+    out = io.StringIO()
+    try:
+        call_command("ledger_audit", "--journal-dir", str(tmp_path), "--settle-window", "0.5", stdout=out)
+    except CommandError:
+        return False, out.getvalue()
+    return True, out.getvalue()
+
+
+def _held_move(action, monkeypatch):
+    """Run `action` with its balance moves kept back; returns them (to send later, or never: its process died
+    after the commit, or Redis was down)."""
+    moves, move = [], limits.balance_changed
+    monkeypatch.setattr(limits, "balance_changed", lambda *args: moves.append(args))
+    action()
+    monkeypatch.setattr(limits, "balance_changed", move)
+    assert moves
+    return [lambda args=args: move(*args) for args in moves]
+
+
+def test_the_audit_finds_a_credit_missing_from_the_counter_though_the_team_is_credited_meanwhile(
+        audited, tmp_path, monkeypatch):
+    """Before: a team credited while the audit waited was skipped, so a credit the counter missed was not seen."""
+    team, check, actions, waits = audited
+    _held_move(_topup(team, 700_000), monkeypatch)       # never moved
+    lost = LedgerEntry.objects.filter(team=team).latest("pk")
+    actions.append(_topup(team, 40_000))                 # a credit while the audit waits: moves the counter
+    ok, report = _audit(tmp_path)
+    assert waits and not ok
+    assert f"counter {check.key}: ledger entry {lost.pk} (+700000) not in it" in report
+    assert _counter(check) == _database(check) - 700_000
+
+
+def test_the_audit_passes_credits_whose_move_is_on_its_way_or_lands_in_its_window(audited, tmp_path, monkeypatch):
+    team, check, actions, waits = audited
+    late = _held_move(_topup(team, 500_000), monkeypatch)     # committed; its move not in Redis yet
+    actions += [*late, _topup(team, 60_000), _adjustment(team)]
+    ok, report = _audit(tmp_path)
+    assert waits and ok, report
+    assert _counter(check) == _database(check)
+
+
+def test_a_counter_without_a_ledger_mark_is_checked_as_of_the_audits_first_read(audited, tmp_path, monkeypatch):
+    """A counter rebuilt before balance counters kept a ledger mark: it is taken to hold the entries up to the
+    audit's first read, and those after it as their moves say."""
+    team, check, actions, waits = audited
+    client = shared_cache.sync_client()
+    client.delete(limits.CREDITS + check.key)
+    late = _held_move(_topup(team, 500_000), monkeypatch)
+    actions += [*late, _topup(team, 80_000)]
+    ok, report = _audit(tmp_path)
+    assert waits and ok, report
+    client.incrby(check.key, 1)                          # one micro-unit off, and it stays so
+    ok, report = _audit(tmp_path)
+    assert not ok and f"counter {check.key}: Redis {_counter(check)} != database {_database(check)}" in report

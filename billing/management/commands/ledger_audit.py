@@ -2,6 +2,7 @@ import datetime as dt
 import fcntl
 import os
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -173,33 +174,27 @@ class Command(BaseCommand):
             return
         now = dt.datetime.now(dt.UTC)
         sources = {key: source for key in keys if (source := counter_source(key, now)) is not None}
-
-        def read(names):
-            values = client.mget(names) if names else []
-            return {n: (int(v), counter_value(sources[n])) for n, v in zip(names, values) if v is not None}
-
-        started = timezone.now()
-        first = read(list(sources))
-        differ = {n: cd for n, cd in first.items() if cd[0] != cd[1]}
+        marks: dict[str, int] = {}   # balance counters rebuilt without a ledger mark: the first read's last entry
+        first = _read_counters(client, sources, marks)
+        differ = {n: r for n, r in first.items() if r.differs}
         last = dict(differ)
         deadline = time.monotonic() + window
         while differ and time.monotonic() < deadline:
             time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-            last = read(list(differ))
-            differ = {n: cd for n, cd in last.items() if cd[0] != cd[1]}
-        credited = set(LedgerEntry.objects.filter(created_at__gte=started).exclude(kind=LedgerEntry.USAGE)
-                       .values_list("team_id", flat=True))
+            last = _read_counters(client, {n: sources[n] for n in differ}, marks)
+            differ = {n: r for n, r in last.items() if r.differs}
         for name in sorted(differ):
-            (c1, d1), (c2, d2) = first[name], last[name]
-            balance = sources[name][1]
-            if balance and sources[name][0].team_id in credited:
-                continue   # a credit landed while the audit waited: the bounds below do not hold
-            # Spend only grows (a balance only falls): what one side had at the start the other must have by
-            # the end of the window, or the counter drifted.
-            ok = (c1 >= d2 and d1 >= c2) if balance else (c1 <= d2 and d1 <= c2)
-            if not ok:
-                yield (f"counter {name}: Redis {c2} != database {d2} after the {window:g} s settle window "
-                       f"(first read: Redis {c1}, database {d1}); delete the key to have it rebuilt")
+            a, b = first[name], last[name]
+            # Spend only grows: what one side had at the start the other must have by the end of the window,
+            # or the counter drifted. A balance's spend is its credits less the balance, on each side.
+            if not (a.spent <= b.database_spent and a.database_spent <= b.spent):
+                yield (f"counter {name}: Redis {b.value} != database {b.database} after the {window:g} s settle "
+                       f"window (first read: Redis {a.value}, database {a.database}); delete the key to have it "
+                       f"rebuilt")
+            elif missed := sorted(a.missing.keys() & b.missing.keys()):
+                yield (f"counter {name}: ledger entr{'y' if len(missed) == 1 else 'ies'} "
+                       f"{', '.join(f'{i} ({a.missing[i]:+d})' for i in missed)} not in it after the {window:g} s "
+                       f"settle window; delete the key to have it rebuilt")
 
 
 def counter_source(key: str, now: dt.datetime) -> tuple[limits.Source, bool] | None:
@@ -244,6 +239,64 @@ def counter_source(key: str, now: dt.datetime) -> tuple[limits.Source, bool] | N
 
 def counter_value(source: tuple[limits.Source, bool]) -> int:
     return limits.database_value(source[0], balance=source[1])
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRead:
+    """One read of a counter and of the database. `spent`, `database_spent`: the spend each side counts (a
+    budget's value; a balance's credits less its value, so that a credit moves neither). `missing`: the ledger
+    entries (id → amount) a balance counter does not have yet (their move may still be on its way)."""
+    value: int
+    database: int
+    spent: int
+    database_spent: int
+    missing: dict[int, int]
+
+    @property
+    def differs(self) -> bool:
+        return self.spent != self.database_spent or bool(self.missing)
+
+
+def _read_counters(client, sources: dict, marks: dict[str, int]) -> dict[str, CounterRead]:
+    """Each counter with its ledger record (limits.CREDITS), read together in Redis, then the database."""
+    names = list(sources)
+    pipe = client.pipeline(transaction=True)
+    for name in names:
+        pipe.get(name)
+        pipe.hgetall(limits.CREDITS + name)
+    replies = pipe.execute() if names else []
+    reads = {}
+    for i, name in enumerate(names):
+        raw, credits = replies[2 * i], replies[2 * i + 1]
+        if raw is None:
+            continue   # gone (expired): rebuilt on next use
+        source, balance = sources[name]
+        if not balance:
+            value = int(raw)
+            spent = limits.database_value(source)
+            reads[name] = CounterRead(value, spent, value, spent, {})
+        else:
+            reads[name] = _read_balance(name, int(raw), {k.decode(): int(v) for k, v in credits.items()},
+                                        source.team_id, marks)
+    return reads
+
+
+def _read_balance(name: str, value: int, credits: dict[str, int], team_id: int, marks: dict) -> CounterRead:
+    """A balance counter holds the ledger entries up to its rebuild's mark and those past it in `credits`:
+    the database's other entries are missing from it."""
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:   # the balance, its mark and the entries in one snapshot
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        available, last = limits.balance_read(team_id)
+        mark = credits["mark"] if "mark" in credits else marks.setdefault(name, last)   # none: the first read's
+        entries = LedgerEntry.objects.filter(team_id=team_id).exclude(kind=LedgerEntry.USAGE)
+        total = entries.aggregate(s=Sum("amount"))["s"] or 0
+        missing = {pk: amount for pk, amount in entries.filter(pk__gt=mark).values_list("pk", "amount")
+                   if str(pk) not in credits}
+    spent = total - sum(missing.values()) - value
+    return CounterRead(value, available, spent, total - available, missing)
 
 
 def _file_state(path: Path) -> tuple[bool, float, list[dict]] | None:
