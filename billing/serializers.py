@@ -15,7 +15,7 @@ class UsageFilters(serializers.Serializer):
                                     help_text="ok, error, 4xx, 5xx or an HTTP status code")
     request_id = serializers.CharField(required=False, help_text="req_… or chatcmpl-…")
     limit = serializers.IntegerField(required=False, min_value=1, max_value=500, default=100)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000_000, default=0)
 
 
 class UsageOutput(serializers.ModelSerializer):

@@ -1,8 +1,18 @@
 """Management API conventions: DRF errors in the same `{"error": {...}}` shape as the relay."""
+from django.db import DataError
+from rest_framework.exceptions import APIException
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
+class Unstorable(APIException):
+    status_code = 400
+    default_detail = "A value is out of range or cannot be stored."
+    default_code = "invalid_value"
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, DataError):   # a value the database cannot hold (out of range, NUL): the caller's input
+        exc = Unstorable()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
