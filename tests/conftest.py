@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import httpx
+import hypothesis
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -16,6 +17,12 @@ from gateway_site import shared_cache
 from routing.catalog import bump_version
 from tests import factories, servers
 from tests.servers import start_gateway, start_simulator
+
+# The fuzzers (hypothesis, schemathesis) run the same examples every run, so a landing is never refused by
+# a new random draw; HYPOTHESIS_PROFILE=explore draws new ones (a bug found that way gets its own test).
+hypothesis.settings.register_profile("default", derandomize=True)
+hypothesis.settings.register_profile("explore", derandomize=False)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 DRAIN_TIMEOUT = 10.0
 _marks: dict = {}      # gateway → where its journal and log ended when the current test started
