@@ -38,6 +38,8 @@ def books(transactional_db, settings, tmp_path):
               limits.Check("balance", limits.balance_key(key.team_id), 0, 500, aux=f"tg:held:team:{key.team_id}",
                            scope=limits.Scope.BALANCE, source=limits.Source(key.team_id))]
     journal = usage_journal.Journal(tmp_path)
+    limits._batchers.clear()   # settles an earlier test left queued or deferred are not this test's
+    limits._deferred.clear()
     yield key, checks, journal
     if journal.fd is not None:
         journal.close()
