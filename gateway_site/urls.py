@@ -1,7 +1,6 @@
-from django.contrib import admin
-from django.urls import include, path, re_path
+from django.urls import URLResolver, path, re_path
+from django.urls.resolvers import RegexPattern
 
-from routing.relay import dry_run as relay_dry_run
 from routing.relay import gemini_views as relay_gemini
 from routing.relay import metrics as relay_metrics
 from routing.relay import openrouter_views as relay_openrouter
@@ -46,24 +45,12 @@ urlpatterns = [
     path("healthz", relay.healthz),
     path("readyz", relay.readyz),
     path("metrics", relay_metrics.metrics_view, name="metrics"),
-    # Console, management API, admin.
-    path("", include("accounts.urls")),
-    path("", include("keys.urls")),
-    path("", include("billing.urls")),
-    path("", include("billing.operator_urls")),
-    path("", include("billing.api_urls")),
-    path("", include("routing.urls")),
-    path("", include("routing.routes_urls")),
-    path("", include("routing.aliases_urls")),
-    path("", include("billing.import_urls")),
-    path("console/t/<slug:team>/routes/try/", relay_dry_run.route_try, name="console-route-try"),
-    path("api/teams/<slug:team>/routes/try/", relay_dry_run.RouteTryApi.as_view(), name="api-route-try"),
-    path("", include("routing.health_urls")),
-    path("", include("support.urls")),
-    path("admin/", admin.site.urls),
     # Anything else under an API-looking path answers JSON naming the right base URL.
     re_path(r"^(?:v1|v1beta)(?:/.*)?$", relay.unknown_endpoint),
     re_path(r"^(?:chat/completions|completions|models|embeddings|messages|responses)/?$", relay.unknown_endpoint),
+    # Console, management API, admin (gateway_site/console_urls.py): a URLResolver with the module's name, not
+    # include(), which would import it now; it is imported when a path first gets this far.
+    URLResolver(RegexPattern(r"^"), "gateway_site.console_urls"),
 ]
 
 handler400 = "gateway_site.views.bad_request"
