@@ -1,5 +1,5 @@
 from django.urls import URLResolver, path, re_path
-from django.urls.resolvers import RegexPattern
+from django.urls.resolvers import RoutePattern
 
 from routing.relay import gemini_views as relay_gemini
 from routing.relay import metrics as relay_metrics
@@ -50,7 +50,7 @@ urlpatterns = [
     re_path(r"^(?:chat/completions|completions|models|embeddings|messages|responses)/?$", relay.unknown_endpoint),
     # Console, management API, admin (gateway_site/console_urls.py): a URLResolver with the module's name, not
     # include(), which would import it now; it is imported when a path first gets this far.
-    URLResolver(RegexPattern(r"^"), "gateway_site.console_urls"),
+    URLResolver(RoutePattern("", is_endpoint=False), "gateway_site.console_urls"),   # as path("", include())
 ]
 
 handler400 = "gateway_site.views.bad_request"
