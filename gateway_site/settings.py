@@ -224,6 +224,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = TOLLGATE_MAX_BODY_BYTES + 1
 TOLLGATE_BODY_TIMEOUT_SECONDS = env.float("TOLLGATE_BODY_TIMEOUT_SECONDS", default=30.0)
 TOLLGATE_UPSTREAM_TIMEOUT = env.float("TOLLGATE_UPSTREAM_TIMEOUT", default=120.0)
 TOLLGATE_UPSTREAM_CONNECT_TIMEOUT = env.float("TOLLGATE_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
+# Idle (keep-alive) upstream connections kept per host; one released past them is closed (routing/relay/upstream.py).
+TOLLGATE_UPSTREAM_MAX_IDLE_PER_HOST = env.int("TOLLGATE_UPSTREAM_MAX_IDLE_PER_HOST", default=64)
 # Usage records are appended to a local journal (durable through kill -9) and flushed to the DB in batches.
 TOLLGATE_JOURNAL_DIR = Path(env("TOLLGATE_JOURNAL_DIR", default=str(BASE_DIR / "var" / "journal")))
 TOLLGATE_JOURNAL_FLUSH_SECONDS = env.float("TOLLGATE_JOURNAL_FLUSH_SECONDS", default=0.5)
