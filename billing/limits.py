@@ -23,6 +23,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -600,12 +601,15 @@ def _script(client, source: str):
     return script
 
 
-async def _run_pipelined(client, script, batch: list[list]) -> None:
-    """The script once per args in one pipelined round trip. EVALSHA straight away: redis-py's pipelined script
-    call asks SCRIPT EXISTS first, a second round trip per batch (`make bench`). A Redis that lost its scripts
-    (restarted) answers NOSCRIPT to each, so ran none: the script is loaded and the batch sent again."""
+async def _run_pipelined(client, script, batch: list[list], sets: Sequence[tuple[str, bytes, int]] = ()) -> None:
+    """The script once per args in one pipelined round trip, after `sets` (key, value, ttl). EVALSHA straight
+    away: redis-py's pipelined script call asks SCRIPT EXISTS first, a second round trip per batch (`make
+    bench`). A Redis that lost its scripts (restarted) answers NOSCRIPT to each, so ran none: the script is loaded
+    and the batch sent again (the sets were written)."""
     for retry in (False, True):
         pipe = client.pipeline(transaction=False)
+        for key, value, ttl in sets:
+            pipe.set(key, value, ex=ttl)
         for args in batch:
             pipe.evalsha(script.sha, 0, *args)
         try:
@@ -614,6 +618,7 @@ async def _run_pipelined(client, script, batch: list[list]) -> None:
         except NoScriptError:
             if retry:
                 raise
+            sets = ()
             await client.script_load(script.script)
 
 
@@ -798,11 +803,28 @@ def settle_soon(res: Reservation, cost: int, tokens_used: int, mark: tuple[str, 
         elif extra is not None:   # its spend, for the Redis counters (it took no tokens there)
             _defer([[*head, *(x for move in moves if move[0] in MONEY_MOVES for x in move)]])
         return
+    _batcher(client).add(args)
+
+
+def _batcher(client) -> "_SettleBatcher":
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:
         batcher = _batchers[loop] = _SettleBatcher(client)
-    batcher.add(args)
+    return batcher
+
+
+def cache_soon(key: str, value: bytes, ttl: int) -> asyncio.Task | None:
+    """`shared_cache.aset` off the response path, in the next settle pipeline (the settles and writes of a few
+    milliseconds share one round trip and one task, `make bench`); returns the task that sends it. Must be
+    called from the event loop. Without Redis, or while it is down, the value goes to the in-process store."""
+    client = shared_cache.async_client()
+    if client is None:
+        shared_cache.memory_store().set(key, value, ttl)
+        return None
+    batcher = _batcher(client)
+    batcher.sets.append((key, value, ttl))
+    return batcher.start()
 
 
 # Settles that could not be sent (Redis down): those of Redis reservations, and the spend of reservations
@@ -871,27 +893,39 @@ class _SettleBatcher:
 
     def __init__(self, client):
         self.client, self.pending, self.task = client, [], None
+        self.sets: list[tuple[str, bytes, int]] = []   # cache_soon's writes, sent with the settles
         self.sending = 0   # settles of the pipeline on its way to Redis
 
     def add(self, args: list) -> None:
         self.pending.append(args)
+        self.start()
+
+    def start(self) -> asyncio.Task:
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._flush())
+        return self.task
+
+    def _keep_locally(self, sets: list[tuple[str, bytes, int]]) -> None:
+        for key, value, ttl in sets:
+            shared_cache.memory_store().set(key, value, ttl)
 
     async def _flush(self) -> None:
         await asyncio.sleep(self.WAIT)
         script = _script(self.client, SETTLE_LUA)
-        while self.pending:
+        while self.pending or self.sets:
             batch, self.pending = self.pending, []
+            sets, self.sets = self.sets, []
             if shared_cache.async_client() is None:   # went down meanwhile
                 _defer(batch)
+                self._keep_locally(sets)
                 continue
             self.sending = len(batch)
             try:
-                await _run_pipelined(self.client, script, batch)
+                await _run_pipelined(self.client, script, batch, sets)
             except shared_cache.UNREACHABLE as exc:
                 shared_cache.outage.failed(exc)
                 _defer(batch)
+                self._keep_locally(sets)
                 log.warning("Redis down: %d settles deferred until it is back", len(batch))
             except Exception:  # a bug: holds come back through the sweep, spend is rebuilt from usage
                 log.warning("could not settle %d requests' limits", len(batch), exc_info=True)

@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 import orjson
 
+from billing import limits
 from billing.money import amount
 from gateway_site import shared_cache
 from routing.adapters.anthropic import FINISH as ANTHROPIC_FINISH
@@ -93,6 +94,7 @@ def _key(hex_id: str) -> str:
 def remember(record: dict, *, provider_name: str | None, channel_kind: str | None) -> None:
     """Keep a finished call's summary (called by RelayCall.record, sync, on the event loop): here at once, in
     the shared cache by a task that starts on the loop's next turn."""
+    global _writer
     hex_id = record["request_id"].removeprefix("req_")
     try:
         data = orjson.dumps(summary(record, provider_name=provider_name, channel_kind=channel_kind))
@@ -106,36 +108,16 @@ def remember(record: dict, *, provider_name: str | None, channel_kind: str | Non
     while len(_local) > _LOCAL_MAX or (_local and next(iter(_local.values()))[0] < now):
         _local.popitem(last=False)
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:   # a sync caller (management commands, tests): the shared cache's sync path
         shared_cache.set(_key(hex_id), data, GENERATION_TTL)
         return
-    _write_soon(loop, _key(hex_id), data)
+    _writer = limits.cache_soon(_key(hex_id), data, GENERATION_TTL)
 
 
-# The summaries of the last WRITE_WAIT seconds go to the shared cache together, one pipelined round trip
-# instead of a task and a round trip each (as the limits' settles do; `make bench`).
-WRITE_WAIT = 0.002
-_writes: list[tuple[str, bytes]] = []
-_writer: asyncio.Task | None = None
-
-
-def _write_soon(loop, key: str, data: bytes) -> None:
-    global _writer
-    _writes.append((key, data))
-    if _writer is None or _writer.done() or _writer.get_loop() is not loop:
-        _writer = loop.create_task(_write_batches())
-
-
-async def _write_batches() -> None:
-    await asyncio.sleep(WRITE_WAIT)
-    while _writes:
-        batch = _writes[:]
-        _writes.clear()
-        try:
-            await shared_cache.aset_many(batch, GENERATION_TTL)
-        except Exception:   # a bug, not an outage (aset_many falls back itself): the usage records answer later
-            log.warning("could not keep %d generation summaries in the shared cache", len(batch), exc_info=True)
+# The summaries of the last few milliseconds go to the shared cache in the limits' settle pipeline: one round
+# trip and one task for both instead of one each (`make bench`).
+_writer: asyncio.Task | None = None   # the task sending the latest summary (tests wait on it)
 
 
 def _public(data: bytes, team_id: int) -> dict | None:

@@ -24,3 +24,27 @@ def test_a_batch_runs_once_even_when_redis_first_lacks_the_script(db):
         return total
 
     assert asyncio.run(scenario()) == 16
+
+
+def test_cache_writes_ride_in_the_batch_and_are_written_once_past_noscript(db, monkeypatch):
+    """limits.cache_soon's writes share the settles' round trip; a NOSCRIPT resend sends only the scripts."""
+    key, cached = ("tg:test:settle-pipeline:" + uuid.uuid4().hex for _ in range(2))
+    sent = []
+    real = shared_cache.aredis.client.Pipeline.execute
+
+    async def counted(self, *args, **kwargs):
+        sent.append([cmd[0] for cmd, _ in self.command_stack])
+        return await real(self, *args, **kwargs)
+
+    async def scenario():
+        client = shared_cache.async_client()
+        script = client.register_script(ADD.format(uuid.uuid4().hex))
+        await limits._run_pipelined(client, script, [[key, 1], [key, 2]], [(cached, b"kept", 60)])
+        found = int(await client.get(key)), await client.get(cached), await client.ttl(cached)
+        await client.delete(key, cached)
+        return found
+
+    monkeypatch.setattr(shared_cache.aredis.client.Pipeline, "execute", counted)
+    total, value, ttl = asyncio.run(scenario())
+    assert (total, value) == (3, b"kept") and 0 < ttl <= 60
+    assert sent == [["SET", "EVALSHA", "EVALSHA"], ["EVALSHA", "EVALSHA"]]

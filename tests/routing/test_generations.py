@@ -1,5 +1,5 @@
 """generations.remember on the event loop: the summaries of a few milliseconds reach the shared cache in one
-pipelined round trip (issue 14), and another process then finds each of them."""
+pipelined round trip (the limits' settle pipeline; issue 14), and another process then finds each of them."""
 import asyncio
 
 from gateway_site import shared_cache
@@ -15,13 +15,13 @@ def _record(hex_id: str, team_id: int = 7) -> dict:
 
 def test_summaries_of_one_moment_share_one_round_trip(db, monkeypatch):
     batches = []
-    real = shared_cache.aset_many
+    real = shared_cache.aredis.client.Pipeline.execute
 
-    async def counted(items, ttl=None):
-        batches.append([key for key, _ in items])
-        await real(items, ttl)
+    async def counted(self, *args, **kwargs):
+        batches.append([cmd[1] for cmd, _ in self.command_stack if cmd[0] == "SET"])
+        return await real(self, *args, **kwargs)
 
-    monkeypatch.setattr(shared_cache, "aset_many", counted)
+    monkeypatch.setattr(shared_cache.aredis.client.Pipeline, "execute", counted)
     ids = [f"{i:02x}" * 12 for i in (1, 2, 3)]
 
     async def scenario():
