@@ -21,6 +21,8 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler
 from django.test.utils import override_settings
 
+from gateway_site.malloc_trim import burst_trim
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway_site.settings")
 django.setup(set_prefix=False)
 
@@ -106,7 +108,11 @@ class RelayASGIHandler(BodyDeadline, ASGIHandler):
             super().load_middleware(is_async=is_async)
 
     async def __call__(self, scope, receive, send):
-        await self.handle(scope, receive, send)
+        burst_trim.enter()
+        try:
+            await self.handle(scope, receive, send)
+        finally:
+            burst_trim.leave()
 
     async def handle(self, scope, receive, send):
         # Django 5.2's ASGIHandler.handle without the signals and the sync_to_async(response.close) hop.
