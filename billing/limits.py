@@ -96,6 +96,10 @@ HOLDS, HOLDS_DATA = "tg:holds", "tg:holds:data"
 SWEPT, SWEPT_AT = "tg:holds:swept", "tg:holds:swept-at"   # the sweep's tombstones: record, and when
 READ = "tg:read:"   # + a counter's key: how far into each journal file its rebuild read
 CREDITS = "tg:credits:"   # + a balance counter's key: the ledger id its rebuild read up to, and entries past it
+# + a money counter's key: the moves of settles that found it missing ("file|offset" → "ms|amount", Redis time),
+# for the rebuild that sets it: those whose journal line its read did not take in are added (REBUILD_LUA).
+PENDING = "tg:pending:"
+PENDING_TTL = 300   # a rebuild takes milliseconds; entries older than the rebuild in flight are never added
 BALANCE_TTL = 7 * 86400
 
 
@@ -197,7 +201,16 @@ end
 -- `0 - cost`, not `-cost`: Lua's -0 reaches Redis as "-0", which INCRBY refuses (a zero-cost settle failed).
 local by = {{{", ".join(f"{name}={'0 - ' if sign < 0 else ''}{var}" for name, (var, sign) in SETTLE_MOVES.items())}}}
 local function move(name, key)
-  if redis.call('EXISTS', key) == 0 then return end
+  if redis.call('EXISTS', key) == 0 then
+    -- Missing: a rebuild may be reading the journal now; if its read missed this line, it adds this move.
+    if file ~= '' and (name == 'budget' or name == 'balance') then
+      local t = redis.call('TIME')
+      local ms = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+      redis.call('HSET', '{PENDING}' .. key, file .. '|' .. pos, ms .. '|' .. string.format('%d', by[name]))
+      redis.call('EXPIRE', '{PENDING}' .. key, {PENDING_TTL})
+    end
+    return
+  end
   if file ~= '' then
     local upto = redis.call('HGET', '{READ}' .. key, file)
     if upto and pos <= tonumber(upto) then return end
@@ -226,9 +239,11 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', '{SWEPT_AT}', '-inf', now - 864
 end
 return #stale
 """
-# ARGV: value, ttl (s), the last ledger entry id the rebuild read ('': not a balance), then journal file/offset
-# pairs: what the rebuild counted. Sets the counter and its read marks together unless the counter exists
-# (another process rebuilt it first). A balance's rebuild also adds the entries past its ledger mark whose move
+# ARGV: value, ttl (s), the last ledger entry id the rebuild read ('': not a balance), when the rebuild began
+# (Redis time, ms), then journal file/offset pairs: what the rebuild counted. Sets the counter and its read marks
+# together unless the counter exists (another process rebuilt it first), and adds the pending moves of settles
+# that found it missing after the rebuild began for a line its read did not take in (a file it did not read is
+# newer than its read). A balance's rebuild also adds the entries past its ledger mark whose move
 # (CREDIT_LUA) came before this set, and keeps them with the mark: CREDITS..key holds, while the counter
 # exists, the mark and exactly the entries past it that are in the counter.
 REBUILD_LUA = f"""
@@ -236,8 +251,16 @@ local key = KEYS[1]
 if redis.call('EXISTS', key) == 1 then return 0 end
 redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
 redis.call('DEL', '{READ}' .. key)
-for i = 4, #ARGV, 2 do redis.call('HSET', '{READ}' .. key, ARGV[i], ARGV[i+1]) end
+local read = {{}}
+for i = 5, #ARGV, 2 do redis.call('HSET', '{READ}' .. key, ARGV[i], ARGV[i+1]); read[ARGV[i]] = tonumber(ARGV[i+1]) end
 redis.call('EXPIRE', '{READ}' .. key, ARGV[2])
+local pending, since = redis.call('HGETALL', '{PENDING}' .. key), tonumber(ARGV[4])
+redis.call('DEL', '{PENDING}' .. key)
+for j = 1, #pending, 2 do
+  local f, p = string.match(pending[j], '^(.*)|(%d+)$')
+  local ms, amount = string.match(pending[j+1], '^(%d+)|(-?%d+)$')
+  if tonumber(ms) >= since and (read[f] == nil or tonumber(p) > read[f]) then redis.call('INCRBY', key, amount) end
+end
 if ARGV[3] ~= '' then
   local credits, mark = '{CREDITS}' .. key, tonumber(ARGV[3])
   local seen = redis.call('HGETALL', credits)
@@ -401,8 +424,13 @@ def _local_settle(res: Reservation, cost: int, delta: int, moves: list[tuple[str
             elif kind.take == "one" and int(data.get(target) or 0) > 0:
                 data.incrby(target, -1, LOCAL_SLOT_TTL)
         for name, key in moves:
-            if data.get(key) is not None and not _locally_counted(data, key, mark):
-                var, sign = SETTLE_MOVES[name]
+            var, sign = SETTLE_MOVES[name]
+            if data.get(key) is None:   # kept for a rebuild in flight whose read missed the line (REBUILD_LUA)
+                if mark is not None and name in MONEY_MOVES:
+                    pending = orjson.loads(data.get(PENDING + key) or b"{}")
+                    pending[f"{mark[0]}|{mark[1]}"] = [time.monotonic(), sign * values[var]]
+                    data.set(PENDING + key, orjson.dumps(pending), PENDING_TTL)
+            elif not _locally_counted(data, key, mark):
                 data.incrby(key, sign * values[var])
 
 
@@ -556,6 +584,7 @@ def counted_value(check: Check) -> tuple[int, dict[str, int], int | None]:
 
 def rebuild(check: Check) -> None:
     """Set a missing money counter (counted_value), with its read marks, unless another process did first."""
+    since, local_since = _redis_now_ms(), time.monotonic()   # before the read: settles after it may be missed
     value, marks, ledger = counted_value(check)
     source = check.source
     assert source is not None   # counted_value raised otherwise
@@ -567,7 +596,7 @@ def rebuild(check: Check) -> None:
     if client is not None:
         try:
             client.eval(REBUILD_LUA, 1, check.key, value, ttl, "" if ledger is None else ledger,
-                        *(x for item in marks.items() for x in item))
+                        0 if since is None else since, *(x for item in marks.items() for x in item))
             return
         except shared_cache.UNREACHABLE as exc:
             shared_cache.outage.failed(exc)
@@ -576,8 +605,31 @@ def rebuild(check: Check) -> None:
         if data.get(check.key) is None:
             data.set(check.key, str(value).encode(), ttl)
             data.set(READ + check.key, orjson.dumps(marks), ttl)
+            _local_pending_added(data, check.key, marks, local_since)
             if ledger is not None:
                 _local_credits_rebased(data, check.key, ledger, ttl)
+
+
+def _redis_now_ms() -> int | None:
+    client = shared_cache.sync_client()
+    if client is None:
+        return None
+    try:
+        seconds, micros = client.time()
+    except shared_cache.UNREACHABLE as exc:
+        shared_cache.outage.failed(exc)
+        return None
+    return seconds * 1000 + micros // 1000
+
+
+def _local_pending_added(data, key: str, marks: dict[str, int], since: float) -> None:
+    """REBUILD_LUA's pending moves in-process: those of settles after `since` whose line the read missed."""
+    pending = orjson.loads(data.get(PENDING + key) or b"{}")
+    data.delete(PENDING + key)
+    for line, (at, amount) in pending.items():
+        file, pos = line.rsplit("|", 1)
+        if at >= since and (file not in marks or int(pos) > marks[file]):
+            data.incrby(key, amount)
 
 
 def _local_credits_rebased(data, key: str, ledger: int, ttl: int) -> None:

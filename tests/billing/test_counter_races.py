@@ -133,6 +133,45 @@ def test_a_settle_reaching_redis_between_the_rebuilds_read_and_its_set_is_counte
     assert after[0] == 110
 
 
+def test_a_line_journaled_after_the_rebuilds_read_and_settled_before_its_set_is_counted_once(books, monkeypatch):
+    """Redis came back empty; a request reserved before ends while a counter is rebuilt: its line is journaled
+    after the rebuild read the journal, and its settle reaches Redis before the rebuild set the counter (found
+    missing). Before: neither counted it (a soak ended with a key group counter 73 micro-units behind). Now the
+    settle keeps its move for the rebuild, which adds it (its read did not take the line in)."""
+    key, checks, journal = books
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        await _rebuild(checks)
+        await _finish(journal, checks, key, 40)
+        await _settled(loop)
+        shared_cache.sync_client().flushdb()                  # Redis restarted empty
+        read, late = limits.unflushed_records, {}
+
+        def read_then_a_request_ends(*args):
+            found = read(*args)
+            if late:   # once: the first counter's rebuild (the budget's); the balance's is rebuilt after it
+                return found
+
+            async def ends():
+                late.update(await _finish_after_loss(journal, checks, key, 70))
+                await _settled(loop)
+            asyncio.run_coroutine_threadsafe(ends(), loop).result(10)
+            return found
+
+        monkeypatch.setattr(limits, "unflushed_records", read_then_a_request_ends)
+        await _rebuild(checks)
+        monkeypatch.setattr(limits, "unflushed_records", read)
+        after = _counters(checks)
+        await _close(journal)
+        return late, after
+
+    late, after = asyncio.run(scenario())
+    assert UsageRecord.objects.filter(request_id=late["request_id"]).exists()
+    assert after == _database(checks)
+    assert after[0] == 110
+
+
 async def _finish_after_loss(journal, checks, key, cost: int) -> dict:
     """A request reserved before Redis lost its data ends after: its settle is queued, its hold is gone."""
     record = _record(key, cost)
