@@ -259,6 +259,24 @@ def books(outcomes, journal_dir: Path, settle: float, in_flight_at_kills: list[s
             "counter_drift": soak_books.counter_drift(out.getvalue())}
 
 
+def keep_evidence(postgres: "Postgres", redis_server: RedisServer, journal_dir: Path, log_dir: Path) -> None:
+    """A failed soak keeps what it found: the database (pg_dump), the journal files and Redis's `tg:` keys,
+    next to the logs."""
+    try:
+        import redis
+
+        client = redis.Redis.from_url(redis_server.url)
+        keys = {key.decode(): (client.hgetall(key) if client.type(key) == b"hash" else client.get(key))
+                for key in client.scan_iter("tg:*") if client.type(key) in (b"hash", b"string")}
+        (log_dir / "redis-keys.txt").write_text("".join(f"{k} {v!r}\n" for k, v in sorted(keys.items())))
+        subprocess.run([str(postgres.bin / "pg_dump"), "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres",
+                        "-Fc", "-f", str(log_dir / "tollgate_soak.dump"), "tollgate_soak"], check=True, timeout=120)
+        if journal_dir.exists():
+            shutil.copytree(journal_dir, log_dir / "journal")
+    except Exception as exc:   # the SOAK line matters more than the evidence
+        say(f"could not keep the evidence: {exc}")
+
+
 def main() -> int:
     seconds = float(os.environ.get("SOAK_SECONDS", 180))
     concurrency = int(os.environ.get("SOAK_CONCURRENCY", 8))
@@ -313,6 +331,7 @@ def main() -> int:
         say(f"tracebacks in the gateway log: {crashes}")
         bad = soak_books.failed(figures)
         if bad:
+            keep_evidence(postgres, redis_server, journal_dir, log_dir)
             say(f"FAILED: {', '.join(bad)} not 0 (see {log_dir})")
         print(soak_books.soak_line(figures), flush=True)
         return 1 if bad else 0
