@@ -103,34 +103,17 @@ def test_a_settle_reaching_redis_between_the_rebuilds_read_and_its_set_is_counte
     reaches Redis after the rebuild read the journal but before it set the counter (it finds no counter and
     moves nothing). Before: the rebuild left out the queued settle's record, so its spend was in neither."""
     key, checks, journal = books
+    found = {}
 
-    async def scenario():
-        loop = asyncio.get_running_loop()
-        await _rebuild(checks)
-        await _finish(journal, checks, key, 40)
+    async def a_request_ends(loop):   # before the rebuild: its settle queued, not sent
+        found.update(await _finish_after_loss(journal, checks, key, 70))
+
+    async def its_settle_goes_out(loop):
         await _settled(loop)
-        shared_cache.sync_client().flushdb()                  # Redis restarted empty
-        queued = await _finish_after_loss(journal, checks, key, 70)
-        read = limits.unflushed_records
 
-        def read_then_settle(*args):
-            found = read(*args)
-            # The settle goes out now, from the loop, while the rebuild (in a thread) has yet to set the counter.
-            asyncio.run_coroutine_threadsafe(_settled(loop), loop).result(10)
-            return found
-
-        monkeypatch.setattr(limits, "unflushed_records", read_then_settle)
-        await _rebuild(checks)
-        monkeypatch.setattr(limits, "unflushed_records", read)
-        assert limits.settles_waiting() == 0
-        after = _counters(checks)
-        await _close(journal)
-        return queued, after
-
-    queued, after = asyncio.run(scenario())
-    assert UsageRecord.objects.filter(request_id=queued["request_id"]).exists()
-    assert after == _database(checks)
-    assert after[0] == 110
+    after = _rebuilt_after_loss(books, monkeypatch, a_request_ends, its_settle_goes_out)
+    assert UsageRecord.objects.filter(request_id=found["request_id"]).exists()
+    assert after == _database(checks) and after[0] == 110
 
 
 def test_a_line_journaled_after_the_rebuilds_read_and_settled_before_its_set_is_counted_once(books, monkeypatch):
@@ -139,6 +122,25 @@ def test_a_line_journaled_after_the_rebuilds_read_and_settled_before_its_set_is_
     missing). Before: neither counted it (a soak ended with a key group counter 73 micro-units behind). Now the
     settle keeps its move for the rebuild, which adds it (its read did not take the line in)."""
     key, checks, journal = books
+    found = {}
+
+    async def nothing_yet(loop):
+        pass
+
+    async def a_request_ends_and_settles(loop):
+        found.update(await _finish_after_loss(journal, checks, key, 70))
+        await _settled(loop)
+
+    after = _rebuilt_after_loss(books, monkeypatch, nothing_yet, a_request_ends_and_settles)
+    assert UsageRecord.objects.filter(request_id=found["request_id"]).exists()
+    assert after == _database(checks) and after[0] == 110
+
+
+def _rebuilt_after_loss(books, monkeypatch, before, during) -> list[int]:
+    """One request (40) settled, then Redis restarts empty; `before(loop)` runs, then the counters are rebuilt
+    with `during(loop)` run on the loop (once: in the first counter's rebuild, the budget's) between the
+    rebuild's journal read and its set. Returns the counters once the journal is flushed."""
+    key, checks, journal = books
 
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -146,30 +148,24 @@ def test_a_line_journaled_after_the_rebuilds_read_and_settled_before_its_set_is_
         await _finish(journal, checks, key, 40)
         await _settled(loop)
         shared_cache.sync_client().flushdb()                  # Redis restarted empty
-        read, late = limits.unflushed_records, {}
+        await before(loop)
+        read, ran = limits.unflushed_records, []
 
-        def read_then_a_request_ends(*args):
+        def read_then(*args):
             found = read(*args)
-            if late:   # once: the first counter's rebuild (the budget's); the balance's is rebuilt after it
-                return found
-
-            async def ends():
-                late.update(await _finish_after_loss(journal, checks, key, 70))
-                await _settled(loop)
-            asyncio.run_coroutine_threadsafe(ends(), loop).result(10)
+            if not ran:   # from the rebuild's thread, on the loop, while the counter is not set yet
+                ran.append(asyncio.run_coroutine_threadsafe(during(loop), loop).result(10))
             return found
 
-        monkeypatch.setattr(limits, "unflushed_records", read_then_a_request_ends)
+        monkeypatch.setattr(limits, "unflushed_records", read_then)
         await _rebuild(checks)
         monkeypatch.setattr(limits, "unflushed_records", read)
+        assert limits.settles_waiting() == 0
         after = _counters(checks)
         await _close(journal)
-        return late, after
+        return after
 
-    late, after = asyncio.run(scenario())
-    assert UsageRecord.objects.filter(request_id=late["request_id"]).exists()
-    assert after == _database(checks)
-    assert after[0] == 110
+    return asyncio.run(scenario())
 
 
 async def _finish_after_loss(journal, checks, key, cost: int) -> dict:
