@@ -55,12 +55,19 @@ def small_pool(settings, monkeypatch):
     outage.down_since, outage.probe, outage.loop = None, None, None
 
 
+def _counting_connections(pool) -> list:
+    """The pool's new connections, one item each."""
+    opened: list = []
+    make = pool.make_connection
+    pool.make_connection = lambda: opened.append(1) or make()
+    return opened
+
+
 def test_a_burst_shares_the_pools_few_connections(small_pool):
     async def scenario():
         client = shared_cache.async_client()
-        pool, opened = client.connection_pool, []
-        make = pool.make_connection
-        pool.make_connection = lambda: opened.append(1) or make()
+        pool = client.connection_pool
+        opened = _counting_connections(pool)
         await shared_cache.aset("tg:test:pool", b"1")
         values = await asyncio.gather(*(shared_cache.aget("tg:test:pool") for _ in range(200)))
         await client.aclose()
@@ -74,9 +81,8 @@ def test_a_burst_shares_the_pools_few_connections(small_pool):
 def test_a_command_waits_for_a_released_connection(small_pool):
     async def scenario():
         client = shared_cache.async_client()
-        pool, opened = client.connection_pool, []
-        make = pool.make_connection
-        pool.make_connection = lambda: opened.append(1) or make()
+        pool = client.connection_pool
+        opened = _counting_connections(pool)
         held = [await pool.get_connection() for _ in range(2)]
         waiting = asyncio.create_task(client.ping())
         for _ in range(5):
