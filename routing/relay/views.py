@@ -203,6 +203,7 @@ async def _committed_stream(call: RelayCall, attempts: tuple, payload: dict, can
     trying the candidates and its context."""
     opening, context = attempts
     renderer = formats.of(call.fmt).renderer(call, payload)
+    call.journal_stream()   # committed: the upstream has the prompt, so a kill -9 from here on bills it
     try:
         yield plugins.KEEPALIVE   # one interval has passed already (in _keepalive_relay): say so at once
         while not (await asyncio.wait({opening}, timeout=interval))[0]:

@@ -270,3 +270,26 @@ def test_a_stream_cut_by_kill9_is_billed_for_what_it_streamed(transactional_db, 
     assert not client.hexists(limits.HOLDS_DATA, request_id) and not client.hexists(limits.SWEPT, request_id)
     budget = next(k.decode() for k in client.scan_iter(f"tg:spent:key:{live.key.id}:*"))
     assert int(client.get(budget)) == record.cost
+
+
+def test_a_stream_cut_by_kill9_while_its_upstream_thinks_is_billed_its_prompt(transactional_db, gateway_factory,
+                                                                             simulator):
+    """kill -9 while a committed stream waits on a slow upstream (keep-alive comments went out, no answer yet):
+    the upstream has the prompt, so the replay records the stream (499 worker_lost) billed for it."""
+    server = gateway_factory(TOLLGATE_JOURNAL_FLUSH_SECONDS="3600", TOLLGATE_STREAM_KEEPALIVE_SECONDS="0.2")
+    live = make_live_setup(server, simulator)
+    body = {"model": MODEL, "stream": True,
+            "messages": [{"role": "user", "content": "a long think [[sim:fault=delay:20000]]"}]}
+    with httpx.stream("POST", live.server.url + CHAT, json=body, timeout=15,
+                      headers={"Authorization": f"Bearer {live.secret}"}) as resp:
+        assert resp.status_code == 200
+        request_id = resp.headers["x-request-id"]
+        lines = resp.iter_lines()   # kept: a dropped iterator would close the stream (a client that left)
+        assert next(line for line in lines if line) == ": TOLLGATE PROCESSING"
+        assert wait_for(lambda: _progress(server.journal_dir, request_id) == 0, timeout=10)
+        server.kill9()
+
+    assert replay_command(server.journal_dir) == "replayed 1 usage records"
+    record = UsageRecord.objects.get(request_id=request_id)
+    assert (record.status_code, record.error_code, record.stream) == (499, "worker_lost", True)
+    assert record.completion_tokens == 0 and record.prompt_tokens > 0 and record.cost > 0
