@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection
 
 from gateway_site import shared_cache
-from routing.catalog import bump_version
+from routing.catalog import VERSION_KEY, bump_version
 from tests import factories, servers
 from tests.servers import start_gateway, start_simulator
 
@@ -197,8 +197,20 @@ def make_live_setup(server, simulator, **key_kwargs) -> LiveSetup:
     channel = factories.channel(models=[model], base_url=f"{simulator.url}/v1")
     key, secret = factories.api_key(**key_kwargs)
     factories.credit(key.team)
-    bump_version()
+    if isinstance(server, _InProcess):   # the relay of this process: in_process_setup forgets its snapshot
+        bump_version()
+    else:
+        wait_for_config(server)
     return LiveSetup(f"{server.url}/v1", server, simulator, key.team, key, secret, model, channel)
+
+
+def wait_for_config(server) -> None:
+    """Publish the catalog's change and wait until `server` serves it (it looks at most once per local TTL,
+    0.5 s): a test must not reach the previous test's channels."""
+    bump_version()
+    version = shared_cache.get(VERSION_KEY).decode()
+    assert wait_for(lambda: httpx.get(f"{server.url}/readyz", timeout=5).json().get("config_version") == version,
+                    timeout=10), f"{server.url} did not load catalog version {version}"
 
 
 class _InProcess:

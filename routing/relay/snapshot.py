@@ -226,12 +226,15 @@ _current = Snapshot()
 _checked_at = 0.0
 
 
-async def current() -> Snapshot:
+async def current(now: bool = False) -> Snapshot:
+    """The snapshot, reloaded if the shared version changed: checked at most once per local TTL, or at once
+    with `now` (readiness: what it reports is current; the requests' own next check is not put off)."""
     global _current, _checked_at
-    now = time.monotonic()
-    if now - _checked_at < settings.TOLLGATE_LOCAL_TTL_SECONDS and _current.version is not None:
-        return _current
-    _checked_at = now
+    moment = time.monotonic()
+    if not now:
+        if moment - _checked_at < settings.TOLLGATE_LOCAL_TTL_SECONDS and _current.version is not None:
+            return _current
+        _checked_at = moment
     version = await shared_cache.aget(VERSION_KEY)
     if version is None:
         version = uuid.uuid4().hex.encode()  # cache was emptied: start a new version everyone reloads

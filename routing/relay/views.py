@@ -625,4 +625,15 @@ async def readyz(request):
     # balancer that pulled every instance would turn a fail-soft outage into a total one.
     up = [checks["database"], checks["cache"]]
     status = "ok" if all(up) else "degraded" if any(up) else "unavailable"
-    return json_response({"status": status, "checks": checks}, status=503 if status == "unavailable" else 200)
+    body = {"status": status, "checks": checks, "config_version": await _config_version()}
+    return json_response(body, status=503 if status == "unavailable" else 200)
+
+
+async def _config_version() -> str | None:
+    """The catalog and routing version this process serves (routing.catalog.bump_version): a change has
+    reached it once this is the shared version."""
+    try:
+        version = (await snapshot.current(now=True)).version
+    except Exception:   # readiness reports, it does not raise (a failed reload keeps the last snapshot)
+        return None
+    return version.decode() if version else None

@@ -7,9 +7,9 @@ import httpx
 import orjson
 import pytest
 
-from routing.catalog import bump_version
 from routing.relay import quota
 from routing.relay.snapshot import ModelEntry
+from tests.conftest import wait_for_config
 
 pytestmark = pytest.mark.live
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.live
 def test_max_tokens_above_the_models_limit_is_capped_upstream(live, simulator):
     live.model.max_output_tokens = 300
     live.model.save()
-    bump_version()
+    wait_for_config(live.server)
     marker = uuid.uuid4().hex
     resp = httpx.post(f"{live.base_url}/chat/completions", headers={"Authorization": f"Bearer {live.secret}"},
                       timeout=15, json={"model": "gpt-4o-mini", "max_tokens": 128_000,

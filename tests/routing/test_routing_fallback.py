@@ -5,12 +5,11 @@ import uuid
 import httpx
 
 from billing.models import UsageRecord
-from routing.catalog import bump_version
 from routing.relay.router import order_channels
 from routing.relay.snapshot import ChannelEntry
 from routing.services import routing_rule_upsert
 from tests import factories
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_config
 
 
 def model_with_channel(simulator, public_id, *, key=None, **caps):
@@ -27,9 +26,7 @@ def chat(live, model, content="hello", **extra):
 
 
 def ready(live):
-    bump_version()
-    # A gateway reloads its catalog within its local TTL (0.5 s); wait until our route answers.
-    wait_for(lambda: chat(live, "openai/gpt-4o-mini").status_code == 200)
+    wait_for_config(live.server)   # the gateway serves what the test just configured
 
 
 def test_primary_503_backup_serves(live, simulator, sim_faults):
