@@ -147,6 +147,7 @@ def start_gateway(*, settings_dict: dict | None, log_dir: Path, journal_dir: Pat
             "--workers", str(workers), "gateway_site.asgi:application"]
     server = Gateway("gateway", argv, port, env, log_dir / f"gateway-{port}.log", "/healthz")
     server.journal_dir, server.database_url = Path(journal_dir), env.get("DATABASE_URL")
+    server.redis_url = env.get("REDIS_URL")   # None: the embedded default (an in-process cache)
     GATEWAYS.append(server)
     return server
 
