@@ -337,24 +337,14 @@ _known_epoch: bytes | None = None
 async def data_lost(client) -> bool:
     """Whether Redis lost its data since this process last looked (restarted empty): reads its epoch key,
     setting a new one when there is none."""
-    global _known_epoch, _lost_at
+    global _known_epoch
     epoch = await client.get(EPOCH_KEY)
     if epoch is None:
         await client.set(EPOCH_KEY, uuid.uuid4().hex.encode(), nx=True)
         epoch = await client.get(EPOCH_KEY)
     lost = _known_epoch is not None and epoch != _known_epoch
     _known_epoch = epoch
-    if lost:
-        _lost_at = time.time()
     return lost
-
-
-_lost_at: float | None = None
-
-
-def data_lost_at() -> float | None:
-    """When this process last found that Redis had lost its data (unix seconds), if it ever did."""
-    return _lost_at
 
 
 def known_epoch() -> bytes | None:
@@ -450,20 +440,6 @@ def get(key: str) -> bytes | None:
 def set(key: str, value: bytes, ttl: int | None = None, *, nx: bool = False) -> None:  # noqa: A001 - the cache verb
     """`nx`: only when the key is not there yet (a counter rebuilt while another process already did)."""
     _sync(lambda c: c.set(key, value, ex=ttl, nx=nx), lambda: _memory.set(key, value, ttl, nx=nx))
-
-
-def _incr_existing_local(key: str, amount: int) -> None:
-    with _memory.lock:
-        if _memory.get(key) is not None:
-            _memory.incrby(key, amount)
-
-
-def incr_existing(key: str, amount: int) -> None:
-    """Move a counter by `amount` if it is cached (a missing one is rebuilt by whoever needs it next)."""
-    def command(client):
-        if client.exists(key):
-            client.incrby(key, amount)
-    _sync(command, lambda: _incr_existing_local(key, amount))
 
 
 def delete(*keys: str) -> None:
