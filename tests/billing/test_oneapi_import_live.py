@@ -1,6 +1,7 @@
 """The live proof of the One API / New API import (issue 13): every imported token's secret, sent as clients
 sent it to One API, is served by a running gateway through the imported channel to the simulator, which
-receives the name the old `model_mapping` rewrote to; the usage is billed from the imported balance."""
+receives the name the old `model_mapping` rewrote to; the usage is billed from the imported balance. Each
+product from each source backend the importer reads (SQLite, PostgreSQL, MariaDB)."""
 import httpx
 import pytest
 
@@ -19,10 +20,11 @@ def chat(gateway, secret, model):
                       json={"model": model, "messages": [{"role": "user", "content": "Hello after the move"}]})
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
 @pytest.mark.parametrize("product", ["new-api", "one-api"])
-def test_imported_secrets_reach_the_mapped_model_through_a_gateway(product, transactional_db, gateway, simulator,
-                                                                   tmp_path):
-    with scratch("sqlite", tmp_path) as db:
+def test_imported_secrets_reach_the_mapped_model_through_a_gateway(product, backend, transactional_db, gateway,
+                                                                   simulator, tmp_path):
+    with scratch(backend, tmp_path) as db:
         made = fill(db, product, upstream=simulator.url)
         batch, _ = import_run(source=db.url)
     before = dict(TeamBalance.objects.values_list("team__slug", "balance"))
