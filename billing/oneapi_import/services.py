@@ -148,6 +148,13 @@ class _Importer:
             for name in (*model.aliases, model.upstream_name, model.public_id):
                 self.models_by_name[name] = model
         self.group_ratios = self._ratio_map("GroupRatio")
+        # Which model names each source group may use: its channels' models (One API's abilities are
+        # channels.models × channels.group), whatever the channel's type or status.
+        self.group_names: dict[str, dict[str, None]] = {}
+        for row in source.rows["channels"]:
+            for name in mapping.csv(row.get("group")) or ["default"]:
+                self.group_names.setdefault(name, {}).update(dict.fromkeys(mapping.csv(row.get("models"))))
+        self.channel_names = {n for names in self.group_names.values() for n in names}
 
     # --- helpers ---
     def _quota_per_unit(self) -> Decimal:
@@ -261,8 +268,8 @@ class _Importer:
             return self.skipped("channel", label, "serves no model")
         notes = []
         groups = mapping.csv(row.get("group")) or ["default"]
-        if groups != ["default"]:
-            notes.append(f"groups {','.join(groups)}: platform channels serve every team")
+        if set(groups) != set(self.group_names):
+            notes.append(f"groups {','.join(groups)}: Tollgate limits a key group's models, not its channels")
         models = [self.model_for(name, provider)[0] for name in dict.fromkeys(names)]
         self.served.update((m.pk, m) for m in models)
         model_mapping = {}
@@ -440,14 +447,27 @@ class _Importer:
         except MappingError:
             ppm = 1_000_000
         if group is None:
-            group = key_services.key_group_create(team=team, name=name[:80])
+            allowed, limit = self.group_models(name)
+            group = key_services.key_group_create(team=team, name=name[:80], allowed_models=allowed)
             if ppm != 1_000_000:
                 billing_services.group_multiplier_set(group=group, multiplier_ppm=ppm)
             self.record("group", f"group:{team.slug}:{name}", group.pk)
             self.mapped("group", f"group {name} (ratio {ratio})", f"key group {team.slug}/{group.name}",
-                        f"price × {ppm / 1_000_000:g}" if ppm != 1_000_000 else "")
+                        "; ".join(filter(None, [f"price × {ppm / 1_000_000:g}" if ppm != 1_000_000 else "", limit])))
         self.groups[(team.pk, name)] = group
         return group
+
+    def group_models(self, name: str) -> tuple[list[str], str]:
+        """A source group's models as its key group's allowed models (none when it may use every model the
+        source's channels serve), and the report's note. A name the catalog does not know stays as written."""
+        names = self.group_names.get(name)
+        if not names:
+            return [], f"no channel of the source serves group {name}: its keys are not limited to models"
+        if set(names) >= self.channel_names:
+            return [], ""
+        allowed = list(dict.fromkeys(self.models_by_name[n].public_id if n in self.models_by_name else n
+                                     for n in names))
+        return allowed, f"models {','.join(allowed)} (its channels')"
 
     def token(self, row: dict) -> None:
         label = f"#{row['id']} {row.get('name') or ''} (user {row.get('user_id')})"

@@ -95,6 +95,12 @@ def test_import_maps_every_row_or_says_why_not(source):
     assert alice["alice-ci"].allowed_ips == ["10.0.0.0/8", "127.0.0.1"] and alice["alice-ci"].expires_at
     bob = ApiKey.objects.get(team__slug="bob", name="bob")
     assert bob.group.name == "vip" and bob.group.price_multiplier_ppm == 800_000 and bob.budget_limit == 1_000_000
+    # A group may use its channels' models: vip has only openai-main's (no claude); default has every channel.
+    assert bob.group.allowed_models == ["openai/gpt-4o-mini", "openai/gpt-4-turbo-preview"]
+    assert alice["alice-ci"].group.name == "default" and alice["alice-ci"].group.allowed_models == []
+    assert authenticate(made["secrets"]["bob_vip"]).group_models == tuple(bob.group.allowed_models)
+    assert any("models openai/gpt-4o-mini,openai/gpt-4-turbo-preview (its channels')" in m.note
+               for m in report.mapped if m.kind == "group" and m.source.startswith("group vip"))
     assert not ApiKey.objects.exclude(secret_hash__in=[]).filter(name__in=["old", "off", "carol", "spent"]).exists()
     for name, secret in made["refused"].items():
         with pytest.raises(AuthError):

@@ -40,6 +40,10 @@ def test_imported_secrets_reach_the_mapped_model_through_a_gateway(product, back
     sent = [r["body"]["model"] for r in seen if r["path"] == "/v1/chat/completions"]
     assert len(sent) == len(made["secrets"]) and set(sent) == {"gpt-4o-mini"}   # the mapping applied upstream
 
+    # bob's group (vip) had no channel serving Claude in the source: it may not use Claude in Tollgate either.
+    refused = chat(gateway, made["secrets"]["bob_vip"], "claude-3-5-sonnet-20240620")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed", refused.text
+
     # A refused token (expired, disabled, of a disabled user…) is refused by the gateway too.
     for name, secret in made["refused"].items():
         assert chat(gateway, secret, "gpt-4o-mini").status_code == 401, name
