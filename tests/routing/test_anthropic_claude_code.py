@@ -3,13 +3,17 @@ wrong type of a field the gateway reads), translates for other providers, and th
 it natively (the client's body untouched, ids ours, usage with cache reads and writes)."""
 import asyncio
 
+import httpx
 import orjson
 import pytest
 
 from routing.adapters.anthropic import AnthropicAdapter
 from routing.adapters.base import UpstreamFormatError
+from routing.catalog import bump_version
+from routing.models import Channel
 from routing.relay import errors
 from routing.relay.formats import anthropic as fmt
+from tests import factories
 
 ADAPTER = AnthropicAdapter()
 BETAS = ("claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,"
@@ -252,3 +256,72 @@ def test_translation_notes_say_what_a_non_anthropic_channel_cannot_carry():
              "output_config": {"effort": "low"}}
     assert fmt.translation_notes(plain) == ["effort -> reasoning_effort=low"]
     assert fmt.translation_notes({**plain, "output_config": None}) == []
+
+
+# --- content blocks of today's Messages API the translation reads: search results and text documents --------
+SEARCH_RESULT = {"type": "search_result", "source": "https://docs.example/limits", "title": "Rate limits",
+                 "content": [{"type": "text", "text": "Each key group has an rpm limit."}],
+                 "citations": {"enabled": True}}
+TEXT_DOCUMENT = {"type": "document", "title": "notes",
+                 "source": {"type": "text", "media_type": "text/plain", "data": "The parrot is named Pickles."}}
+
+
+def search_result_body(**changes) -> dict:
+    """A tool that returns search results (Anthropic's search_result blocks: `source` is a string), then the
+    user's own search result and a plain-text document."""
+    body = {"model": "m", "max_tokens": 200, "messages": [
+        {"role": "user", "content": "What are the limits? [[sim:tool=none]]"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "search",
+                                           "input": {"q": "limits"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": [SEARCH_RESULT]},
+            dict(SEARCH_RESULT, source="handbook", title="Budgets",
+                 content=[{"type": "text", "text": "Budgets are daily or monthly."}]),
+            TEXT_DOCUMENT, {"type": "text", "text": "Answer from these. [[sim:tool=none]]"}]}],
+        "tools": [{"name": "search", "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}]}
+    body.update(changes)
+    return body
+
+
+def test_search_results_and_text_documents_are_accepted_and_translated_as_text():
+    canonical = fmt.to_canonical(search_result_body())
+    tool, user = canonical["messages"][2:]
+    assert tool == {"role": "tool", "tool_call_id": "toolu_1",
+                    "content": "[Rate limits https://docs.example/limits]\nEach key group has an rpm limit.\n"}
+    assert [p["text"] for p in user["content"]] == [
+        "[Budgets handbook]\nBudgets are daily or monthly.\n", "The parrot is named Pickles.",
+        "Answer from these. [[sim:tool=none]]"]
+    with pytest.raises(errors.RelayError) as exc:   # a wrong type is still a 400 naming the field
+        fmt.to_canonical(search_result_body(messages=[{"role": "user", "content": [dict(SEARCH_RESULT, source={})]}]))
+    assert exc.value.status == 400 and "messages[0].content[0].source" in exc.value.message
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("kind", ["anthropic", "openai"])
+def test_search_results_reach_claude_untouched_and_other_providers_as_text(live, kind):
+    """Through a live gateway: natively the blocks reach the (schema-checking) simulated Anthropic API as sent;
+    translated to an OpenAI channel their text, titles and sources reach the chat request."""
+    model = live.model.public_id
+    if kind == "anthropic":
+        claude = factories.CatalogModelFactory(public_id="anthropic/claude-sonnet-4-5", provider="anthropic",
+                                               upstream_name="claude-sonnet-4-5", supports_tools=True)
+        factories.PriceFactory(model=claude)
+        factories.channel(models=[claude], base_url=live.simulator.url, kind=Channel.ANTHROPIC, name="anthropic")
+        bump_version()
+        model = claude.public_id
+    httpx.delete(f"{live.simulator.url}/_sim/requests")
+    body = search_result_body(model=model)
+    answer = httpx.post(f"{live.server.url}/v1/messages", json=body, timeout=30,
+                        headers={"x-api-key": live.secret, "anthropic-version": "2023-06-01"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["type"] == "message" and answer.json()["model"] == model
+    [sent] = [r for r in httpx.get(f"{live.simulator.url}/_sim/requests?limit=5").json()["requests"]
+              if r["method"] == "POST"]
+    if kind == "anthropic":
+        assert sent["path"] == "/v1/messages" and sent["body"]["messages"] == body["messages"]
+    else:
+        assert sent["path"] == "/v1/chat/completions"
+        tool = next(m for m in sent["body"]["messages"] if m["role"] == "tool")
+        assert "Rate limits https://docs.example/limits" in tool["content"] and "rpm limit" in tool["content"]
+        texts = " ".join(p["text"] for p in sent["body"]["messages"][-1]["content"])
+        assert "Budgets handbook" in texts and "Pickles" in texts

@@ -40,7 +40,28 @@ def error_response(err: errors.RelayError, request_id: str) -> HttpResponse:
 def _text_of(content) -> str:
     if isinstance(content, str):
         return content
-    return "".join(b.get("text", "") for b in content or () if isinstance(b, dict) and b.get("type") == "text")
+    return "".join(b.get("text", "") if b.get("type") == "text" else _search_result_text(b)
+                   for b in content or () if isinstance(b, dict) and b.get("type") in ("text", "search_result"))
+
+
+def _search_result_text(block: dict) -> str:
+    """A search_result block (a tool's or the user's cited source: `source` is its URL or name) as plain text for a
+    provider without them."""
+    head = " ".join(str(block.get(k)) for k in ("title", "source") if isinstance(block.get(k), str) and block[k])
+    return f"[{head}]\n{_text_of(block.get('content'))}\n" if head else f"{_text_of(block.get('content'))}\n"
+
+
+def _document_text(block: dict) -> str:
+    """The text a document block carries (a plain-text source's `data`, a content source's text blocks), or a
+    placeholder for one a text-only translation cannot carry (a PDF, a file id)."""
+    source = block.get("source") or {}
+    if source.get("type") == "text" and isinstance(source.get("data"), str):
+        text = source["data"]
+    elif source.get("type") == "content":
+        text = _text_of(source.get("content"))
+    else:
+        text = _text_of([source])
+    return text or "[document]"
 
 
 def _image_part(block: dict) -> dict:
@@ -70,7 +91,9 @@ def _user_messages(content) -> list[dict]:
         elif kind == "image":
             parts.append(_image_part(block))
         elif kind == "document":
-            parts.append({"type": "text", "text": _text_of([block.get("source", {})]) or "[document]"})
+            parts.append({"type": "text", "text": _document_text(block)})
+        elif kind == "search_result":
+            parts.append({"type": "text", "text": _search_result_text(block)})
     return tools + ([{"role": "user", "content": parts}] if parts else [])
 
 
@@ -150,10 +173,12 @@ def _validate_blocks(field: str, content) -> None:
         kind = checks.optional(block, "type", (str,), "a string", f"{at}.type")
         for key in ("text", "thinking", "signature", "id", "name", "tool_use_id"):
             checks.optional(block, key, (str,), "a string", f"{at}.{key}")
-        checks.optional(block, "source", (dict,), "an object", f"{at}.source")
+        # a search_result's source is its URL or name (a string); an image's or a document's, an object
+        checks.optional(block, "source", (str,) if kind == "search_result" else (dict,),
+                        "a string" if kind == "search_result" else "an object", f"{at}.source")
         checks.optional(block, "input", (dict,), "an object", f"{at}.input")
         checks.optional(block, "cache_control", (dict,), "an object", f"{at}.cache_control")
-        if kind == "tool_result" and block.get("content") is not None:
+        if kind in ("tool_result", "search_result") and block.get("content") is not None:
             _validate_blocks(f"{at}.content", block["content"])
 
 
