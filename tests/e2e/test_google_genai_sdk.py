@@ -1,5 +1,6 @@
 """The official `google-genai` SDK against the native Gemini routes of a live gateway (`http_options.base_url`
-is the gateway, no /v1beta): to a Gemini channel (relayed natively) and to an OpenAI channel (translated)."""
+is the gateway, no /v1beta): to a Gemini channel (relayed natively), to an OpenAI and to an Anthropic channel
+(translated)."""
 import pytest
 from google import genai
 from google.genai import errors as genai_errors
@@ -10,7 +11,9 @@ from routing.catalog import bump_version
 from routing.models import Channel
 from tests import factories
 from tests.conftest import wait_for
+from tests.routing.test_tokens import CORPUS, REFERENCE, TOLERANCE
 
+MODELS = ["gemini-2.5-flash", "gpt-4o-mini", "claude-sonnet-4-5"]   # natively, to OpenAI, to Anthropic
 WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
     name="get_weather", description="Weather for a city",
     parameters=types.Schema(type="OBJECT", properties={"city": types.Schema(type="STRING")}, required=["city"]))])
@@ -20,6 +23,8 @@ WEATHER = types.Tool(function_declarations=[types.FunctionDeclaration(
 def gemini(live):
     factories.provider_models(kind=Channel.GEMINI, base_url=live.simulator.url, names=["gemini-2.5-flash"],
                               provider="google", api_key="sim-gemini-key")
+    factories.provider_models(kind=Channel.ANTHROPIC, base_url=live.simulator.url, names=["claude-sonnet-4-5"],
+                              provider="anthropic", api_key="sim-anthropic-key")
     bump_version()
     sdk = client(live)
     wait_for(lambda: any(m.name == "models/google/gemini-2.5-flash" for m in sdk.models.list()))
@@ -37,7 +42,7 @@ def record_of(response_id: str) -> UsageRecord:
     return wait_for(lambda: UsageRecord.objects.filter(request_id=response_id).first())
 
 
-@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini"])
+@pytest.mark.parametrize("model", MODELS)
 def test_generate_content(gemini, model):
     sdk = client(gemini)   # kept: the SDK closes its HTTP client when the Client is collected
     response = sdk.models.generate_content(
@@ -53,7 +58,7 @@ def test_generate_content(gemini, model):
     assert record.sdk.startswith("google-genai-sdk") or "google-genai" in record.user_agent
 
 
-@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini"])
+@pytest.mark.parametrize("model", MODELS)
 def test_generate_content_stream(gemini, model):
     sdk = client(gemini, api_version="v1beta")
     chunks = list(sdk.models.generate_content_stream(model=model, contents="Tell me a story"))
@@ -65,7 +70,7 @@ def test_generate_content_stream(gemini, model):
     assert record.path == f"/v1beta/models/{model}:streamGenerateContent"
 
 
-@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gpt-4o-mini"])
+@pytest.mark.parametrize("model", MODELS)
 def test_function_calling_round_trip(gemini, model):
     sdk = client(gemini)
     config = types.GenerateContentConfig(
@@ -85,6 +90,11 @@ def test_count_tokens_and_models(gemini):
     sdk = client(gemini)
     counted = sdk.models.count_tokens(model="gemini-2.5-flash", contents="hello " * 100)
     assert 100 <= counted.total_tokens <= 400
+    # the mixed English, Chinese and code corpus of tests/routing/test_tokens.py: within 10% of the count of
+    # Gemini's published (Gemma) tokenizer
+    corpus = sdk.models.count_tokens(model="gemini-2.5-flash", contents="\n\n".join(CORPUS.values())).total_tokens
+    reference = sum(counts[2] for counts in REFERENCE.values())
+    assert abs(corpus - reference) <= TOLERANCE * reference, (corpus, reference)
     model = sdk.models.get(model="gemini-2.5-flash")
     assert model.name == "models/google/gemini-2.5-flash" and "generateContent" in model.supported_actions
 
