@@ -3,7 +3,11 @@ import anthropic
 import pytest
 
 from billing.models import UsageRecord
+from routing.catalog import bump_version
+from routing.models import Channel
+from tests import factories
 from tests.conftest import wait_for
+from tests.routing.test_tokens import CORPUS, REFERENCE, TOLERANCE
 
 
 def client(live, key=None) -> anthropic.Anthropic:
@@ -54,6 +58,28 @@ def test_count_tokens(live):
     result = client(live).messages.count_tokens(model="gpt-4o-mini",
                                                 messages=[{"role": "user", "content": "hello " * 100}])
     assert 100 <= result.input_tokens <= 400
+
+
+def test_count_tokens_of_a_claude_model_is_within_ten_percent_of_claudes_tokenizer(live):
+    """Through the SDK, a Claude model's prompt (the mixed English, Chinese and code corpus of
+    tests/routing/test_tokens.py) is counted by the Claude tokenizer the repository ships: within 10% of the
+    reference count of Anthropic's published tokenizer, and not the OpenAI count."""
+    factories.provider_models(kind=Channel.ANTHROPIC, base_url=live.simulator.url, names=["claude-sonnet-4-5"],
+                              provider="anthropic", api_key="sim-anthropic-key")
+    bump_version()
+    text = "\n\n".join(CORPUS.values())
+    claude, openai = (sum(counts[i] for counts in REFERENCE.values()) for i in (1, 0))
+    counted = wait_for(lambda: _count(live, "claude-sonnet-4-5", text))
+    assert abs(counted - claude) <= TOLERANCE * claude, (counted, claude)
+    assert abs(_count(live, "gpt-4o-mini", text) - openai) <= TOLERANCE * openai and counted > openai * 1.05
+
+
+def _count(live, model: str, text: str) -> int | None:
+    try:
+        counted = client(live).messages.count_tokens(model=model, messages=[{"role": "user", "content": text}])
+        return counted.input_tokens
+    except anthropic.NotFoundError:   # not in the gateway's catalog snapshot yet
+        return None
 
 
 def test_errors_come_in_anthropic_shape(live):
