@@ -8,6 +8,7 @@ without deleting anything: reversal ledger entries, keys revoked, channels and c
 """
 import datetime as dt
 import hashlib
+import json
 import secrets
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -37,6 +38,9 @@ from routing.models import Channel, Model
 __all__ = ["ImportReport", "SourceError", "import_preview", "import_rollback", "import_run"]
 
 PRODUCT_NAMES = {"one-api": "One API", "new-api": "New API"}
+# Channel settings Tollgate has no equivalent of: a channel that sets one is imported with a note naming it.
+NOT_CARRIED = ("system_prompt", "open_ai_organization", "status_code_mapping", "param_override",
+               "header_override", "setting", "settings", "config", "other")
 IMPORT_LOCK = 0x7467_696D   # "tgim": the advisory lock key imports and rollbacks take turns on
 
 
@@ -118,6 +122,18 @@ def _whole(value) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
+
+
+def _set(value) -> bool:
+    """Whether a channel setting says anything: a non-empty string, or JSON with a value that is not empty."""
+    text = str(value or "").strip()
+    if text in ("", "{}", "[]", "null"):
+        return False
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return True
+    return any(parsed.values()) if isinstance(parsed, dict) else bool(parsed)
 
 
 def _deleted(row: dict) -> bool:
@@ -212,6 +228,11 @@ class _Importer:
             for done, row in enumerate(rows[table], 1):
                 self.guarded(table, step, row)
                 self.progress(table, done, total)
+        in_use = {str(r.get("group") or "default") for r in rows["users"]} | {
+            str(r.get("group")) for r in rows["tokens"] if r.get("group")}
+        for name, ratio in self.group_ratios.items():
+            if name not in in_use:
+                self.skipped("group", f"group {name} (ratio {ratio})", "no user or token of the source is in it")
         return self.report
 
     def guarded(self, table: str, step, row: dict) -> None:
@@ -279,6 +300,8 @@ class _Importer:
                 notes.append(f"mapping {asked}→{upstream} ignored: not one of its models")
             elif upstream != model.upstream_name:
                 model_mapping[model.public_id] = upstream.strip()
+        if lost := [column for column in NOT_CARRIED if _set(row.get(column))]:
+            notes.append(f"not carried (no Tollgate equivalent): {', '.join(lost)}")
         test_name = (row.get("test_model") or "").strip()
         test_model = self.models_by_name.get(test_name) if test_name else None
         if test_model not in models:

@@ -183,6 +183,11 @@ def fill(db: Db, product: str, *, upstream: str = "https://api.openai.com") -> d
                  group="default", key="azure-key-0003", model_mapping="")
     deepseek = dict(type=43 if na else 36, status=3, name="deepseek", base_url="", models="deepseek-chat",
                     group="default", key="sk-ds-upstream-0004", model_mapping="{}")
+    if na:   # settings Tollgate has no equivalent of (reported), and one that says nothing (not reported)
+        openai.update(header_override=json.dumps({"X-Org": "acme"}), status_code_mapping='{"429": "500"}')
+        anthropic.update(setting=json.dumps({"force_format": False, "proxy": ""}))
+    else:
+        openai.update(system_prompt="You are terse.", config="{}")
     for id_, row in enumerate((openai, anthropic, azure, deepseek), 1):
         if na:
             row.setdefault("test_model", "gpt-4o-mini" if id_ == 1 else None)

@@ -129,6 +129,11 @@ def test_import_maps_every_row_or_says_why_not(source):
     assert Channel.objects.get(name="claude").kind == "anthropic"
     assert Channel.objects.get(name="deepseek").status == Channel.DISABLED     # auto-disabled in the source
     assert any("Azure" in r for r in skipped(report, "channel").values())
+    notes = {m.source: m.note for m in report.mapped if m.kind == "channel"}
+    lost = "status_code_mapping, header_override" if product == "new-api" else "system_prompt"
+    assert f"not carried (no Tollgate equivalent): {lost}" in notes["#1 openai-main key 1"]
+    assert "not carried" not in notes["#2 claude key 1"]
+    assert skipped(report, "group") == {"group svip (ratio 0.6)": "no user or token of the source is in it"}
     if product == "new-api":
         pool = Channel.objects.filter(name__startswith="pool #").order_by("name")
         assert [(c.api_key(), c.status) for c in pool] == [
