@@ -3,12 +3,16 @@
 A usage record reaches PostgreSQL a moment after the response (journal → flush), so each finished call's
 generation summary is also kept for GENERATION_TTL seconds: in this process (the process that served the call
 answers a look-up made in the same millisecond) and in the shared cache (any other process, once the write
-lands: the summaries of a few milliseconds share one round trip). After that the usage record answers."""
+lands: the summaries of a few milliseconds share one round trip). After that the usage record answers. A
+look-up that another worker of this machine gets before the shared cache has the summary (a client on a new
+connection, `make serve`'s workers) reads the record in that worker's journal (`journaled`)."""
 import asyncio
 import datetime as dt
 import logging
+import os
 import time
 from collections import OrderedDict
+from pathlib import Path
 
 import orjson
 
@@ -21,6 +25,7 @@ from routing.relay import provider_prefs
 
 log = logging.getLogger(__name__)
 GENERATION_TTL = 300
+JOURNAL_TAIL = 1 << 20   # bytes read from the end of each journal file: far more than a few milliseconds write
 _LOCAL_MAX = 10_000
 _local: OrderedDict[str, tuple[float, bytes]] = OrderedDict()   # hex id → (expires, summary JSON)
 
@@ -134,3 +139,30 @@ async def recall(team_id: int, hex_id: str) -> dict | None:
         return _public(local[1], team_id)
     data = await shared_cache.aget(_key(hex_id))
     return _public(data, team_id) if data else None
+
+
+def journaled(directory: Path, hex_id: str) -> dict | None:
+    """A finished call's usage record still in a journal file of this machine's gateway processes (any
+    worker's), or None: found in the last JOURNAL_TAIL bytes of each file, where a call finished in the last
+    milliseconds is. A stream still open (only its `_open` progress lines) is not finished. Reads files: call
+    it off the event loop."""
+    if len(hex_id) != 24 or hex_id.strip("0123456789abcdef"):
+        return None
+    needle = b'{"request_id":"req_' + hex_id.encode() + b'"'   # a journal line starts so (orjson, compact)
+    for path in directory.glob("usage-*.jsonl"):
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(0, os.fstat(fh.fileno()).st_size - JOURNAL_TAIL))
+                data = fh.read(JOURNAL_TAIL)
+        except OSError:   # flushed and removed meanwhile: the usage record is in PostgreSQL
+            continue
+        at = data.rfind(needle)   # the last line of the request: its final record, if it has one
+        end = data.find(b"\n", at)
+        if at < 0 or end < 0:
+            continue
+        try:
+            record = orjson.loads(data[at:end])
+        except orjson.JSONDecodeError:
+            continue
+        return None if record.get("_open") else record
+    return None

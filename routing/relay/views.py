@@ -14,7 +14,7 @@ from django.db import connection
 from django.http import HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from billing import limits
+from billing import limits, usage_journal
 from billing import selectors as billing_selectors
 from billing.money import amount
 from core.redaction import redact
@@ -527,34 +527,52 @@ _RECORD_FIELDS = ("request_id", "team_id", "requested_model", "served_model", "s
                   "created_at", "http_referer", "app_title")
 
 
-def _generation(snap, team_id: int, hex_id: str) -> dict | None:
-    """A generation from its usage record (older than the summaries generations.recall keeps)."""
-    record = billing_selectors.generation_record(team_id=team_id, request_id="req_" + hex_id)
-    if record is None:
-        return None
-    fields = {name: getattr(record, name, "") for name in _RECORD_FIELDS}
-    # The served model's provider and the channel's kind, as the relay sees them.
-    model = snap.resolve(record.served_model) if record.served_model else None
-    channel = next((c for c in (snap.channels_for(model, team_id) if model else ()) if c.id == record.channel_id),
-                   None)
+def _summary_of(snap, team_id: int, fields: dict, channel_id: int | None) -> dict:
+    """The generation of a usage record's fields, with the served model's provider and the channel's kind as
+    the relay sees them."""
+    served = fields.get("served_model")
+    model = snap.resolve(served) if served else None
+    channel = next((c for c in (snap.channels_for(model, team_id) if model else ()) if c.id == channel_id), None)
     data = generations.summary(fields, provider_name=generations.provider_name(channel, model),
                                channel_kind=channel.kind if channel else None)
     data.pop("_team")
     return data
 
 
+def _generation(snap, team_id: int, hex_id: str) -> dict | None:
+    """A generation from its usage record (older than the summaries generations.recall keeps)."""
+    record = billing_selectors.generation_record(team_id=team_id, request_id="req_" + hex_id)
+    if record is None:
+        return None
+    return _summary_of(snap, team_id, {name: getattr(record, name, "") for name in _RECORD_FIELDS},
+                       record.channel_id)
+
+
+def _journaled_generation(snap, team_id: int, hex_id: str) -> dict | None:
+    """A generation from its record in a journal of this machine's workers: a call another worker finished a
+    moment ago, whose summary has not reached the shared cache nor its record PostgreSQL."""
+    record = generations.journaled(usage_journal.journal.directory, hex_id)
+    if record is None or record.get("team_id") != team_id:
+        return None
+    return _summary_of(snap, team_id, record, record.get("channel_id"))
+
+
 @key_get
 async def generation(call, ctx):
     """GET /v1/generation?id= — one request's generation, by request id, any format's response id or the
     X-Generation-Id header's value; team-scoped. A recent call answers from its kept summary (its usage
-    record may not have reached the database yet), any other from its usage record."""
+    record may not have reached the database yet), any other from its usage record; one another worker
+    finished a moment ago, before its summary reached the shared cache, from that worker's journal."""
     ident = call.request.GET.get("id", "")
     if not ident:
         raise errors.missing_field("id")
     # Any format's response id (chatcmpl-…, gen-…, msg_…, resp_…, a Gemini responseId) embeds the request id's hex.
     hex_id = next((ident.removeprefix(prefix) for prefix in ID_PREFIXES if ident.startswith(prefix)), ident)
-    data = await generations.recall(ctx.team_id, hex_id) or \
-        await db_call(_generation)(await snapshot.current(), ctx.team_id, hex_id)
+    data = await generations.recall(ctx.team_id, hex_id)
+    if data is None:
+        snap = await snapshot.current()
+        data = await db_call(_generation)(snap, ctx.team_id, hex_id) or \
+            await asyncio.to_thread(_journaled_generation, snap, ctx.team_id, hex_id)
     if data is None:
         raise errors.RelayError(404, "invalid_request_error", "not_found",
                                 f"No generation `{redact(ident)}` for this key's team.", param="id")
