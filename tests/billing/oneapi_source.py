@@ -206,6 +206,7 @@ def fill(db: Db, product: str, *, upstream: str = "https://api.openai.com") -> d
                "GroupRatio": {"default": 1, "vip": 0.8, "svip": 0.6}}
     if na:
         options["CacheRatio"] = {"claude-3-5-sonnet-20240620": 0.1}
+        options["CreateCacheRatio"] = {"claude-3-5-sonnet-20240620": 1.25}
         options["ModelPrice"] = {"deepseek-chat": 0.01}     # US$ per request, instead of its ratio
         options["general_setting.quota_display_type"] = "USD"
     for key, value in options.items():

@@ -3,12 +3,14 @@ PostgreSQL and MariaDB (tests/billing/oneapi_source.py), imported; every token's
 match to the micro-unit, unmappable rows are reported, a re-run changes nothing, a rollback restores the prior
 state with ledger_audit clean. The live proof (a secret through a gateway to the simulator, the mapped model
 upstream) is in test_oneapi_import_live.py."""
+import datetime as dt
 import io
 import threading
 
 import psycopg
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
@@ -32,7 +34,7 @@ from keys.auth import AuthError
 from keys.models import ApiKey
 from keys.secrets import hash_secret
 from routing.models import Channel, Model
-from tests.billing.oneapi_source import fill, scratch
+from tests.billing.oneapi_source import DAY, NOW, fill, scratch
 from tests.conftest import wait_for
 from tests.factories import CatalogModelFactory, PriceFactory, TeamFactory, UserFactory, credit
 from tests.servers import database_url
@@ -68,6 +70,19 @@ def skipped(report, kind):
     return {s.source: s.reason for s in report.skipped if s.kind == kind}
 
 
+def rows_holding(text: str) -> list[str]:
+    """The tables of Tollgate's database with a row whose text holds `text` (PostgreSQL: the row cast to text)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        tables = [t for (t,) in cursor.fetchall()]
+        found = []
+        for table in tables:
+            cursor.execute(f'SELECT 1 FROM "{table}" t WHERE t::text LIKE %s LIMIT 1', [f"%{text}%"])
+            if cursor.fetchone():
+                found.append(table)
+    return found
+
+
 def team_balance(slug):
     return TeamBalance.objects.get(team__slug=slug).balance
 
@@ -92,7 +107,8 @@ def test_import_maps_every_row_or_says_why_not(source):
     assert alice["alice-laptop"].budget_limit is None and alice["alice-laptop"].allowed_models == [
         "openai/gpt-4o-mini"]
     assert alice["alice-ci"].budget_limit == 2_000_000 and alice["alice-ci"].budget_period == "none"
-    assert alice["alice-ci"].allowed_ips == ["10.0.0.0/8", "127.0.0.1"] and alice["alice-ci"].expires_at
+    assert alice["alice-ci"].allowed_ips == ["10.0.0.0/8", "127.0.0.1"]
+    assert alice["alice-ci"].expires_at == dt.datetime.fromtimestamp(NOW + 30 * DAY, tz=dt.UTC)
     bob = ApiKey.objects.get(team__slug="bob", name="bob")
     assert bob.group.name == "vip" and bob.group.price_multiplier_ppm == 800_000 and bob.budget_limit == 1_000_000
     # A group may use its channels' models: vip has only openai-main's (no claude); default has every channel.
@@ -146,7 +162,7 @@ def test_import_maps_every_row_or_says_why_not(source):
     claude = Price.objects.get(model__public_id="anthropic/claude-3-5-sonnet-20240620")
     assert (claude.input_per_m, claude.output_per_m) == (3_000_000, 15_000_000)
     if product == "new-api":
-        assert claude.cached_input_per_m == 300_000
+        assert (claude.cached_input_per_m, claude.cache_write_5m_per_m) == (300_000, 3_750_000)
         deepseek = Price.objects.get(model__public_id="deepseek/deepseek-chat")
         assert (deepseek.request_fee, deepseek.input_per_m, deepseek.output_per_m) == (10_000, 0, 0)
         assert any("invite reward 40000" in s.source for s in report.skipped)
@@ -160,6 +176,19 @@ def test_import_maps_every_row_or_says_why_not(source):
     owner = root.memberships.get().user
     entry = billing_services.redemption_redeem(team=root, user=owner, code=made["codes"]["unused"])
     assert entry.amount == 2_000_000
+
+    # Never dropped silently: every source row is in the report, imported or with the reason it was not.
+    rows = read_source(url).rows
+    for table, kind in (("users", "user"), ("tokens", "token"), ("channels", "channel"), ("redemptions", "code")):
+        reported = {line.source.split()[0] for line in [*report.mapped, *report.skipped] if line.kind == kind}
+        assert reported == {f"#{row['id']}" for row in rows[table]}, table
+    # Only hashes and ciphertexts: no token secret, upstream key or code is stored in clear anywhere (what is
+    # stored in clear is found: the e-mail address).
+    assert rows_holding("alice@example.com")
+    for secret in [*made["secrets"].values(), *made["refused"].values()]:
+        assert rows_holding(secret.removeprefix("sk-")) == [], secret[:8]
+    for clear in ("sk-upstream-openai-0001", "sk-ant-upstream-0002", *made["codes"].values()):
+        assert rows_holding(clear) == [], clear[:8]
     call_command("ledger_audit")
 
 
@@ -178,8 +207,14 @@ def test_a_second_import_changes_nothing_and_rollback_restores(source):
     assert again.rows.count() == 0 and report.mapped == []
     assert any("already imported by " + batch.code in s.reason for s in report.skipped)
 
+    kept = {model: model.objects.count() for model in (ApiKey, Channel, Model, Team, Membership, RedemptionCode,
+                                                       Price, get_user_model())}
     rollback = import_rollback(batch=batch.code)
     now = tollgate_totals()
+    # Nothing deleted: the rollback adds reversal entries and prices, and changes statuses.
+    assert {model: model.objects.count() for model in kept if model is not Price} == {
+        model: count for model, count in kept.items() if model is not Price}
+    assert Price.objects.count() >= kept[Price] and LedgerEntry.objects.count() == entries + 3
     for key in ("active_keys", "enabled_channels", "unused_codes", "balance_micro", "users", "models"):
         assert now[key] == before[key], key
     assert team_balance("bystander") == 7_000_000 and team_balance("alice") == 0
@@ -235,6 +270,26 @@ def test_into_team_and_usd_rate(source):
     call_command("import_rollback", batch.code, stdout=out)
     assert team_balance("home") == 0 and "rolled back" in out.getvalue()
     call_command("ledger_audit")
+
+
+@pytest.mark.parametrize("source", [("new-api", "mariadb")], indirect=True)
+def test_a_run_that_fails_midway_leaves_nothing(source):
+    """One transaction: a failure after the channels, users and tokens are in (here, at the codes) takes
+    everything back, and the source can be imported afterwards."""
+    _, url, _ = source
+    before, entries = tollgate_totals(), LedgerEntry.objects.count()
+
+    def fail_at_the_codes(step, done, total):
+        if step == "redemptions":
+            raise RuntimeError("the connection dropped")
+
+    with pytest.raises(RuntimeError, match="connection dropped"):
+        import_run(source=url, progress=fail_at_the_codes)
+    assert tollgate_totals() == before and LedgerEntry.objects.count() == entries
+    assert not ImportBatch.objects.exists() and not Channel.objects.exists() and not ApiKey.objects.exists()
+    assert not Team.objects.exists() and not Model.objects.exists()
+    batch, _ = import_run(source=url)
+    assert team_balance("alice") == 5_000_002 and batch.rows.filter(kind="token").count() == 5
 
 
 def test_bad_sources_are_clear_errors(tmp_path):
