@@ -1,7 +1,8 @@
 """Team model aliases: old model names a team's clients still send, each meaning one catalog model.
 
-Services and selectors shared by the console page (routing/aliases_views.py), the management API
-(routing/aliases_api.py) and the One API importer. The relay reads them from its snapshot
+Services and selectors shared by the console page (routing/aliases_views.py) and the management API
+(routing/aliases_api.py). (The One API importer makes no aliases: each name a source channel serves becomes a
+catalog model, its `model_mapping` the channel's name mapping.) The relay reads them from its snapshot
 (routing/relay/snapshot.py), never from here."""
 import re
 
