@@ -103,6 +103,37 @@ def test_dry_run_confirm_progress_and_rollback_in_the_console(one_api_file, tmp_
     call_command("ledger_audit", stdout=out)
 
 
+def test_the_progress_page_shows_the_step_while_the_run_is_under_way(one_api_file, monkeypatch):
+    """While the worker imports, the progress page (and the JSON it polls) shows the running state, the
+    table being imported and how far it is; afterwards, done."""
+    path, _ = one_api_file
+    operator = client_for(staff())
+    preview = operator.post(IMPORTS, {"upload": upload(path), "url": "", "into_team": "", "usd_rate": "1"})
+    job = text(preview).split('name="job" value="')[1].split('"')[0]
+    progress_url = reverse("operator-import-progress") + f"?job={job}"
+    seen = {}
+    real_run = import_jobs.import_run
+
+    def watched(**kwargs):
+        report = kwargs["progress"]
+
+        def progress(step, done, total):
+            report(step, done, total)
+            if (step, done) == ("tokens", 2):     # looked at from the operator's side, mid-run
+                seen["json"] = operator.get(progress_url + "&format=json").json()
+                seen["page"] = text(operator.get(progress_url))
+        return real_run(**{**kwargs, "progress": progress})
+
+    monkeypatch.setattr(import_jobs, "import_run", watched)
+    operator.post(reverse("operator-import-confirm"), {"job": job})
+    assert (seen["json"]["state"], seen["json"]["step"], seen["json"]["done"], seen["json"]["total"]) == (
+        "running", "tokens", 2, 8), seen["json"]
+    page = seen["page"]
+    assert 'data-state="running"' in page and 'max="8" value="2"' in page and "Importing…" in page
+    assert 'data-testid="import-step">tokens<' in page
+    assert operator.get(progress_url + "&format=json").json()["state"] == "done"
+
+
 def test_the_source_form_says_what_is_wrong(tmp_path):
     operator = client_for(staff())
     for data, wanted in (
