@@ -325,3 +325,32 @@ def test_search_results_reach_claude_untouched_and_other_providers_as_text(live,
         assert "Rate limits https://docs.example/limits" in tool["content"] and "rpm limit" in tool["content"]
         texts = " ".join(p["text"] for p in sent["body"]["messages"][-1]["content"])
         assert "Budgets handbook" in texts and "Pickles" in texts
+
+
+# --- a tool choice with server tools, translated ------------------------------------------------------------
+WEB_SEARCH = {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+
+
+@pytest.mark.parametrize("choice", [{"type": "auto"}, {"type": "any"}, {"type": "tool", "name": "web_search"}])
+def test_a_tool_choice_over_server_tools_alone_is_left_out_of_the_translation(choice):
+    """Only server tools: the translation has no tools, so no tool_choice either (OpenAI refuses one without
+    tools); forcing the server tool is said in the route header."""
+    body = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "news?"}],
+            "tools": [WEB_SEARCH], "tool_choice": choice}
+    canonical = fmt.to_canonical(body)
+    assert "tools" not in canonical and "tool_choice" not in canonical
+    forced = ["dropped tool_choice web_search"] if choice["type"] == "tool" else []
+    assert fmt.translation_notes(body) == ["dropped server tools web_search", *forced]
+
+
+def test_forcing_a_server_tool_beside_the_clients_own_leaves_the_choice_to_the_model():
+    body = {"model": "m", "max_tokens": 50, "messages": [{"role": "user", "content": "news?"}],
+            "tools": [READ, WEB_SEARCH], "tool_choice": {"type": "tool", "name": "web_search",
+                                                        "disable_parallel_tool_use": True}}
+    canonical = fmt.to_canonical(body)
+    assert [t["function"]["name"] for t in canonical["tools"]] == ["Read"] and "tool_choice" not in canonical
+    own = fmt.to_canonical({**body, "tool_choice": {"type": "tool", "name": "Read", "disable_parallel_tool_use": True}})
+    assert own["tool_choice"] == {"type": "function", "function": {"name": "Read"}}
+    assert own["parallel_tool_calls"] is False
+    assert "dropped tool_choice Read" not in " ".join(fmt.translation_notes({**body, "tool_choice": {
+        "type": "tool", "name": "Read"}}))

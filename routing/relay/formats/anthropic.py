@@ -155,6 +155,15 @@ def _is_custom_tool(tool: dict) -> bool:
     return tool.get("type") in (None, "custom") and "name" in tool
 
 
+def _forces_server_tool(payload: dict) -> bool:
+    """tool_choice forces one of the request's server tools (one Anthropic runs: web_search_…, bash_…)."""
+    choice = payload.get("tool_choice")
+    if not isinstance(choice, dict) or choice.get("type") != "tool":
+        return False
+    return any(not _is_custom_tool(t) and choice.get("name") in (t.get("name"), t.get("type"))
+               for t in payload.get("tools") or () if isinstance(t, dict))
+
+
 def _tool_choice(choice: dict):
     kind = choice.get("type")
     if kind == "tool":
@@ -263,7 +272,10 @@ def to_canonical(payload: dict) -> dict:
         canonical["tools"] = [{"type": "function", "function": {
             "name": t.get("name", ""), "description": t.get("description", ""),
             "parameters": t.get("input_schema") or {"type": "object", "properties": {}}}} for t in tools]
-    if isinstance(payload.get("tool_choice"), dict):
+    # A tool choice only with the client's own tools: Anthropic's server tools are left out of a translation (so
+    # with them alone, or forcing one, the choice goes too: translation_notes says so), and an OpenAI-style
+    # upstream refuses a tool_choice without tools.
+    if isinstance(payload.get("tool_choice"), dict) and tools and not _forces_server_tool(payload):
         canonical["tool_choice"] = _tool_choice(payload["tool_choice"])
         if payload["tool_choice"].get("disable_parallel_tool_use"):
             canonical["parallel_tool_calls"] = False
@@ -286,6 +298,8 @@ def translation_notes(payload: dict) -> list[str]:
               if isinstance(t, dict) and not _is_custom_tool(t)]
     if server:
         notes.append("dropped server tools " + ",".join(server))
+    if _forces_server_tool(payload):
+        notes.append(f"dropped tool_choice {payload['tool_choice'].get('name')}")
     for field in ("context_management", "container", "mcp_servers"):
         if payload.get(field):
             notes.append(f"dropped {field}")
