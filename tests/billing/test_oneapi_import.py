@@ -317,6 +317,10 @@ def test_units_are_exact():
     assert mapping.base_url("openai", "https://api.x.ai/", "") == "https://api.x.ai/v1"
     with pytest.raises(mapping.MappingError):
         mapping.networks("10.0.0.0/8,office", lines=False)
+    # New API multi-key channels: a JSON array as well as one key a line (the fill); statuses by index.
+    multi = '{"is_multi_key": true, "multi_key_status_list": {"0": 2}}'
+    assert mapping.channel_keys({"key": '["sk-a", " sk-b "]', "channel_info": multi}) == [
+        ("sk-a", False), ("sk-b", True)]
 
 
 def test_an_existing_username_is_not_taken_over(tmp_path):
