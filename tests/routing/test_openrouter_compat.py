@@ -101,6 +101,35 @@ def test_models_list_in_openrouter_schema_at_the_team_price(live):
     assert [m["pricing"] for m in full] == [model["pricing"]]
 
 
+def test_models_list_at_the_teams_override_and_multipliers_as_billed(live):
+    """The listed prices are what this key's calls cost: the team's price override, times its multiplier and
+    its key group's; another team sees the catalog price. Every field of OpenRouter's model schema is there."""
+    from billing.models import PriceOverride, TeamBillingPolicy
+
+    PriceOverride.objects.create(team=live.team, model=live.model, input_per_m=1_000_000, output_per_m=4_000_000,
+                                 cached_input_per_m=500_000, cache_write_5m_per_m=1_250_000,
+                                 cache_write_1h_per_m=2_000_000, effective_from=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+    TeamBillingPolicy.objects.update_or_create(team=live.team, defaults={"price_multiplier_ppm": 1_500_000})
+    group = factories.KeyGroupFactory(team=live.team, price_multiplier_ppm=2_000_000)
+    _, secret = factories.api_key(team=live.team, group=group)
+    _, stranger = factories.api_key()
+    bump_version()
+    priced = {"prompt": "0.000003", "completion": "0.000012", "request": "0", "image": "0",   # x 1.5 x 2
+              "input_cache_read": "0.0000015", "input_cache_write": "0.00000375"}
+    model = wait_for(lambda: (lambda m: m if m["pricing"] == priced else None)(
+        get(live, "/models", secret).json()["data"][0]))
+    assert model, get(live, "/models", secret).json()
+    assert {"id", "name", "created", "description", "context_length", "architecture", "pricing", "top_provider",
+            "supported_parameters"} <= set(model)
+    assert model["id"] == "openai/gpt-4o-mini" and model["created"] == int(live.model.created_at.timestamp())
+    assert model["name"] and model["description"] and model["architecture"]["output_modalities"] == ["text"]
+    assert get(live, "/models", stranger).json()["data"][0]["pricing"]["prompt"] == "0.00000015"   # the catalog's
+    completion = sdk(live, secret=secret).chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO)
+    usage = completion.usage
+    assert usage.model_extra["cost"] == pytest.approx(
+        usage.prompt_tokens * float(priced["prompt"]) + usage.completion_tokens * float(priced["completion"]))
+
+
 def test_errors_in_openrouter_shape(live):
     client = sdk(live)
     with pytest.raises(openai.BadRequestError) as bad:
