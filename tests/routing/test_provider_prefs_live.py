@@ -128,6 +128,9 @@ def test_sort_by_measured_latency_and_throughput(fleet, sim_faults):
     assert served_by(chat(fleet, provider={**order, "preferred_max_latency": 0.3})) == "platform"
     assert served_by(chat(fleet, provider={**order, "preferred_max_latency": {"p90": 30}})) == "azure"
     assert served_by(chat(fleet, provider={**order, "preferred_min_throughput": {"p50": 0.001}})) == "azure"
+    # Azure: ~11 tokens/s streaming a frame every 80 ms, at most ~30 for a whole answer after its 400 ms delay;
+    # the platform's channel ~55 streaming (a frame every 15 ms), hundreds for a whole answer.
+    assert served_by(chat(fleet, provider={**order, "preferred_min_throughput": 40})) == "platform"
     # An explicit order outranks measured speed.
     assert served_by(chat(fleet, provider={"order": ["Azure", "OpenAI"], "sort": "latency"})) == "azure"
 
