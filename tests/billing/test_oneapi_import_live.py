@@ -2,8 +2,11 @@
 sent it to One API, is served by a running gateway through the imported channel to the simulator, which
 receives the name the old `model_mapping` rewrote to; the usage is billed from the imported balance. Each
 product from each source backend the importer reads (SQLite, PostgreSQL, MariaDB)."""
+import io
+
 import httpx
 import pytest
+from django.core.management import call_command
 
 from billing.models import TeamBalance, UsageRecord
 from billing.oneapi_import.services import import_rollback, import_run
@@ -59,3 +62,10 @@ def test_imported_secrets_reach_the_mapped_model_through_a_gateway(product, back
     import_rollback(batch=batch.code)
     revoked = wait_for(lambda: chat(gateway, made["secrets"]["root"], "gpt-4o-mini").status_code == 401, timeout=5)
     assert revoked
+    # The reversal takes back each opening balance in full: a team is left below zero by exactly what it spent
+    # in Tollgate, and the ledger (and the gateway's balance counters) audit clean.
+    spent_by = {slug: sum(UsageRecord.objects.filter(team__slug=slug).values_list("cost", flat=True))
+                for slug in before}
+    assert dict(TeamBalance.objects.values_list("team__slug", "balance")) == {
+        slug: -spent for slug, spent in spent_by.items()}
+    call_command("ledger_audit", stdout=io.StringIO())
