@@ -323,6 +323,26 @@ def test_units_are_exact():
         ("sk-a", False), ("sk-b", True)]
 
 
+def test_the_stored_quota_per_unit_is_used(tmp_path):
+    """A deployment that changed QuotaPerUnit (stored as a float string): its value converts balances, budgets
+    and codes; an unusable one is reported and the default used."""
+    with scratch("sqlite", tmp_path) as db:
+        fill(db, "one-api")
+        db.insert("options", key="QuotaPerUnit", value="250000.000000")   # 1 quota = US$0.000004
+        db.conn.commit()
+        batch, report = import_run(source=db.url)
+        assert team_balance("alice") == 10_000_004 and team_balance("bob") == 1_000_000
+        assert ApiKey.objects.get(name="alice-ci").budget_limit == 4_000_000
+        assert RedemptionCode.objects.get(batch=batch.code).amount == 4_000_000
+        import_rollback(batch=batch)
+        db.conn.execute("UPDATE options SET value = 'lots' WHERE key = 'QuotaPerUnit'")
+        db.conn.commit()
+        _, report = import_run(source=db.url)
+    assert skipped(report, "option") == {"QuotaPerUnit": "'lots' unusable; 500000 used"}
+    assert team_balance("alice") == 5_000_002
+    call_command("ledger_audit")
+
+
 def test_an_existing_username_is_not_taken_over(tmp_path):
     UserFactory(username="alice")
     with scratch("sqlite", tmp_path) as db:
