@@ -477,6 +477,9 @@ class _Importer:
             self.record("group", f"group:{team.slug}:{name}", group.pk)
             self.mapped("group", f"group {name} (ratio {ratio})", f"key group {team.slug}/{group.name}",
                         "; ".join(filter(None, [f"price × {ppm / 1_000_000:g}" if ppm != 1_000_000 else "", limit])))
+        elif not ImportedRow.objects.filter(kind="group", target_id=group.pk).exists():
+            self.mapped("group", f"group {name} (ratio {ratio})", f"existing key group {team.slug}/{group.name}",
+                        "kept as it is: the source's ratio and models are not applied to it")
         self.groups[(team.pk, name)] = group
         return group
 

@@ -31,7 +31,7 @@ from billing.oneapi_import.services import (
 from gateway_site import shared_cache
 from keys import auth
 from keys.auth import AuthError
-from keys.models import ApiKey
+from keys.models import ApiKey, KeyGroup
 from keys.secrets import hash_secret
 from routing.models import Channel, Model
 from tests.billing.oneapi_source import DAY, NOW, fill, scratch
@@ -257,8 +257,14 @@ def test_dry_run_reports_everything_and_writes_nothing(source):
 def test_into_team_and_usd_rate(source):
     _, url, _ = source
     home = TeamFactory(slug="home")
+    vip = KeyGroup.objects.create(team=home, name="vip", allowed_models=["openai/gpt-4o"])   # the team's own
     out = io.StringIO()
     call_command("import_oneapi", "--source", url, "--into-team", "home", "--usd-rate", "7.2", stdout=out)
+    assert "existing key group home/vip  (kept as it is: the source's ratio and models are not applied" in (
+        out.getvalue())
+    vip.refresh_from_db()
+    assert vip.allowed_models == ["openai/gpt-4o"] and vip.price_multiplier_ppm is None
+    assert ApiKey.objects.get(name="bob").group == vip
     assert not Team.objects.filter(slug__in=["alice", "root"]).exists()
     # (1,000,000, 2,500,001, 250,000) quota × 2 micro-USD × 7.2, each user's entry rounded half up on its own.
     assert team_balance("home") == 14_400_000 + 36_000_014 + 3_600_000
