@@ -351,10 +351,10 @@ def _passthrough_stream(call: RelayCall, resp: aiohttp.ClientResponse, payload: 
     """OpenAI client, OpenAI-compatible upstream: forward chunks byte for byte (ids and model rewritten)."""
     assert call.channel is not None and call.model is not None   # set by the attempt that served
     adapter = adapter_for(call.channel.kind)
-    wants_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
     our_id = b'"id":"' + call.response_id.encode() + b'"'
     our_model = b'"model":' + orjson.dumps(call.model.public_id)
     renderer = formats.of(call.fmt).renderer(call, payload)   # for an error event only
+    wants_usage = renderer.include_usage   # the format's say: asked for (OpenAI's), always (OpenRouter's)
 
     async def events():
         upstream_id = upstream_model = None

@@ -77,6 +77,29 @@ def test_stream_and_its_generation(live):
     assert gen["finish_reason"] == "stop"
 
 
+def test_a_stream_always_ends_with_its_usage_and_cost(live):
+    """As on OpenRouter (stream_options.include_usage is a deprecated no-op there), a stream under /api/v1
+    ends with one chunk of `choices: []` carrying the usage and its cost, asked for or not: relayed from an
+    OpenAI-compatible channel and translated from an Anthropic one. Under /v1 only when asked for (OpenAI's)."""
+    from routing.models import Channel
+
+    factories.provider_models(kind=Channel.ANTHROPIC, base_url=live.simulator.url, names=["claude-usage-test"],
+                              provider="anthropic", api_key="sk-sim-anthropic-usage")
+    bump_version()
+    client = sdk(live)
+    for model in ("openai/gpt-4o-mini", "anthropic/claude-usage-test"):
+        chunks = wait_for(lambda: _or_none(lambda: list(client.chat.completions.create(
+            model=model, messages=HELLO, stream=True))))   # no stream_options
+        usage_chunks = [c for c in chunks if c.usage is not None]
+        assert len(usage_chunks) == 1 and usage_chunks[0] is chunks[-1] and chunks[-1].choices == [], model
+        usage = usage_chunks[0].usage
+        assert usage.completion_tokens == 5 and usage.model_extra["cost"] > 0, model
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices), model
+    plain = openai.OpenAI(base_url=live.base_url, api_key=live.secret, max_retries=0)
+    chunks = list(plain.chat.completions.create(model="openai/gpt-4o-mini", messages=HELLO, stream=True))
+    assert all(c.usage is None for c in chunks) and all(c.choices for c in chunks)
+
+
 def test_models_list_in_openrouter_schema_at_the_team_price(live):
     hidden = factories.CatalogModelFactory(public_id="openai/not-for-this-key")
     factories.PriceFactory(model=hidden)

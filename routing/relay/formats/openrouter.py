@@ -67,8 +67,9 @@ def to_canonical(payload: dict) -> dict:
 
 
 def renderer(call, payload: dict) -> ChunkRenderer:
-    return ChunkRenderer(chunk_id=ID_PREFIX + call.hex_id, model=call.model.public_id,
-                         include_usage=bool((payload.get("stream_options") or {}).get("include_usage")),
+    """As OpenRouter, a stream always ends with its usage chunk (`choices: []`, `usage.cost`), asked for or not:
+    its `stream_options.include_usage` and `usage.include` are deprecated no-ops."""
+    return ChunkRenderer(chunk_id=ID_PREFIX + call.hex_id, model=call.model.public_id, include_usage=True,
                          cost=call.cost_now)
 
 
