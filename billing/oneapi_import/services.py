@@ -289,8 +289,11 @@ class _Importer:
             return self.skipped("channel", label, "serves no model")
         notes = []
         groups = mapping.csv(row.get("group")) or ["default"]
-        if set(groups) != set(self.group_names):
-            notes.append(f"groups {','.join(groups)}: Tollgate limits a key group's models, not its channels")
+        # Tollgate limits a key group's models, not its channels: another group that may use one of these
+        # models (through its own channels) is served by this channel too.
+        if also := [g for g in self.group_names if g not in groups and set(names) & set(self.group_names[g])]:
+            notes.append(f"groups {','.join(groups)} only in the source; in Tollgate it serves group "
+                         f"{','.join(also)} too (a key group's models are limited, not its channels)")
         models = [self.model_for(name, provider)[0] for name in dict.fromkeys(names)]
         self.served.update((m.pk, m) for m in models)
         model_mapping = {}
