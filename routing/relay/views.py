@@ -474,6 +474,7 @@ def _key_report(ctx, monthly_cap: int | None) -> dict:
         "usage": amount(sums["usage"] or 0), "usage_daily": amount(sums["daily"] or 0),
         "usage_weekly": amount(sums["weekly"] or 0), "usage_monthly": amount(sums["monthly"] or 0),
         "rate_limit": {"requests": rpm, "interval": "1m"} if rpm else None, "rate_limit_source": rpm_source,
+        "is_free_tier": False,   # OpenRouter's: a key that never bought credits; every Tollgate key is paid
         "expires_at": dt.datetime.fromtimestamp(ctx.expires_at, dt.UTC).isoformat() if ctx.expires_at else None,
         "currency": settings.TOLLGATE_CURRENCY,
     }}

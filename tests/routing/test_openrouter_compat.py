@@ -194,7 +194,9 @@ def test_a_429_carries_retry_after(live, simulator, sim_faults):
 
 def test_key_under_api_v1(live):
     data = get(live, "/key").json()["data"]
-    assert {"label", "limit", "limit_remaining", "usage", "usage_daily", "usage_monthly"} <= set(data)
+    assert {"label", "limit", "limit_remaining", "limit_reset", "usage", "usage_daily", "usage_weekly",
+            "usage_monthly", "is_free_tier", "expires_at"} <= set(data)   # OpenRouter's fields, every one
+    assert data["is_free_tier"] is False and data["limit"] is None and data["expires_at"] is None
     assert get(live, "/key", secret="sk-tg-nope").json()["error"]["code"] == 401
 
 
