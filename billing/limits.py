@@ -657,21 +657,18 @@ async def _run_pipelined(client, script, batch: list[list], sets: Sequence[tuple
     """The script once per args in one pipelined round trip, after `sets` (key, value, ttl). EVALSHA straight
     away: redis-py's pipelined script call asks SCRIPT EXISTS first, a second round trip per batch (`make
     bench`). A Redis that lost its scripts (restarted) answers NOSCRIPT to each, so ran none: the script is loaded
-    and the batch sent again (the sets were written)."""
+    and the batch sent again (the sets were written). Any other error reply is raised."""
     for retry in (False, True):
-        pipe = client.pipeline(transaction=False)
-        for key, value, ttl in sets:
-            pipe.set(key, value, ex=ttl)
-        for args in batch:
-            pipe.evalsha(script.sha, 0, *args)
-        try:
-            await pipe.execute()
+        commands = [("SET", key, value, "EX", ttl) for key, value, ttl in sets]
+        commands += [("EVALSHA", script.sha, 0, *args) for args in batch]
+        failed = [reply for reply in await shared_cache.execute_pipeline(client, commands)
+                  if isinstance(reply, Exception)]
+        if not failed:
             return
-        except NoScriptError:
-            if retry:
-                raise
-            sets = ()
-            await client.script_load(script.script)
+        if retry or not isinstance(failed[0], NoScriptError):
+            raise failed[0]
+        sets = ()
+        await client.script_load(script.script)
 
 
 def outage_allowance() -> int:
@@ -808,15 +805,10 @@ async def _reserve_pipelined(client, batch: list[list]) -> list:
     """RESERVE_LUA once per args, one round trip; each answer or its own error. A Redis without the script
     (restarted) answers NOSCRIPT and ran nothing: the script is loaded and those sent again."""
     script = _script(client, RESERVE_LUA)
-    if len(batch) == 1:
-        return [await script(args=batch[0])]   # loads the script itself on NOSCRIPT
     results: list = [None] * len(batch)
     todo = list(range(len(batch)))
     for retry in (False, True):
-        pipe = client.pipeline(transaction=False)
-        for i in todo:
-            pipe.evalsha(script.sha, 0, *batch[i])
-        answers = await pipe.execute(raise_on_error=False)
+        answers = await shared_cache.execute_pipeline(client, [("EVALSHA", script.sha, 0, *batch[i]) for i in todo])
         missing = [i for i, answer in zip(todo, answers) if isinstance(answer, NoScriptError)]
         for i, answer in zip(todo, answers):
             results[i] = answer

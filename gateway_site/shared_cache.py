@@ -25,6 +25,8 @@ from redis.retry import Retry
 
 try:
     import hiredis
+
+    from gateway_site import redis_pipeline
 except ImportError:  # pragma: no cover - redis[hiredis] is a dependency; without it redis-py packs
     hiredis = None
 
@@ -264,10 +266,11 @@ class _BoundedPool(aredis.ConnectionPool):
     takes a Condition and a timeout on every call, where a free connection costs here one semaphore acquire
     that does not wait."""
 
-    def __init__(self, *, wait_seconds: float, **kwargs):
+    def __init__(self, *, wait_seconds: float, lean: "redis_pipeline.Pipelines | None" = None, **kwargs):
         super().__init__(**kwargs)
         self.wait_seconds = wait_seconds
         self._slots = asyncio.Semaphore(self.max_connections)   # one per connection handed out
+        self.lean = lean   # the hot path's pipelines (execute_pipeline), closed with the pool
 
     async def _take_slot(self) -> None:
         if not self._slots.locked():
@@ -303,18 +306,41 @@ class _BoundedPool(aredis.ConnectionPool):
         finally:
             self._slots.release()
 
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        if self.lean is not None:
+            self.lean.close()
+        await super().disconnect(inuse_connections)
+
 
 def _async_client_for(loop) -> aredis.Redis:
     client = _async_clients.get(loop)
     if client is None:
         url = _redis_url()
-        faster = {"connection_class": _Connection} if url.startswith("redis://") else {}
+        options = _connection_options(AsyncRetry)
+        faster: dict = {}
+        if url.startswith("redis://") and hiredis is not None:
+            faster["connection_class"] = _Connection
+            faster["lean"] = redis_pipeline.Pipelines(url, connect_timeout=options["socket_connect_timeout"],
+                                                      timeout=options["socket_timeout"])
         pool = _BoundedPool.from_url(url, max_connections=setting("TOLLGATE_REDIS_MAX_CONNECTIONS", 64),
                                      wait_seconds=setting("TOLLGATE_REDIS_POOL_TIMEOUT_SECONDS", 2.0),
-                                     **faster, **_connection_options(AsyncRetry))
+                                     **faster, **options)
         client = _async_clients[loop] = aredis.Redis(connection_pool=pool)
         outage.loop = loop
     return client
+
+
+async def execute_pipeline(client: aredis.Redis, commands: list[tuple]) -> list:
+    """Every command's reply in one round trip, an error reply as its exception (not raised); a connection
+    error or timeout is raised. The hot path's pipelines (billing.limits): hiredis on connections of their own
+    where the client has them (redis_pipeline), else redis-py's pipeline."""
+    lean = getattr(client.connection_pool, "lean", None)
+    if lean is not None:
+        return await lean.execute(commands)
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return await pipe.execute(raise_on_error=False)
 
 
 def async_client() -> aredis.Redis | None:

@@ -30,11 +30,11 @@ def test_cache_writes_ride_in_the_batch_and_are_written_once_past_noscript(db, m
     """limits.cache_soon's writes share the settles' round trip; a NOSCRIPT resend sends only the scripts."""
     key, cached = ("tg:test:settle-pipeline:" + uuid.uuid4().hex for _ in range(2))
     sent = []
-    real = shared_cache.aredis.client.Pipeline.execute
+    real = shared_cache.execute_pipeline
 
-    async def counted(self, *args, **kwargs):
-        sent.append([cmd[0] for cmd, _ in self.command_stack])
-        return await real(self, *args, **kwargs)
+    async def counted(client, commands):
+        sent.append([command[0] for command in commands])
+        return await real(client, commands)
 
     async def scenario():
         client = shared_cache.async_client()
@@ -44,7 +44,7 @@ def test_cache_writes_ride_in_the_batch_and_are_written_once_past_noscript(db, m
         await client.delete(key, cached)
         return found
 
-    monkeypatch.setattr(shared_cache.aredis.client.Pipeline, "execute", counted)
+    monkeypatch.setattr(shared_cache, "execute_pipeline", counted)
     total, value, ttl = asyncio.run(scenario())
     assert (total, value) == (3, b"kept") and 0 < ttl <= 60
     assert sent == [["SET", "EVALSHA", "EVALSHA"], ["EVALSHA", "EVALSHA"]]
