@@ -15,13 +15,13 @@ def _record(hex_id: str, team_id: int = 7) -> dict:
 
 def test_summaries_of_one_moment_share_one_round_trip(db, monkeypatch):
     batches = []
-    real = shared_cache.aredis.client.Pipeline.execute
+    real = shared_cache.execute_pipeline
 
-    async def counted(self, *args, **kwargs):
-        batches.append([cmd[1] for cmd, _ in self.command_stack if cmd[0] == "SET"])
-        return await real(self, *args, **kwargs)
+    async def counted(client, commands):
+        batches.append([command[1] for command in commands if command[0] == "SET"])
+        return await real(client, commands)
 
-    monkeypatch.setattr(shared_cache.aredis.client.Pipeline, "execute", counted)
+    monkeypatch.setattr(shared_cache, "execute_pipeline", counted)
     ids = [f"{i:02x}" * 12 for i in (1, 2, 3)]
 
     async def scenario():
@@ -39,10 +39,10 @@ def test_summaries_of_one_moment_share_one_round_trip(db, monkeypatch):
 
 def test_a_batch_redis_refuses_is_kept_in_process(db, monkeypatch):
     """An unreachable Redis (the outage begins): the batch lands in the in-process store, not lost."""
-    async def refused(self, *args, **kwargs):
+    async def refused(client, commands):
         raise shared_cache.redis.exceptions.ConnectionError("refused")
 
-    monkeypatch.setattr(shared_cache.aredis.client.Pipeline, "execute", refused)
+    monkeypatch.setattr(shared_cache, "execute_pipeline", refused)
     outage = shared_cache.outage
 
     async def scenario():
