@@ -116,6 +116,11 @@ def _redacted_json(value, depth=0):
     return value
 
 
+# The client texts most calls repeat (their model, User-Agent, path, route) cleaned once: (column, text) → stored.
+_client_text_memo: dict[tuple[str, str], str] = {}
+_MEMO_CHARS, _MEMO_SIZE = 512, 4096
+
+
 def sanitize(record: dict) -> dict:
     """A copy of a usage record that fits UsageRecord's columns. O(fields); regexes only for the client's
     strings that look like they may hold a secret.
@@ -137,10 +142,16 @@ def sanitize(record: dict) -> dict:
             if value is None and column[2]:
                 out[name] = None
             elif name in CLIENT_TEXT:
-                # Clip before the regexes (a 1 MB User-Agent) and after the masks (they change lengths).
-                limit = column[1]
-                text = _redacted(_clean_text(value, None if limit is None else 4 * limit))
-                out[name] = text[:limit] if limit is not None else text
+                memo = (name, value) if type(value) is str and len(value) <= _MEMO_CHARS else None
+                text = _client_text_memo.get(memo) if memo is not None else None
+                if text is None:
+                    # Clip before the regexes (a 1 MB User-Agent) and after the masks (they change lengths).
+                    limit = column[1]
+                    text = _redacted(_clean_text(value, None if limit is None else 4 * limit))
+                    text = text[:limit] if limit is not None else text
+                    if memo is not None and len(_client_text_memo) < _MEMO_SIZE:
+                        _client_text_memo[memo] = text
+                out[name] = text
             else:
                 out[name] = _clean_text(value, column[1])
         elif kind == _INT:

@@ -86,38 +86,68 @@ def endpoint_label(path: str) -> str:
     return label
 
 
+_TOKEN_KINDS = ("prompt", "completion", "cached", "cache_write", "reasoning")
+_series_cache: dict[tuple, list] = {}   # the label values of a call → its metrics' children, made when first used
+_REQUESTS, _DURATION, _TTFB, _UPSTREAM, _OVERHEAD, _COST, _CLAMPED = range(7)   # then the _TOKEN_KINDS'
+
+
+def _series(labels: tuple) -> list:
+    """The children a call with these label values moves, looked up once (the same few series serve most
+    calls); each is made when first used, so a series nothing moved is not shown."""
+    found = _series_cache.get(labels)
+    if found is None:
+        found = [None] * (7 + len(_TOKEN_KINDS))
+        if len(_series_cache) < 4096:   # label values are bounded (endpoint_label); the cache is too
+            _series_cache[labels] = found
+    return found
+
+
+def _made(series: list, slot: int, labels: tuple):
+    endpoint, route, model, channel, status, stream = labels
+    if slot >= 7:
+        child = _child(TOKENS, model, _TOKEN_KINDS[slot - 7])
+    else:
+        metric, names = ((REQUESTS, (endpoint, route, model, channel, str(status))),
+                         (DURATION, (endpoint, model, stream)), (TTFB, (endpoint, model, stream)),
+                         (UPSTREAM, (model, channel)), (OVERHEAD, (endpoint,)), (COST, (model,)),
+                         (CLAMPED, (model,)))[slot]
+        child = _child(metric, *names)
+    series[slot] = child
+    return child
+
+
 def observe(call, cost: int, *, clamped: bool = False) -> None:
     """Count one finished call (route, model, channel, status, tokens, cost, latency; `clamped`: the upstream
     reported usage out of bounds)."""
     if prom is None:
         return
-    endpoint = endpoint_label(call.request.path)
-    model = call.model.public_id if call.model is not None else "-"
-    channel = str(call.channel.id) if call.channel is not None else "-"
-    route = (call.route_plan.route or "direct") if call.route_plan is not None else "-"
-    stream = "true" if call.stream else "false"
+    labels = (endpoint_label(call.request.path),
+              (call.route_plan.route or "direct") if call.route_plan is not None else "-",
+              call.model.public_id if call.model is not None else "-",
+              str(call.channel.id) if call.channel is not None else "-", call.status,
+              "true" if call.stream else "false")
+    series = _series(labels)
     total_ms = call.latency_ms()
-    _child(REQUESTS, endpoint, route, model, channel, str(call.status)).inc()
-    _child(DURATION, endpoint, model, stream).observe(total_ms / 1000)
+    (series[_REQUESTS] or _made(series, _REQUESTS, labels)).inc()
+    (series[_DURATION] or _made(series, _DURATION, labels)).observe(total_ms / 1000)
     if call.ttfb_ms is not None:
-        _child(TTFB, endpoint, model, stream).observe(call.ttfb_ms / 1000)
+        (series[_TTFB] or _made(series, _TTFB, labels)).observe(call.ttfb_ms / 1000)
     upstream = health.take_upstream_ms()
     if upstream is not None:
-        _child(UPSTREAM, model, channel).observe(upstream / 1000)
+        (series[_UPSTREAM] or _made(series, _UPSTREAM, labels)).observe(upstream / 1000)
         if not call.stream:
-            _child(OVERHEAD, endpoint).observe(max(total_ms - upstream, 0) / 1000)
+            (series[_OVERHEAD] or _made(series, _OVERHEAD, labels)).observe(max(total_ms - upstream, 0) / 1000)
     usage = call.usage
     if usage is not None:
-        for kind, n in (("prompt", usage.prompt_tokens), ("completion", usage.completion_tokens),
-                        ("cached", usage.cached_tokens), ("cache_write", usage.cache_write_tokens
-                                                          + usage.cache_write_1h_tokens),
-                        ("reasoning", usage.reasoning_tokens)):
+        for slot, n in enumerate((usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens,
+                                  usage.cache_write_tokens + usage.cache_write_1h_tokens, usage.reasoning_tokens),
+                                 start=7):
             if isinstance(n, int) and 0 < n < 2**53:
-                _child(TOKENS, model, kind).inc(n)
+                (series[slot] or _made(series, slot, labels)).inc(n)
         if cost:
-            _child(COST, model).inc(cost)
+            (series[_COST] or _made(series, _COST, labels)).inc(cost)
     if clamped:
-        _child(CLAMPED, model).inc()
+        (series[_CLAMPED] or _made(series, _CLAMPED, labels)).inc()
 
 
 class StateCollector:

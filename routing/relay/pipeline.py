@@ -5,7 +5,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -141,7 +141,7 @@ class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
                  "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical",
-                 "stream_outcome", "finish_reason", "native", "native_answer", "billed", "estimate")
+                 "stream_outcome", "finish_reason", "native", "native_answer", "answer", "billed", "estimate")
     # Set by the steps, in order: authenticate → ctx, plan → snap/route_plan/model, reserve_quota → reservation,
     # an attempt → channel (and held, the channel id whose concurrency slot this call holds).
     snap: snapshot.Snapshot | None
@@ -160,6 +160,7 @@ class RelayCall:
         self.stream_outcome: tuple | None = None   # an open stream's attempt, reported to health at its end
         self.native = False        # the channel that served speaks the client's format: relayed untranslated
         self.native_answer: tuple[bytes, Usage, str] | None = None    # a native whole answer: (body, usage, finish)
+        self.answer: Any = None    # what the serving attempt's validator read of a whole answer: parsed once
         self.billed: tuple | None = None     # the last _billed answer: (usage, model, channel, counts, cost)
         self.estimate: tuple[dict, int] | None = None   # (request, its prompt estimate): counted once a call
         self.hex_id = os.urandom(12).hex()
@@ -387,7 +388,7 @@ class RelayCall:
             return _Outcome(NEXT_CHANNEL, reason=f"connection error ({type(exc).__name__})")
         if resp.status < 400:
             try:
-                validate(body)  # an invalid answer counts as a failed attempt
+                self.answer = validate(body)  # an invalid answer counts as a failed attempt
             except UpstreamFormatError as exc:
                 self.release_channel()
                 report(False, resp.status, error_class="invalid_response")

@@ -246,7 +246,7 @@ def _complete_response(call: RelayCall, body: bytes, heal_for: dict | None = Non
     call.ttfb_ms = call.latency_ms()
     assert call.channel is not None   # set by the attempt that served
     adapter = adapter_for(call.channel.kind)
-    data, usage = adapter.from_upstream(body)  # validated in open_upstream
+    data, usage = call.answer or adapter.from_upstream(body)  # read by the attempt's validator
     call.usage = usage
     choices = data.get("choices") or [{}]
     call.finish_reason = str(choices[0].get("finish_reason") or "")
@@ -437,7 +437,7 @@ async def embeddings(call, payload):
     await call.reserve_quota({"messages": [{"role": "user", "content": str(payload["input"])}],
                               "max_tokens": 1})
     _, body = await call.open_upstream(payload, stream=False, embeddings=True)
-    data, call.usage = adapter_for(call.channel.kind).embeddings_from_upstream(body)
+    data, call.usage = call.answer or adapter_for(call.channel.kind).embeddings_from_upstream(body)
     data["model"] = call.model.public_id
     call.ttfb_ms = call.latency_ms()
     call.record()
