@@ -8,7 +8,7 @@ SIMULATOR_PORT ?= 9100
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tollgate
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test install bench soak serve simulator worker beat migrate clean
+.PHONY: run test install bench bench-instructions soak serve simulator worker beat migrate clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: install
 
 bench: install
 	bash bench/run
+
+# Instructions per request (valgrind's callgrind) for the raw, bare and Tollgate relays: the same figure however
+# busy the machine is, for comparing two versions of the hot path; the last line is the INSTRUCTIONS line.
+bench-instructions: install
+	BENCH_INSTRUCTIONS=1 bash bench/run
 
 # The books under fire (bench/soak.py): SOAK_SECONDS of faulty traffic through 2 workers while a worker is
 # killed and Redis and PostgreSQL (its own servers) restart; fails unless no usage is lost or charged twice,
