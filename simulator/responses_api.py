@@ -9,7 +9,11 @@ response.completed (response.incomplete when cut by max_output_tokens) with usag
 What the simulated model does: it calls a function tool when `tool_choice` forces one, the one
 [[sim:tool=NAME]] names (none for [[sim:tool=none]]), or when the latest user text names one of the tools
 (Codex sends a dozen tools with every turn; a model that always called the first would never answer
-plainly); never right after a function_call_output. A `backticked` text in the
+plainly); never right after a function_call_output. It runs a `web_search` tool when `tool_choice` forces it
+(by type, or "required" with no function tool) or [[sim:tool=web_search]] names it: a `web_search_call` output
+item (its `action.sources` when `include` asks for them; streamed as output_item.added,
+web_search_call.in_progress / .searching / .completed, output_item.done), then a message citing the result
+(a `url_citation` annotation, streamed as output_text.annotation.added). A `backticked` text in the
 prompt becomes the value of the called tool's first required string argument (`exec_command` runs it), the
 rest is sampled from the schema. [[sim:reasoning=N]] adds a reasoning item (summary when asked, encrypted
 content when included) and N reasoning tokens; [[sim:cached=N]] reports N cached input tokens. The simulator
@@ -236,6 +240,49 @@ def _tool_to_call(body, prompt: str, prefer: str | None = None) -> dict | None:
     return next((t for t in functions if t["name"] in words), None)
 
 
+def _is_search(tool) -> bool:
+    return isinstance(tool, dict) and str(tool.get("type") or "").startswith("web_search")
+
+
+def _web_search(body, prefer: str | None) -> dict | None:
+    """The web_search tool the model runs (see the module docstring), or None."""
+    offered = [t for t in body.get("tools") or () if _is_search(t)]
+    choice = body.get("tool_choice") or "auto"
+    if not offered or choice == "none" or _items(body)[-1].get("type") == "function_call_output":
+        return None
+    if isinstance(choice, dict):
+        if _is_search(choice):
+            return offered[0]
+        allowed = choice.get("tools") or () if choice.get("type") == "allowed_tools" else ()
+        if choice.get("mode") == "required" and allowed and all(_is_search(t) for t in allowed):
+            return offered[0]
+    elif choice == "required" and not _functions(body):
+        return offered[0]
+    return offered[0] if prefer == "web_search" and not isinstance(choice, dict) else None
+
+
+SEARCH_URL = "https://example.com/simulated-result"
+_DIRECTIVES = re.compile(r"\[\[sim:[^\]]*\]\]")
+
+
+def _search_items(body, user_text: str, options) -> tuple[list, list]:
+    """A web_search_call item and the message that cites it, with the message's one-token pieces."""
+    query = " ".join(_DIRECTIVES.sub(" ", user_text).split())[:200] or "search"
+    action = {"type": "search", "query": query, "queries": [query]}
+    if "web_search_call.action.sources" in (body.get("include") or ()):
+        action["sources"] = [{"type": "url", "url": SEARCH_URL}]
+    call = {"id": new_id("ws_"), "type": "web_search_call", "status": "completed", "action": action}
+    out = say(content.reply_text(user_text, options.tokens, lead="Simulated search answer to:") + " (example.com)",
+              options, body.get("max_output_tokens"))
+    text = "".join(out.pieces)
+    cited = text.rfind("example.com")
+    annotations = [{"type": "url_citation", "start_index": cited, "end_index": cited + len("example.com"),
+                    "url": SEARCH_URL, "title": "Simulated result"}] if cited >= 0 else []
+    message = {"id": new_id("msg_"), "type": "message", "status": "completed", "role": "assistant",
+               "content": [{"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}]}
+    return [call, message], [[], out.pieces]
+
+
 _QUOTED = re.compile(r"`([^`]+)`")
 
 
@@ -277,8 +324,14 @@ def create(req) -> Reply:
         output.append(item)
         parts_of.append(pieces(text) if summary_wanted else [])
     tool = _tool_to_call(body, user_text, options.tool)
+    search = _web_search(body, options.tool)   # forced (or named): it comes before any function call
     status, incomplete = "completed", None
-    if tool is not None:
+    if search is not None:
+        items, parts = _search_items(body, user_text, options)
+        output += items
+        parts_of += parts
+        produced = len(parts[1])
+    elif tool is not None:
         args = orjson.dumps(_arguments(tool, user_text)).decode()
         parts = pieces(args)
         output.append({"id": new_id("fc_"), "type": "function_call", "status": "completed",
@@ -348,9 +401,12 @@ def _events(response: dict, parts_of: list) -> list[bytes]:
             event("response.output_item.added", output_index=index,
                   item={**item, "status": "in_progress", "content": []})
             part = item["content"][0]
-            event("response.content_part.added", **where, content_index=0, part={**part, "text": ""})
+            event("response.content_part.added", **where, content_index=0, part={**part, "text": "", "annotations": []})
             for piece in parts:
                 event("response.output_text.delta", **where, content_index=0, delta=piece, logprobs=[])
+            for annotation_index, annotation in enumerate(part["annotations"]):
+                event("response.output_text.annotation.added", **where, content_index=0,
+                      annotation_index=annotation_index, annotation=annotation)
             event("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[])
             event("response.content_part.done", **where, content_index=0, part=part)
         elif kind == "reasoning":
@@ -363,6 +419,11 @@ def _events(response: dict, parts_of: list) -> list[bytes]:
                 event("response.reasoning_summary_text.done", **where, summary_index=summary_index,
                       text=summary["text"])
                 event("response.reasoning_summary_part.done", **where, summary_index=summary_index, part=summary)
+        elif kind == "web_search_call":
+            event("response.output_item.added", output_index=index,
+                  item={**item, "status": "in_progress", "action": {"type": "search"}})
+            for step in ("in_progress", "searching", "completed"):
+                event(f"response.web_search_call.{step}", **where)
         else:
             event("response.output_item.added", output_index=index,
                   item={**item, "status": "in_progress", "arguments": ""})
