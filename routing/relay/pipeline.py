@@ -55,6 +55,7 @@ class _Tries:
     rate_limited: int = 0            # attempts answered 429
     retry_after: int | None = None   # the soonest Retry-After of those
     model_error: UpstreamError | None = None
+    runnable: int = 0                # candidates that can run the call's forced hosted tool (RelayCall.forced_tool)
 
 
 _HEADER_UNSAFE = {code: "?" for code in (*range(32), 127)}
@@ -141,7 +142,8 @@ class RelayCall:
     __slots__ = ("request", "request_id", "hex_id", "started", "created", "ctx", "payload", "model", "channel",
                  "usage", "ttfb_ms", "status", "error_code", "error_text", "stream", "recorded", "attempts",
                  "snap", "route_plan", "fmt", "held", "reservation", "rate_headers", "produced", "canonical",
-                 "stream_outcome", "finish_reason", "native", "native_answer", "answer", "billed", "estimate")
+                 "stream_outcome", "finish_reason", "native", "native_answer", "answer", "billed", "estimate",
+                 "forced_tool")
     # Set by the steps, in order: authenticate → ctx, plan → snap/route_plan/model, reserve_quota → reservation,
     # an attempt → channel (and held, the channel id whose concurrency slot this call holds).
     snap: snapshot.Snapshot | None
@@ -163,6 +165,9 @@ class RelayCall:
         self.answer: Any = None    # what the serving attempt's validator read of a whole answer: parsed once
         self.billed: tuple | None = None     # the last _billed answer: (usage, model, channel, counts, cost)
         self.estimate: tuple[dict, int] | None = None   # (request, its prompt estimate): counted once a call
+        # A hosted tool the request forces that translation cannot carry (Responses' web_search, …): only
+        # channels that speak the client's format natively are candidates (set by the route's view).
+        self.forced_tool: str | None = None
         self.hex_id = os.urandom(12).hex()
         self.request_id = "req_" + self.hex_id
         self.started = time.perf_counter()
@@ -310,7 +315,7 @@ class RelayCall:
         open, that are at their concurrency cap or cannot do the call; stops at the attempt limit or the
         deadline. The caller sends each attempt's outcome back: NEXT_MODEL leaves the model's other channels.
         When every candidate was cooling down and none was tried, they are tried anyway (last resort) rather
-        than failing fast."""
+        than failing fast. A call that forces a hosted tool (`forced_tool`) skips channels that would translate it."""
         deadline = self.started + settings.TOLLGATE_ROUTE_DEADLINE_SECONDS
         max_attempts = settings.TOLLGATE_MAX_ATTEMPTS
         cooling = 0
@@ -328,6 +333,10 @@ class RelayCall:
                 for channel in channels:
                     if tries.tried >= max_attempts or time.perf_counter() > deadline:
                         break
+                    if self.forced_tool and not adapter_for(channel.kind).speaks_natively(self.fmt, channel):
+                        self.skip(model, channel, f"cannot run {self.forced_tool}")
+                        continue
+                    tries.runnable += 1
                     if not last_resort and not health.allow(channel.id, model.id):
                         self.skip(model, channel, "circuit open (cooling down)")
                         cooling += 1
@@ -417,7 +426,16 @@ class RelayCall:
 
     def _final_error(self, models: list, tries: "_Tries") -> errors.RelayError:
         """Nothing served: the error that says the most (a model's own refusal, all timeouts, the one
-        upstream's failure, else every skip)."""
+        upstream's failure, else every skip). A forced hosted tool no candidate can run is the client's 400."""
+        if self.forced_tool and not tries.tried and not tries.runnable and \
+                any(skip.endswith(f": cannot run {self.forced_tool}") for skip in self.attempts):
+            return errors.RelayError(
+                400, "invalid_request_error", "unsupported_tool",
+                f"tool_choice forces the `{self.forced_tool}` tool, which no channel of this route can run: hosted "
+                f"tools run only on a channel that speaks this API natively (OpenAI), and none serves "
+                f"`{models[0].public_id if models else '-'}` or its fallbacks here. Use tool_choice \"auto\" (the "
+                "tool is then left out where it cannot run), or a model served by an OpenAI channel.",
+                param="tool_choice")
         if tries.model_error is not None:
             return self._client_error_from_upstream(tries.model_error)
         if tries.tried and tries.timeouts == tries.tried:

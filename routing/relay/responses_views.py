@@ -114,6 +114,7 @@ async def create(call, payload):
     """POST /v1/responses."""
     await _with_history(call, payload)
     canonical = responses_format.to_canonical(payload)
+    call.forced_tool = responses_format.forced_hosted_tool(payload)   # only native channels can run it
     try:
         response = await views._relay(call, payload, canonical)
     except errors.RelayError:

@@ -5,7 +5,8 @@ typed Responses SSE events (with `sequence_number`), and errors in OpenAI's shap
 Translation keeps what a chat-completions, Anthropic or Gemini channel can do and drops the rest, never with
 a 400 for something the client cannot change: hosted tool types (`web_search`, `file_search`, …, which Codex
 sends on every request) are dropped and named in X-Tollgate-Route (`dropped_tools=`), unless `tool_choice`
-forces one of them (a clear 400 naming it); a `namespace` tool's functions are flattened (`ns__name` when a
+forces one of them: then only a channel that speaks Responses natively serves the call (`forced_hosted_tool`),
+and a clear 400 naming the tool when the route has none; a `namespace` tool's functions are flattened (`ns__name` when a
 name is taken) and their calls come back with their `namespace`; a freeform `custom` tool becomes a function
 of one string argument, `input`, and its calls come back as custom_tool_call items. A reasoning item's
 `encrypted_content` that this gateway made carries the provider's thinking signature, so Claude's thinking
@@ -108,11 +109,27 @@ def _tool_choice(choice, tools: Tools):
                                                                        str(choice.get("name") or ""))}}
     if kind == "allowed_tools":
         return "required" if choice.get("mode") == "required" else "auto"
-    if kind in HOSTED_TOOLS or kind in tools.dropped:
-        raise errors.RelayError(400, "invalid_request_error", "unsupported_tool",
-                                f"tool_choice forces the `{kind}` tool, which the provider serving this model cannot "
-                                "run through the gateway. Use tool_choice \"auto\", or a model served by an "
-                                "OpenAI channel.", param="tool_choice")
+    return None   # a forced hosted tool (forced_hosted_tool): only a native channel serves the call
+
+
+def forced_hosted_tool(payload: dict) -> str | None:
+    """The hosted tool `tool_choice` forces, which translation cannot carry: one named by its type, or
+    "required" (or allowed_tools "required") over hosted tools only. Such a call is served only by a channel
+    that speaks Responses natively (the relay skips the others, RelayCall.forced_tool); None otherwise."""
+    choice = payload.get("tool_choice")
+    tools = Tools(payload.get("tools") if isinstance(payload.get("tools"), list) else None)
+    if isinstance(choice, dict):
+        kind = choice.get("type")
+        if kind in HOSTED_TOOLS or (isinstance(kind, str) and kind in tools.dropped):
+            return kind
+        if kind != "allowed_tools" or choice.get("mode") != "required":
+            return None
+        allowed = [t for t in choice.get("tools") or () if isinstance(t, dict)]
+        if allowed and all(t.get("type") in HOSTED_TOOLS for t in allowed):
+            return str(allowed[0]["type"])
+        return None
+    if choice == "required" and tools.dropped and not tools.functions:
+        return tools.dropped[0]
     return None
 
 
