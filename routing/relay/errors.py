@@ -39,10 +39,14 @@ def invalid_api_key(message: str) -> RelayError:
     return RelayError(401, "invalid_request_error", "invalid_api_key", message)
 
 
-def model_not_found(model: str) -> RelayError:
+def model_not_found(model: str, *, claude: bool = False) -> RelayError:
+    """`claude`: an unknown Claude id (a Claude Code release ahead of the catalog): says how a team serves it."""
+    hint = (" A team admin can send Claude ids the catalog does not know to a route (console: Routes, "
+            "\"Unknown Claude model ids\"; API: the team's auto-routing `claude_route`), or an operator can add "
+            "this id as an alias of a catalog model.") if claude else ""
     return RelayError(404, "invalid_request_error", "model_not_found",
                       f"The model `{model}` does not exist or you do not have access to it. "
-                      "GET /v1/models lists the models this key may use.", param="model")
+                      "GET /v1/models lists the models this key may use." + hint, param="model")
 
 
 def model_not_allowed(model: str) -> RelayError:

@@ -149,7 +149,7 @@ def plan(snap: Snapshot, ctx: KeyContext, request: dict, body_size: int, output:
             result.aliases.append(f"{name}->{model.public_id}")
         if model is None:
             if len(names) == 1:
-                raise errors.model_not_found(name)
+                raise errors.model_not_found(name, claude=_CLAUDE_ID.fullmatch(name) is not None)
             result.skipped.append(f"{name}: unknown model")
         elif allowed is not None and model.public_id not in allowed:
             if len(names) == 1:

@@ -58,6 +58,10 @@ def test_without_a_claude_route_unknown_claude_ids_are_a_404(claude_route):
     with pytest.raises(errors.RelayError) as exc:
         plan_for(key, "claude-opus-9")
     assert exc.value.status == 404 and exc.value.code == "model_not_found"
+    assert "Unknown Claude model ids" in exc.value.message and "claude_route" in exc.value.message   # how to fix
+    with pytest.raises(errors.RelayError) as exc:
+        plan_for(key, "gpt-9")
+    assert "Claude" not in exc.value.message
 
 
 @pytest.mark.django_db
