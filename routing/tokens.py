@@ -93,10 +93,29 @@ def cjk_chars(text: str) -> int:
     return (len(text.encode("utf-8", "surrogatepass")) - len(text)) // 2 if not text.isascii() else 0
 
 
+# Counts of the short texts calls repeat (system prompts, the same question, tool names) kept: a dict lookup
+# instead of the tokenizer (~15 µs for one sentence). Bounded: at most _MEMO_SIZE texts of _MEMO_CHARS each.
+_memo: dict[tuple[str, str], int] = {}
+_MEMO_CHARS, _MEMO_SIZE = 1024, 4096
+
+
 def count_text(text: str, family: str = "openai") -> int:
     """The tokenizer's exact count (Gemini: calibrated) of the whole text."""
     if not text:
         return 0
+    if len(text) > _MEMO_CHARS:
+        return _count_text(text, family)
+    key = (family, text)
+    count = _memo.get(key)
+    if count is None:
+        count = _count_text(text, family)
+        if len(_memo) >= _MEMO_SIZE:
+            _memo.clear()   # a cheap bound: the texts that repeat are back after a few calls
+        _memo[key] = count
+    return count
+
+
+def _count_text(text: str, family: str) -> int:
     if family == "anthropic":
         return len(claude().encode(unicodedata.normalize("NFKC", text), disallowed_special=()))
     count = len(o200k().encode_ordinary(text))
