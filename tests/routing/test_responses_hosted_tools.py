@@ -3,8 +3,6 @@ hosted tools only) goes only to a channel that speaks Responses natively, which 
 channels that would translate it are skipped with "cannot run web_search" in X-Tollgate-Route, and when no
 candidate can run it the call is a 400 naming the tool. Live gateway + simulator (whose /v1/responses runs a
 web_search tool: a web_search_call item, then a message citing it), and the official SDK's own types."""
-import threading
-from http.server import ThreadingHTTPServer
 
 import httpx
 import openai
@@ -17,7 +15,7 @@ from routing.relay.formats.responses import forced_hosted_tool
 from tests import factories
 from tests.conftest import wait_for
 from tests.routing.test_responses_relay import WEATHER, events, post, record_of, sim_requests
-from tests.routing.test_responses_store import _NoResponses
+from tests.routing.test_responses_store import _NoResponses, channel_without_responses
 
 SEARCH = {"type": "web_search"}
 FORCED = {"input": "Latest news about Rust?", "tools": [SEARCH], "tool_choice": {"type": "web_search"}}
@@ -147,21 +145,9 @@ def test_translated_first_falls_to_the_native_channel_and_says_why(live, claude)
 def test_an_openai_compatible_channel_without_responses_cannot_run_it(live):
     """Its 404 on /responses makes it a translated channel (remembered): the forced tool is then a 400, and
     no chat-completions request is sent without the tool."""
-    _NoResponses.upstream, _NoResponses.seen = live.simulator.url, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoResponses)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        model = factories.CatalogModelFactory(public_id="deepseek/deepseek-chat", upstream_name="deepseek-chat",
-                                              aliases=["deepseek-chat"])
-        factories.PriceFactory(model=model)
-        factories.channel(models=[model], base_url=f"http://127.0.0.1:{server.server_port}/v1", name="compat")
-        bump_version()
-        wait_for(lambda: "deepseek/deepseek-chat" in httpx.get(
-            f"{live.base_url}/models", headers={"Authorization": f"Bearer {live.secret}"}).text)
+    with channel_without_responses(live):
         r = post(live, {**FORCED, "model": "deepseek-chat"})
         assert r.status_code == 400, r.text
         assert r.json()["error"]["code"] == "unsupported_tool" and "`web_search`" in r.json()["error"]["message"]
         assert "cannot run web_search" in r.headers["x-tollgate-route"]
         assert _NoResponses.seen == ["/v1/responses"]
-    finally:
-        server.shutdown()

@@ -1,6 +1,7 @@
 """Stored responses (the shared cache, team-scoped): GET, DELETE, input_items, `store: false`,
 `previous_response_id` resolved by the gateway (the simulator refuses one), another team's id a 404; and an
 OpenAI-compatible channel without /responses served by translation, remembered."""
+import contextlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -113,7 +114,10 @@ class _NoResponses(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_channel_without_responses_is_served_by_translation_and_remembered(live):
+@contextlib.contextmanager
+def channel_without_responses(live):
+    """An OpenAI-compatible channel (model `deepseek-chat`) whose upstream has no /responses (a 404), in front
+    of the simulator's chat completions; the paths it was asked for in `_NoResponses.seen`."""
     _NoResponses.upstream, _NoResponses.seen = live.simulator.url, []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _NoResponses)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -125,6 +129,13 @@ def test_a_channel_without_responses_is_served_by_translation_and_remembered(liv
         bump_version()
         wait_for(lambda: "deepseek/deepseek-chat" in httpx.get(
             f"{live.base_url}/models", headers={"Authorization": f"Bearer {live.secret}"}).text)
+        yield
+    finally:
+        server.shutdown()
+
+
+def test_a_channel_without_responses_is_served_by_translation_and_remembered(live):
+    with channel_without_responses(live):
         first = post(live, {"model": "deepseek-chat", "input": "hello"})
         assert first.status_code == 200, first.text
         assert first.json()["output"][0]["content"][0]["text"]
@@ -132,8 +143,6 @@ def test_a_channel_without_responses_is_served_by_translation_and_remembered(liv
         second = post(live, {"model": "deepseek-chat", "input": "again", "stream": True})
         assert events(second)[-1]["type"] == "response.completed"
         assert _NoResponses.seen[2:] == ["/v1/chat/completions"]   # remembered: no second try of /responses
-    finally:
-        server.shutdown()
 
 
 def test_input_tokens_are_counted_offline(live):
