@@ -225,16 +225,35 @@ async def _lookup(secret_hash: str) -> KeyContext | None:
     return ctx
 
 
-async def authenticate(secret: str | None) -> KeyContext:
-    if not secret:
-        raise AuthError("missing", "No API key provided. Send it as `Authorization: Bearer <key>` "
-                                   "(or `x-api-key: <key>`); create one in the Tollgate console.")
+def oneapi_form(secret: str) -> str | None:
+    """The key a One API / New API token is imported as (`sk-` + its 48 characters), for the other forms those
+    gateways accept: the bare key, and a channel pin after it (`sk-KEY-3`, `KEY-3`: Tollgate routes by itself, so
+    the pin is ignored). None when `secret` is not one of them."""
+    key, _, pin = secret.removeprefix("sk-").partition("-")
+    if len(key) != 48 or not key.isalnum() or not key.isascii() or (pin and not pin.isdigit()):
+        return None
+    imported = "sk-" + key
+    return imported if imported != secret else None
+
+
+async def _context(secret: str) -> KeyContext | None:
+    """The key's context, or None for a key nobody has (remembered in-process as False for a while)."""
     secret_hash = hash_secret(secret)
     ctx = _local.get(secret_hash)
     if ctx is None:
         ctx = await _lookup(secret_hash) or False
         _local.put(secret_hash, ctx)
-    if ctx is False:
+    return ctx or None
+
+
+async def authenticate(secret: str | None) -> KeyContext:
+    if not secret:
+        raise AuthError("missing", "No API key provided. Send it as `Authorization: Bearer <key>` "
+                                   "(or `x-api-key: <key>`); create one in the Tollgate console.")
+    ctx = await _context(secret)
+    if ctx is None and (imported := oneapi_form(secret)) is not None:
+        ctx = await _context(imported)   # a key moved in from One API, sent as its clients sent it there
+    if ctx is None:
         raise AuthError("unknown", "Incorrect API key provided. Check the key in the Tollgate console "
                                    "(keys start with sk-tg-).")
     if ctx.status != "active":
