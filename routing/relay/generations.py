@@ -1,13 +1,15 @@
 """GET /v1/generation's answer from the moment a response is complete.
 
 A usage record reaches PostgreSQL a moment after the response (journal → flush), so each finished call's
-generation summary is also kept for GENERATION_TTL seconds: in this process (the process that served the call
-answers a look-up made in the same millisecond) and in the shared cache (any other process, once the write
-lands: the summaries of a few milliseconds share one round trip). After that the usage record answers. A
+generation summary is also kept for GENERATION_TTL seconds in the shared cache (the summaries of a few
+milliseconds share one round trip), and in this process until that write is done (the process that served the
+call answers a look-up made in the same millisecond; held no longer, so a burst of calls leaves nothing behind
+in the worker's heap). After that the usage record answers. A
 look-up that another worker of this machine gets before the shared cache has the summary (a client on a new
 connection, `make serve`'s workers) reads the record in that worker's journal (`journaled`)."""
 import asyncio
 import datetime as dt
+import functools
 import logging
 import os
 import time
@@ -26,7 +28,7 @@ from routing.relay import provider_prefs
 log = logging.getLogger(__name__)
 GENERATION_TTL = 300
 JOURNAL_TAIL = 1 << 20   # bytes read from the end of each journal file: far more than a few milliseconds write
-_LOCAL_MAX = 10_000
+_LOCAL_MAX = 10_000   # summaries waiting for their shared-cache write (Redis slow or away: the oldest go)
 _local: OrderedDict[str, tuple[float, bytes]] = OrderedDict()   # hex id → (expires, summary JSON)
 
 
@@ -116,13 +118,22 @@ def remember(record: dict, *, provider_name: str | None, channel_kind: str | Non
         asyncio.get_running_loop()
     except RuntimeError:   # a sync caller (management commands, tests): the shared cache's sync path
         shared_cache.set(_key(hex_id), data, GENERATION_TTL)
+        _local.pop(hex_id, None)
         return
     _writer = limits.cache_soon(_key(hex_id), data, GENERATION_TTL)
+    if _writer is None:   # in the in-process store already (the embedded default, a Redis outage)
+        _local.pop(hex_id, None)
+    else:   # the write's task ends once it is in Redis (or, Redis gone meanwhile, in the in-process store)
+        _writer.add_done_callback(functools.partial(_written, hex_id))
 
 
 # The summaries of the last few milliseconds go to the shared cache in the limits' settle pipeline: one round
 # trip and one task for both instead of one each (`make bench`).
 _writer: asyncio.Task | None = None   # the task sending the latest summary (tests wait on it)
+
+
+def _written(hex_id: str, _task: asyncio.Task) -> None:
+    _local.pop(hex_id, None)
 
 
 def _public(data: bytes, team_id: int) -> dict | None:

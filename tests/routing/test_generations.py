@@ -27,8 +27,10 @@ def test_summaries_of_one_moment_share_one_round_trip(db, monkeypatch):
     async def scenario():
         for hex_id in ids:
             generations.remember(_record(hex_id), provider_name="OpenAI", channel_kind="openai")
+        held = [hex_id in generations._local for hex_id in ids]   # answered here until the write lands
         await generations._writer
-        generations._local.clear()   # as seen from another process
+        assert not any(hex_id in generations._local for hex_id in ids)   # then the shared cache has them
+        assert held == [True] * 3
         return [await generations.recall(7, hex_id) for hex_id in ids], await generations.recall(8, ids[0])
 
     found, other_team = asyncio.run(scenario())
