@@ -3,10 +3,9 @@ import anthropic
 import pytest
 
 from billing.models import UsageRecord
-from routing.catalog import bump_version
 from routing.models import Channel
 from tests import factories
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_config
 from tests.routing.test_tokens import CORPUS, REFERENCE, TOLERANCE
 
 
@@ -66,7 +65,7 @@ def test_count_tokens_of_a_claude_model_is_within_ten_percent_of_claudes_tokeniz
     reference count of Anthropic's published tokenizer, and not the OpenAI count."""
     factories.provider_models(kind=Channel.ANTHROPIC, base_url=live.simulator.url, names=["claude-sonnet-4-5"],
                               provider="anthropic", api_key="sim-anthropic-key")
-    bump_version()
+    wait_for_config(live.server)   # served before the first call
     text = "\n\n".join(CORPUS.values())
     claude, openai = (sum(counts[i] for counts in REFERENCE.values()) for i in (1, 0))
     counted = wait_for(lambda: _count(live, "claude-sonnet-4-5", text))

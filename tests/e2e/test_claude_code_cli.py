@@ -12,10 +12,9 @@ import pytest
 
 from billing.models import UsageRecord
 from routing import services
-from routing.catalog import bump_version
 from routing.models import Channel
 from tests import factories
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_config
 from tests.e2e.real_clients import run_client
 
 pytestmark = pytest.mark.live
@@ -53,7 +52,7 @@ def model_for(kind, request, live):
 def route_unknown_claude_ids_to(live, model) -> None:
     services.routing_rule_create(team=live.team, name=ROUTE, default_model=model.public_id)
     services.auto_routing_update(team=live.team, claude_route=ROUTE)
-    bump_version()
+    wait_for_config(live.server)   # served before the first call
 
 
 def claude(live, tmp_path, prompt: str, max_turns: int):

@@ -7,10 +7,9 @@ import orjson
 import pytest
 
 from billing.models import UsageRecord
-from routing.catalog import bump_version
 from routing.models import Channel
 from tests import factories
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_config
 from tests.e2e.real_clients import run_client
 
 CONFIG = """model = "{model}"
@@ -97,7 +96,7 @@ def test_codex_exec_by_translation(clean_simulator, tmp_path, public_id, upstrea
     model = factories.CatalogModelFactory(public_id=public_id, upstream_name=upstream, aliases=[upstream])
     factories.PriceFactory(model=model)
     factories.channel(models=[model], base_url=live.simulator.url, kind=kind, name=kind, api_key=f"sim-{kind}")
-    bump_version()
+    wait_for_config(live.server)   # served before the first call
     run = codex(live, tmp_path, "Say hello", model=upstream)
     assert run.returncode == 0, run.stderr[-2000:]
     sent = upstream_requests(live, path)
@@ -125,7 +124,7 @@ def test_codex_with_reasoning_keeps_claudes_signed_thinking_across_the_tool_turn
     factories.PriceFactory(model=model)
     factories.channel(models=[model], base_url=live.simulator.url, kind=Channel.ANTHROPIC, name="claude",
                       api_key="sim-anthropic")
-    bump_version()
+    wait_for_config(live.server)   # served before the first call
     run = codex(live, tmp_path, "Say hello", model="claude-sonnet-4-5", extra='model_reasoning_effort = "low"\n')
     assert run.returncode == 0, run.stderr[-2000:]
     sent = upstream_requests(live, "/v1/messages")

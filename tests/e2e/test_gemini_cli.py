@@ -11,10 +11,9 @@ import httpx
 import pytest
 
 from billing.models import UsageRecord
-from routing.catalog import bump_version
 from routing.models import Channel
 from tests import factories
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_config
 from tests.e2e.real_clients import run_client
 
 SETTINGS = {"security": {"auth": {"selectedType": "gemini-api-key"}}, "telemetry": {"enabled": False},
@@ -28,7 +27,7 @@ def gemini(live):
     (claude,) = factories.provider_models(kind=Channel.ANTHROPIC, base_url=live.simulator.url, provider="anthropic",
                                           names=["claude-sonnet-4-5"], api_key="sim-anthropic-key")
     factories.routing_rule(team=live.team, name="default", default_model=flash, backup_models=[claude.public_id])
-    bump_version()
+    wait_for_config(live.server)   # served before the first call
     return live
 
 

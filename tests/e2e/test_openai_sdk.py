@@ -5,7 +5,7 @@ import openai
 import pytest
 
 from billing.models import UsageRecord
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_config
 
 
 def client(live) -> openai.OpenAI:
@@ -101,7 +101,6 @@ def test_ip_allowlist(live):
 
 
 def test_sdk_embeddings(live):
-    from routing.catalog import bump_version
     from tests import factories
 
     model = factories.CatalogModelFactory(public_id="openai/text-embedding-3-small",
@@ -109,7 +108,7 @@ def test_sdk_embeddings(live):
                                           supports_tools=False, output_modalities=["embeddings"])
     factories.PriceFactory(model=model, input_per_m=20_000, output_per_m=0)
     factories.channel(models=[model], base_url=f"{live.simulator.url}/v1", name="emb")
-    bump_version()
+    wait_for_config(live.server)   # served before the first call
     c = client(live)
     result = wait_for(lambda: _try_embed(c))
     assert result is not None
