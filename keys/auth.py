@@ -236,12 +236,29 @@ def oneapi_form(secret: str) -> str | None:
     return imported if imported != secret else None
 
 
+# Look-ups on their way (secret hash → the task): the requests of one key that arrive together once its
+# in-process entry expired wait for one look-up, not one Redis GET each (1,000 at once took every pooled
+# connection and made Redis look down; `make bench`'s 1,000 streams).
+_inflight: dict[str, asyncio.Future] = {}
+
+
+def _shared_lookup(secret_hash: str) -> asyncio.Future:
+    pending = _inflight.get(secret_hash)
+    if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+        pending = _inflight[secret_hash] = asyncio.ensure_future(_lookup(secret_hash))
+        pending.add_done_callback(lambda done: _inflight.pop(secret_hash, None) if _inflight.get(secret_hash)
+                                  is done else None)
+        # every waiter may have gone (cancelled): the outcome is still looked at, so none is left unretrieved
+        pending.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return pending
+
+
 async def _context(secret: str) -> KeyContext | None:
     """The key's context, or None for a key nobody has (remembered in-process as False for a while)."""
     secret_hash = hash_secret(secret)
     ctx = _local.get(secret_hash)
     if ctx is None:
-        ctx = await _lookup(secret_hash) or False
+        ctx = await asyncio.shield(_shared_lookup(secret_hash)) or False
         _local.put(secret_hash, ctx)
     return ctx or None
 

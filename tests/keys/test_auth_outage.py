@@ -142,3 +142,46 @@ def test_an_uncached_key_while_the_database_is_away_is_unavailable_not_unknown(t
     with pytest.raises(auth.AuthError) as exc:
         run(auth.authenticate("sk-tg-whatever"))
     assert exc.value.reason == "unknown"
+
+
+def test_requests_of_one_key_arriving_together_share_one_lookup(transactional_db, loads, monkeypatch):
+    """1,000 streams at once of one key whose in-process entry expired: one Redis GET (and at most one database
+    query), not one each: they took every pooled Redis connection and made Redis look down."""
+    key, secret = factories.api_key(name="busy")
+    gets = []
+    real_get = shared_cache.aget
+
+    async def counted_get(name):
+        gets.append(name)
+        await asyncio.sleep(0.01)   # the GET takes a moment: the others arrive meanwhile
+        return await real_get(name)
+
+    monkeypatch.setattr(shared_cache, "aget", counted_get)
+
+    async def burst():
+        first = await asyncio.gather(*(auth.authenticate(secret) for _ in range(200)))
+        auth._local.clear()   # the 0.5 s layer expired: the next burst looks the key up again, once
+        second = await asyncio.gather(*(auth.authenticate(secret) for _ in range(200)))
+        return first + second
+
+    contexts = run(burst())
+    assert {ctx.key_id for ctx in contexts} == {key.pk} and len(contexts) == 400
+    assert gets.count(auth.cache_key(hash_secret(secret))) == 2
+    assert loads["n"] <= 1
+    assert auth._inflight == {}
+
+
+def test_a_failed_shared_lookup_fails_every_waiter_and_the_next_request_tries_again(transactional_db, loads,
+                                                                                     monkeypatch):
+    key, secret = factories.api_key(name="unlucky")
+    monkeypatch.setattr(shared_cache, "aget", lambda name: asyncio.sleep(0.01, result=None))
+    loads["fail"] = True   # neither Redis (no entry) nor the database can say
+
+    async def burst():
+        failed = await asyncio.gather(*(auth.authenticate(secret) for _ in range(50)), return_exceptions=True)
+        loads["fail"] = False
+        return failed, await auth.authenticate(secret)
+
+    failed, later = run(burst())
+    assert all(isinstance(r, auth.KeyStoreUnavailable) for r in failed)
+    assert loads["n"] == 2 and later.key_id == key.pk
