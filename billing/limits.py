@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -858,17 +858,31 @@ def _batcher(client) -> "_SettleBatcher":
     return batcher
 
 
-def cache_soon(key: str, value: bytes, ttl: int) -> asyncio.Task | None:
+def cache_soon(key: str, value: bytes, ttl: int,
+               written: Callable[[], object] | None = None) -> asyncio.Task | None:
     """`shared_cache.aset` off the response path, in the next settle pipeline (the settles and writes of a few
     milliseconds share one round trip and one task, `make bench`); returns the task that sends it. Must be
-    called from the event loop. Without Redis, or while it is down, the value goes to the in-process store."""
+    called from the event loop. Without Redis, or while it is down, the value goes to the in-process store.
+    `written()` is called once the value is in Redis or in the in-process store (at once when it went there)."""
     client = shared_cache.async_client()
     if client is None:
         shared_cache.memory_store().set(key, value, ttl)
+        if written is not None:
+            written()
         return None
     batcher = _batcher(client)
     batcher.sets.append((key, value, ttl))
+    if written is not None:
+        batcher.written.append(written)
     return batcher.start()
+
+
+def _call_each(callbacks: list[Callable[[], object]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:   # a caller's bug must not stop the settles
+            log.warning("a cache write's callback failed", exc_info=True)
 
 
 # Settles that could not be sent (Redis down): those of Redis reservations, and the spend of reservations
@@ -938,6 +952,7 @@ class _SettleBatcher:
     def __init__(self, client):
         self.client, self.pending, self.task = client, [], None
         self.sets: list[tuple[str, bytes, int]] = []   # cache_soon's writes, sent with the settles
+        self.written: list[Callable[[], object]] = []   # called once the round trip with those writes is over
         self.sending = 0   # settles of the pipeline on its way to Redis
 
     def add(self, args: list) -> None:
@@ -959,9 +974,11 @@ class _SettleBatcher:
         while self.pending or self.sets:
             batch, self.pending = self.pending, []
             sets, self.sets = self.sets, []
+            written, self.written = self.written, []
             if shared_cache.async_client() is None:   # went down meanwhile
                 _defer(batch)
                 self._keep_locally(sets)
+                _call_each(written)
                 continue
             self.sending = len(batch)
             try:
@@ -975,6 +992,7 @@ class _SettleBatcher:
                 log.warning("could not settle %d requests' limits", len(batch), exc_info=True)
             finally:
                 self.sending = 0
+                _call_each(written)
 
 
 _batchers: dict = {}

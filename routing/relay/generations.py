@@ -120,20 +120,13 @@ def remember(record: dict, *, provider_name: str | None, channel_kind: str | Non
         shared_cache.set(_key(hex_id), data, GENERATION_TTL)
         _local.pop(hex_id, None)
         return
-    _writer = limits.cache_soon(_key(hex_id), data, GENERATION_TTL)
-    if _writer is None:   # in the in-process store already (the embedded default, a Redis outage)
-        _local.pop(hex_id, None)
-    else:   # the write's task ends once it is in Redis (or, Redis gone meanwhile, in the in-process store)
-        _writer.add_done_callback(functools.partial(_written, hex_id))
+    # Held here until it is in Redis (or, without Redis or while it is away, in the in-process store).
+    _writer = limits.cache_soon(_key(hex_id), data, GENERATION_TTL, functools.partial(_local.pop, hex_id, None))
 
 
 # The summaries of the last few milliseconds go to the shared cache in the limits' settle pipeline: one round
 # trip and one task for both instead of one each (`make bench`).
 _writer: asyncio.Task | None = None   # the task sending the latest summary (tests wait on it)
-
-
-def _written(hex_id: str, _task: asyncio.Task) -> None:
-    _local.pop(hex_id, None)
 
 
 def _public(data: bytes, team_id: int) -> dict | None:
