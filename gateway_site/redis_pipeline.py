@@ -53,10 +53,12 @@ class _Connection:
 
 
 class Pipelines:
-    """Connections to one Redis, for one event loop: at most `max_idle` kept between round trips, any number
-    open while round trips overlap (the redis-py pool bounds the rest of the process's connections)."""
+    """Connections to one Redis, for one event loop: at most `max_open` round trips at once (one more waits its
+    turn up to `wait_seconds`, then fails as an unreachable Redis does: a slow Redis must not be answered with a
+    connection per request), at most `max_idle` connections kept between them."""
 
-    def __init__(self, url: str, *, connect_timeout: float, timeout: float, max_idle: int = 8):
+    def __init__(self, url: str, *, connect_timeout: float, timeout: float, max_idle: int = 8,
+                 max_open: int = 32, wait_seconds: float = 2.0):
         parts = urlsplit(url)
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 6379
         self.password = unquote(parts.password) if parts.password else None
@@ -65,6 +67,8 @@ class Pipelines:
         self.db = int(path) if path else 0
         self.connect_timeout, self.timeout, self.max_idle = connect_timeout, timeout or None, max_idle
         self.idle: list[_Connection] = []
+        self.max_open, self.wait_seconds = max_open, wait_seconds
+        self._turns = asyncio.Semaphore(max_open)
 
     async def _connect(self) -> _Connection:
         try:
@@ -102,6 +106,21 @@ class Pipelines:
     async def execute(self, commands: list[tuple]) -> list:
         """Every command's reply in order; an error reply is its exception (not raised), as redis-py's
         `execute(raise_on_error=False)`. A connection error or timeout is raised."""
+        if self._turns.locked():
+            try:
+                async with asyncio.timeout(self.wait_seconds):
+                    await self._turns.acquire()
+            except TimeoutError:
+                raise redis.exceptions.ConnectionError(
+                    f"no Redis pipeline free within {self.wait_seconds:g} s ({self.max_open} in flight)") from None
+        else:
+            await self._turns.acquire()   # returns at once
+        try:
+            return await self._execute(commands)
+        finally:
+            self._turns.release()
+
+    async def _execute(self, commands: list[tuple]) -> list:
         for retry in (False, True):
             reused = bool(self.idle) and not retry
             conn = self.idle.pop() if reused else await self._connect()

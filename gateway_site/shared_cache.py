@@ -320,8 +320,10 @@ def _async_client_for(loop) -> aredis.Redis:
         faster: dict = {}
         if url.startswith("redis://") and hiredis is not None:
             faster["connection_class"] = _Connection
-            faster["lean"] = redis_pipeline.Pipelines(url, connect_timeout=options["socket_connect_timeout"],
-                                                      timeout=options["socket_timeout"])
+            faster["lean"] = redis_pipeline.Pipelines(
+                url, connect_timeout=options["socket_connect_timeout"], timeout=options["socket_timeout"],
+                max_open=int(setting("TOLLGATE_REDIS_MAX_CONNECTIONS", 64)) // 2,
+                wait_seconds=setting("TOLLGATE_REDIS_POOL_TIMEOUT_SECONDS", 2.0))
         pool = _BoundedPool.from_url(url, max_connections=setting("TOLLGATE_REDIS_MAX_CONNECTIONS", 64),
                                      wait_seconds=setting("TOLLGATE_REDIS_POOL_TIMEOUT_SECONDS", 2.0),
                                      **faster, **options)

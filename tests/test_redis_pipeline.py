@@ -106,3 +106,31 @@ def test_the_shared_client_uses_them_and_closes_them_with_its_pool(db):
         return len(pipes.idle)
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_round_trips_past_the_bound_wait_their_turn_then_fail_as_an_unreachable_redis():
+    """A Redis that answers slowly is not met with a connection per request: `max_open` round trips at once."""
+    async def scenario():
+        accepted = []
+
+        async def slow(reader, writer):   # a Redis that reads and never answers
+            accepted.append(writer)
+            await reader.read(1024)
+
+        server = await asyncio.start_server(slow, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pipes = redis_pipeline.Pipelines(f"redis://127.0.0.1:{port}/0", connect_timeout=0.5, timeout=5,
+                                         max_open=2, wait_seconds=0.2)
+        try:
+            first = [asyncio.ensure_future(pipes.execute([("PING",)])) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            with pytest.raises(redis.exceptions.ConnectionError, match="no Redis pipeline free"):
+                await pipes.execute([("PING",)])
+            for task in first:
+                task.cancel()
+            await asyncio.gather(*first, return_exceptions=True)
+            return len(accepted)
+        finally:
+            server.close()
+
+    assert asyncio.run(scenario()) == 2
