@@ -40,8 +40,9 @@ def test_a_remembered_generation_holds_about_its_own_size(monkeypatch):
             tracemalloc.stop()
         size = len(next(iter(generations._local.values()))[1])
         assert len(generations._local) == n
-        # the summary's bytes, its key and the entry, the write's callback; not orjson's buffer
-        assert held < size + 500, (held, size)
+        # the summary's bytes, its key, the entry and the write's callback (~550 B measured); not orjson's
+        # 4-8 KB buffer
+        assert held < size + 1500, (held, size)
         assert orjson.loads(generations._local[f"{7:024x}"][1])["id"] == f"req_{7:024x}"
         for written in callbacks:   # written: nothing stays
             written()
