@@ -57,17 +57,6 @@ if prom is not None:
                            "(negative, or beyond 10x the model's limits) and was clamped before billing", ["model"],
                            **_kw)
 
-_children: dict = {}   # (metric, labels) → child: skips prometheus_client's label validation per call
-
-
-def _child(metric, *labels):
-    key = (metric, labels)
-    child = _children.get(key)
-    if child is None:
-        child = _children[key] = metric.labels(*labels)
-    return child
-
-
 # Paths with a client-chosen part (a model name, a response id) are counted under one label each, so a client
 # cannot grow the metrics without bound.
 _VARIABLE_PATH = re.compile(r"/models/.+?(?=:\w+$)|/responses/(?!input_tokens$)[^/]+")
@@ -103,15 +92,17 @@ def _series(labels: tuple) -> list:
 
 
 def _made(series: list, slot: int, labels: tuple):
+    """The child for `slot`, made once per label set (prometheus_client validates labels on every .labels())."""
     endpoint, route, model, channel, status, stream = labels
+    child: Any
     if slot >= 7:
-        child = _child(TOKENS, model, _TOKEN_KINDS[slot - 7])
+        child = TOKENS.labels(model, _TOKEN_KINDS[slot - 7])
     else:
         metric, names = ((REQUESTS, (endpoint, route, model, channel, str(status))),
                          (DURATION, (endpoint, model, stream)), (TTFB, (endpoint, model, stream)),
                          (UPSTREAM, (model, channel)), (OVERHEAD, (endpoint,)), (COST, (model,)),
                          (CLAMPED, (model,)))[slot]
-        child = _child(metric, *names)
+        child = metric.labels(*names)
     series[slot] = child
     return child
 
