@@ -107,19 +107,18 @@ def remember(record: dict, *, provider_name: str | None, channel_kind: str | Non
         data = orjson.dumps(summary(record, provider_name=provider_name, channel_kind=channel_kind))
     except orjson.JSONEncodeError:   # a lone surrogate the journal replaces: the usage record answers later
         return
-    # orjson (3.12+) leaves its whole output buffer allocated, 4-8 KB for a ~900-byte summary; kept for
-    # GENERATION_TTL, _LOCAL_MAX of them held ~80 MB. A compact copy holds what is used.
+    # orjson (3.12+) leaves its whole output buffer allocated, 4-8 KB for a ~900-byte summary; the in-process
+    # store keeps it for GENERATION_TTL (10,000 of them held ~80 MB). A compact copy holds what is used.
     data = bytes(memoryview(data))
-    now = time.monotonic()
-    _local[hex_id] = (now + GENERATION_TTL, data)
-    while len(_local) > _LOCAL_MAX or (_local and next(iter(_local.values()))[0] < now):
-        _local.popitem(last=False)
     try:
         asyncio.get_running_loop()
     except RuntimeError:   # a sync caller (management commands, tests): the shared cache's sync path
         shared_cache.set(_key(hex_id), data, GENERATION_TTL)
-        _local.pop(hex_id, None)
         return
+    now = time.monotonic()
+    _local[hex_id] = (now + GENERATION_TTL, data)
+    while len(_local) > _LOCAL_MAX or (_local and next(iter(_local.values()))[0] < now):
+        _local.popitem(last=False)
     # Held here until it is in Redis (or, without Redis or while it is away, in the in-process store).
     _writer = limits.cache_soon(_key(hex_id), data, GENERATION_TTL, functools.partial(_local.pop, hex_id, None))
 
