@@ -15,7 +15,7 @@ from routing.relay import errors, generations
 from routing.relay.formats import checks, openrouter
 from routing.relay.snapshot import PriceEntry
 from tests import factories
-from tests.conftest import wait_for
+from tests.conftest import wait_for, wait_for_config
 
 HELLO = [{"role": "user", "content": "[[sim:tokens=5]] hello"}]
 
@@ -205,9 +205,9 @@ def test_embeddings_and_responses_under_api_v1(live):
                                           output_modalities=["embeddings"])
     factories.PriceFactory(model=embed)
     factories.channel(models=[embed], base_url=f"{live.simulator.url}/v1", name="embed")
-    bump_version()
+    wait_for_config(live.server)   # served before the first call (the SDK raises on a 404, wait_for would too)
     client = sdk(live)
-    vectors = wait_for(lambda: client.embeddings.create(model="openai/test-embedding", input="hi"))
+    vectors = client.embeddings.create(model="openai/test-embedding", input="hi")
     assert vectors.data[0].embedding
     answer = client.responses.create(model="openai/gpt-4o-mini", input="[[sim:tokens=3]] hi")
     assert answer.output_text
